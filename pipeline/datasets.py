@@ -1,0 +1,202 @@
+"""Ground-truth readers for the benchmark datasets (spec section 6).
+
+All times are seconds.  Every malformed line raises :class:`AnnotationError`
+naming the file and the 1-based line number.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.metrics import Segment, spans_overlap
+
+
+class AnnotationError(ValueError):
+    """A ground-truth file that cannot be parsed; the message names file and line."""
+
+
+def _lines(source: str | Path, text: str | None) -> tuple[str, list[str]]:
+    if text is None:
+        path = Path(source)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise AnnotationError(f"{path}: annotation file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AnnotationError(f"{path}: cannot read annotation file ({exc})") from None
+    return str(source), text.splitlines()
+
+
+# --------------------------------------------------------------------------- Climbing / Madonna
+
+
+@dataclass(frozen=True)
+class AlignItem:
+    """One line of a ``.align`` file: span ``[begin, end)`` of ``video``; video time
+    ``u`` is global time ``global_s + u``."""
+
+    video: str
+    path: str
+    begin_s: float
+    end_s: float
+    global_s: float
+
+    @property
+    def global_start_s(self) -> float:
+        return self.global_s + self.begin_s
+
+
+def align_video_name(path: str, kind: str) -> str:
+    """Item name from the path field: Climbing -> path up to the first ``.``;
+    Madonna -> second ``/`` component up to the first ``.``."""
+    if kind.lower() == "madonna":
+        parts = path.split("/")
+        base = parts[1] if len(parts) > 1 else parts[0]
+        return base.split(".")[0]
+    return path.split(".")[0]
+
+
+def parse_align(source: str | Path, kind: str = "Climbing", text: str | None = None
+                ) -> list[AlignItem]:
+    """Parse ``<video path> <begin> <end> <global>`` lines (blank lines skipped)."""
+    name, lines = _lines(source, text)
+    items = []
+    for no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        if len(fields) != 4:
+            raise AnnotationError(f"{name}:{no}: expected '<video> <begin> <end> <global>', "
+                                  f"got {len(fields)} fields: {line.strip()!r}")
+        try:
+            b, e, g = (float(f) for f in fields[1:])
+        except ValueError:
+            raise AnnotationError(f"{name}:{no}: begin/end/global must be numbers (seconds): "
+                                  f"{line.strip()!r}") from None
+        items.append(AlignItem(align_video_name(fields[0], kind), fields[0], b, e, g))
+    return items
+
+
+def align_ground_truth(items: Sequence[AlignItem]) -> tuple[np.ndarray, np.ndarray]:
+    """Overlapping item pairs ``(g, 2)`` (i < j, file order) and their offsets ``(g,)``
+    ``start_i - start_j`` on the global timeline, seconds."""
+    pairs, offsets = [], []
+    for i, j in itertools.combinations(range(len(items)), 2):
+        a, b = items[i], items[j]
+        if spans_overlap(a.global_s + a.begin_s, a.global_s + a.end_s,
+                         b.global_s + b.begin_s, b.global_s + b.end_s):
+            pairs.append((i, j))
+            offsets.append(a.global_start_s - b.global_start_s)
+    return np.asarray(pairs, dtype=np.int64).reshape(-1, 2), np.asarray(offsets, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- VCDB
+
+
+@dataclass(frozen=True)
+class CopyPair:
+    """A ground-truth partial copy: ``a`` span of video ``video_a`` = ``b`` span of ``video_b``."""
+
+    video_a: str
+    video_b: str
+    a_begin_s: float
+    a_end_s: float
+    b_begin_s: float
+    b_end_s: float
+
+
+def parse_hms(value: str) -> float:
+    """``HH:MM:SS`` (any number of integer fields) -> seconds."""
+    total = 0
+    for field in value.strip().split(":"):
+        total = total * 60 + int(field)
+    return float(total)
+
+
+def parse_vcdb_annotation(source: str | Path, text: str | None = None,
+                          topic: str | None = None) -> list[CopyPair]:
+    """Parse an original VCDB ``annotation/<topic>.txt``.
+
+    Lines: ``<A file>,<B file>,<A begin>,<A end>,<B begin>,<B end>`` with times in
+    ``HH:MM:SS``.  Video ids are ``<topic>/<file stem>``.
+    """
+    name, lines = _lines(source, text)
+    topic = topic if topic is not None else Path(str(source)).stem
+    pairs = []
+    for no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) != 6:
+            raise AnnotationError(f"{name}:{no}: expected 6 comma-separated fields "
+                                  f"'A,B,Abegin,Aend,Bbegin,Bend', got {len(fields)}")
+        try:
+            times = [parse_hms(f) for f in fields[2:]]
+        except ValueError:
+            raise AnnotationError(f"{name}:{no}: times must be HH:MM:SS integers: "
+                                  f"{line.strip()!r}") from None
+        va, vb = (f"{topic}/{Path(f).stem}" for f in fields[:2])
+        pairs.append(CopyPair(va, vb, *times))
+    return pairs
+
+
+def vcdb_segments(pairs: Iterable[CopyPair]) -> tuple[list[Segment], np.ndarray]:
+    """Distinct annotated segments, sorted by (video, begin, end), and the ground-truth
+    pairs as ``(g, 2)`` segment indices in annotation order."""
+    pairs = list(pairs)
+    segs = sorted({Segment(p.video_a, p.a_begin_s, p.a_end_s) for p in pairs}
+                  | {Segment(p.video_b, p.b_begin_s, p.b_end_s) for p in pairs},
+                  key=lambda s: (s.video, s.begin_s, s.end_s))
+    index = {s: i for i, s in enumerate(segs)}
+    gt = [(index[Segment(p.video_a, p.a_begin_s, p.a_end_s)],
+           index[Segment(p.video_b, p.b_begin_s, p.b_end_s)]) for p in pairs]
+    return segs, np.asarray(gt, dtype=np.int64).reshape(-1, 2)
+
+
+# --------------------------------------------------------------------------- EVVE
+
+
+@dataclass(frozen=True)
+class EvveEntry:
+    """One line of an EVVE ``annotations/<event>.dat``."""
+
+    event: str
+    name: str
+    label: int
+    split: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.event}/{self.name}"
+
+
+def parse_evve_dat(source: str | Path, text: str | None = None,
+                   event: str | None = None) -> list[EvveEntry]:
+    """Parse ``<video name> <label> <split>`` lines; ``label`` in {1, 0, -1},
+    ``split`` in {query, database}; event = file name before the first ``.``."""
+    name, lines = _lines(source, text)
+    event = event if event is not None else Path(str(source)).name.split(".")[0]
+    out = []
+    for no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        if len(fields) != 3:
+            raise AnnotationError(f"{name}:{no}: expected '<video> <label> <split>', "
+                                  f"got {len(fields)} fields")
+        try:
+            label = int(fields[1])
+        except ValueError:
+            label = None
+        if label not in (1, 0, -1):
+            raise AnnotationError(f"{name}:{no}: label must be 1, 0 or -1, got {fields[1]!r}")
+        if fields[2] not in ("query", "database"):
+            raise AnnotationError(f"{name}:{no}: split must be 'query' or 'database', "
+                                  f"got {fields[2]!r}")
+        out.append(EvveEntry(event, fields[0], label, fields[2]))
+    return out
