@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from extractors.tmk import DEFAULT_CHUNK_ELEMENTS, _as_tensor, chunked_curve_max
+from extractors.tmk import DEFAULT_CHUNK_ELEMENTS, _as_tensor, _valid_mask, chunked_curve_max
 
 
 def transform_length(max_frames: int) -> int:
@@ -110,12 +110,11 @@ class CTE:
             raise ValueError(f"timestamps shape {tuple(tt.shape)} does not match features {(B, N)}")
         keep = None
         if lengths is not None:
-            ln = torch.as_tensor(lengths, device=self.device).reshape(B, 1)
-            keep = torch.arange(N, device=self.device)[None] < ln
-        live = tt if keep is None else torch.where(keep, tt, torch.zeros_like(tt))
-        if check_span and N and (live.min() < 0 or live.max() > self.length / 2):
+            keep = _valid_mask(lengths, B, N, self.device)
+            tt = torch.where(keep, tt, torch.zeros_like(tt))
+        if check_span and N and (tt.min() < 0 or tt.max() > self.length / 2):
             raise ValueError(
-                f"timestamps span [{float(live.min()):.1f}, {float(live.max()):.1f}] frames but this "
+                f"timestamps span [{float(tt.min()):.1f}, {float(tt.max()):.1f}] frames but this "
                 f"CTE (length {self.length}) only aligns videos within [0, {self.length // 2}]; "
                 f"build it with CTE.for_max_length(<longest video in frames>)")
         phase = self._omega()[None, :, None] * tt[:, None, :]  # (B, m, N)

@@ -197,11 +197,12 @@ class TMK(nn.Module):
         B, N, _ = xt.shape
         if tt.shape != (B, N):
             raise ValueError(f"timestamps shape {tuple(tt.shape)} does not match features {(B, N)}")
+        if lengths is not None:
+            keep = _valid_mask(lengths, B, N, xt.device)
+            tt = torch.where(keep, tt, torch.zeros_like(tt))
         table = self.trig_table(tt)  # (B, P, 2m, N)
         if lengths is not None:
-            ln = torch.as_tensor(lengths, device=xt.device).reshape(B, 1, 1, 1)
-            keep = torch.arange(N, device=xt.device).reshape(1, 1, 1, N) < ln
-            table = table * keep
+            table = table * keep[:, None, None, :]
         P, m2 = table.shape[1], table.shape[2]
         fv = torch.bmm(table.reshape(B, P * m2, N), xt.to(table.dtype)).reshape(B, P, m2, -1)
         return fv[0] if squeeze else fv
@@ -383,6 +384,13 @@ class TMK(nn.Module):
             f = f[None]
         row = f[:, 0, self.m]
         return row / row.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def _valid_mask(lengths: torch.Tensor | np.ndarray | Sequence[int], B: int, N: int,
+                device: torch.device) -> torch.Tensor:
+    """``(B, N) bool``: True for rows before each sequence's true length."""
+    ln = torch.as_tensor(np.asarray(lengths), device=device).reshape(B, 1)
+    return torch.arange(N, device=device)[None] < ln
 
 
 def chunked_curve_max(weights: torch.Tensor, offsets: torch.Tensor, table_fn,

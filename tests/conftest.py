@@ -1,0 +1,59 @@
+"""Shared fixtures: synthetic frame-feature sequences with planted copies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+
+def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    """``(n, d) float32`` random unit vectors."""
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def noisy_copy(rng: np.random.Generator, x: np.ndarray, noise: float = 0.3) -> np.ndarray:
+    """Re-normalised ``x + noise * N(0, 1/d)``: what a re-encoded copy looks like."""
+    y = x + noise * rng.standard_normal(x.shape).astype(np.float32) / np.sqrt(x.shape[1])
+    return (y / np.linalg.norm(y, axis=1, keepdims=True)).astype(np.float32)
+
+
+def smooth_rows(rng: np.random.Generator, n: int, d: int, width: int = 8) -> np.ndarray:
+    """Temporally correlated unit features (neighbouring frames look alike, like video)."""
+    x = rng.standard_normal((n + width, d)).astype(np.float32)
+    kernel = np.ones(width, dtype=np.float32) / width
+    y = np.stack([np.convolve(x[:, c], kernel, mode="valid")[:n] for c in range(d)], axis=1)
+    return (y / np.linalg.norm(y, axis=1, keepdims=True)).astype(np.float32)
+
+
+@dataclass
+class PlantedPair:
+    """``query`` is a noisy copy of ``db[start:start+len(query)]``: true offset ``-start``."""
+
+    query: np.ndarray
+    db: np.ndarray
+    start: int
+
+    @property
+    def true_offset(self) -> int:
+        return -self.start
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def planted(rng: np.random.Generator) -> PlantedPair:
+    db = smooth_rows(rng, 600, 64)
+    start = 137
+    return PlantedPair(noisy_copy(rng, db[start:start + 200]), db, start)
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads() -> None:
+    torch.manual_seed(0)
