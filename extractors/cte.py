@@ -30,7 +30,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from extractors.tmk import DEFAULT_CHUNK_ELEMENTS, _as_tensor, _valid_mask, chunked_curve_max
+from extractors.tmk import (
+    _TABLES,
+    DEFAULT_CHUNK_ELEMENTS,
+    _as_tensor,
+    _valid_mask,
+    chunked_curve_max,
+)
 
 
 def transform_length(max_frames: int) -> int:
@@ -151,8 +157,12 @@ class CTE:
     def offset_table(self, offsets: torch.Tensor) -> torch.Tensor:
         """``(2m, K) float32`` = ``[cos(2 pi f delta / L); sin(2 pi f delta / L)]``."""
         off = offsets.to(device=self.device, dtype=torch.float64).reshape(-1)
-        phase = self._omega()[:, None] * off[None, :]
-        return torch.cat([torch.cos(phase), torch.sin(phase)], dim=0).float()
+
+        def build() -> torch.Tensor:
+            phase = self._omega()[:, None] * off[None, :]
+            return torch.cat([torch.cos(phase), torch.sin(phase)], dim=0).float()
+
+        return _TABLES.get(("cte", self.length, self.m), off, build)
 
     def _check_offsets(self, off: torch.Tensor) -> None:
         if self.m > self.length // 2 + 1:

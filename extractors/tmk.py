@@ -271,16 +271,27 @@ class TMK(nn.Module):
         q = torch.stack([q0, q1], dim=-1)  # (P, 2m, d, 2)
         B = fb.shape[0]
         P, m2, d = fa.shape
-        g = torch.bmm(fb.reshape(B, P * m2, d).transpose(0, 1),  # (P*2m, B, d)
-                      q.reshape(P * m2, d, 2))  # -> (P*2m, B, 2)
-        g = g.permute(1, 2, 0).reshape(B, 2, P, m2)
+        q = q.reshape(P * m2, d, 2)
+        step = 1024  # bounds bmm's transposed copy of the candidates to 1024*P*2m*d floats
+        parts = [torch.bmm(fb[b0:b0 + step].reshape(-1, P * m2, d).transpose(0, 1), q)
+                 for b0 in range(0, B, step)]  # each (P*2m, b, 2)
+        g = torch.cat(parts, dim=1).permute(1, 2, 0).reshape(B, 2, P, m2)
         return g[..., :m] + g[..., m:]
 
     def offset_table(self, offsets: torch.Tensor) -> torch.Tensor:
-        """``(2*P*m, K) float32`` table ``[cos(omega delta); sin(omega delta)]`` (float64 phase)."""
+        """``(2*P*m, K) float32`` table ``[cos(omega delta); sin(omega delta)]`` (float64 phase).
+
+        The last few tables are cached: a search scores every query over the same offsets.
+        """
         off = offsets.to(device=self.omega.device, dtype=torch.float64).reshape(-1)
-        phase = self.omega.reshape(-1, 1) * off[None, :]
-        return torch.cat([torch.cos(phase), torch.sin(phase)], dim=0).float()
+
+        def build() -> torch.Tensor:
+            phase = self.omega.reshape(-1, 1) * off[None, :]
+            return torch.cat([torch.cos(phase), torch.sin(phase)], dim=0).float()
+
+        if self.a.requires_grad:
+            return build()
+        return _TABLES.get(("tmk", tuple(self.config.periods), self.m), off, build)
 
     def score(self, fa: torch.Tensor, fb: torch.Tensor,
               offsets: torch.Tensor | np.ndarray | Sequence[int],
@@ -384,6 +395,30 @@ class TMK(nn.Module):
             f = f[None]
         row = f[:, 0, self.m]
         return row / row.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+class TableCache:
+    """Small LRU cache of offset tables keyed by model identity and the offsets themselves."""
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self._items: list[tuple[tuple, torch.Tensor, torch.Tensor]] = []
+
+    def get(self, model_key: tuple, offsets: torch.Tensor, build) -> torch.Tensor:
+        n = offsets.numel()
+        key = (model_key, str(offsets.device), n,
+               float(offsets[0]) if n else 0.0, float(offsets[-1]) if n else 0.0)
+        for i, (k, off, table) in enumerate(self._items):
+            if k == key and torch.equal(off, offsets):
+                self._items.append(self._items.pop(i))
+                return table
+        table = build()
+        self._items.append((key, offsets.clone(), table))
+        del self._items[:-self.size]
+        return table
+
+
+_TABLES = TableCache()
 
 
 def _valid_mask(lengths: torch.Tensor | np.ndarray | Sequence[int], B: int, N: int,
