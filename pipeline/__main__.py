@@ -4,4 +4,5 @@ import sys
 
 from pipeline.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # guard: decode workers are spawned processes
+    sys.exit(main())

@@ -19,6 +19,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from pipeline.artifacts import ArtifactError, describe
+
+    try:
+        sys.stdout.write(describe(args.path, video=args.video) + "\n")
+    except ArtifactError as exc:
+        log.error("%s", exc)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipeline",
                                 description="Video copy detection and temporal alignment pipeline.")
@@ -28,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo_output", help="output directory (default: demo_output)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_cmd_demo)
+    insp = sub.add_parser("inspect", help="print a readable summary of an artifact file or shard")
+    insp.add_argument("path", help="an HDF5 artifact (features, pack, descriptors, index) or a shard dir")
+    insp.add_argument("--video", help="details of one video (by id)")
+    insp.set_defaults(func=_cmd_inspect)
     return p
 
 

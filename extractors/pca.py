@@ -1,0 +1,134 @@
+"""PCA-whitening of regional descriptors (spec 7.6, 7.8, 7.9).
+
+``v -> DVt (v - mean)``: ``mean (1, C)``; ``DVt (D, C)`` rows are eigenvectors of
+the (un-normalised) scatter matrix of the centred training vectors, by
+decreasing eigenvalue, each divided by ``sqrt(eigenvalue + 1e-7)``.
+
+Sources: the published YFCC100M files ``<prefix>_mean_resnet34_<level>.t7`` and
+``<prefix>_Dvt_resnet34_<level>.t7`` (``torch.save`` files, loaded with
+``weights_only=True``, never unpickled as arbitrary objects), or a PCA trained
+here and stored in HDF5 with its provenance.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+SCHEMA = "videoalign/pca"
+SCHEMA_VERSION = 1
+EIG_EPS = 1e-7
+
+
+class PCAError(ValueError):
+    """A PCA file that is missing or malformed; the message names the file."""
+
+
+@dataclass
+class PCAWhitening:
+    """``mean (1, C) float32``, ``dvt (D, C) float32`` and where they came from."""
+
+    mean: np.ndarray
+    dvt: np.ndarray
+    provenance: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.mean = np.asarray(self.mean, dtype=np.float32).reshape(1, -1)
+        self.dvt = np.asarray(self.dvt, dtype=np.float32)
+        if self.dvt.ndim != 2 or self.dvt.shape[1] != self.mean.shape[1]:
+            raise PCAError(f"PCA shapes do not match: mean {self.mean.shape}, DVt {self.dvt.shape}")
+
+    @property
+    def pca_id(self) -> str:
+        """Content hash of the matrices (what a feature file records)."""
+        h = hashlib.sha256(self.mean.tobytes() + self.dvt.tobytes()).hexdigest()[:16]
+        return f"{self.provenance.get('name', 'pca')}:sha256:{h}"
+
+    def tensors(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.from_numpy(self.mean).to(device), torch.from_numpy(self.dvt).to(device))
+
+
+def fit_pca(x: np.ndarray, n_components: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fit on ``x (n, C)``: returns ``(mean (1, C), DVt (D, C))`` (float64 internally)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise PCAError(f"need at least 2 training vectors of shape (n, C), got {x.shape}")
+    mean = x.mean(axis=0, keepdims=True)
+    xc = x - mean
+    eigval, eigvec = np.linalg.eigh(xc.T @ xc)
+    order = np.argsort(eigval)[::-1][: n_components or x.shape[1]]
+    dvt = eigvec[:, order].T / np.sqrt(np.maximum(eigval[order], 0.0) + EIG_EPS)[:, None]
+    return mean.astype(np.float32), dvt.astype(np.float32)
+
+
+def train_pca(x: np.ndarray, provenance: dict, n_components: int | None = None) -> PCAWhitening:
+    """Fit a whitening on regional vectors ``x (n, C)`` and record how it was made."""
+    mean, dvt = fit_pca(x, n_components)
+    prov = {"name": "trained", "n_vectors": int(x.shape[0]),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), **provenance}
+    return PCAWhitening(mean, dvt, prov)
+
+
+def published_paths(prefix: str | os.PathLike, level: int) -> tuple[Path, Path]:
+    """``(<prefix>_mean_resnet34_<level>.t7, <prefix>_Dvt_resnet34_<level>.t7)``."""
+    p = str(prefix)
+    return Path(f"{p}_mean_resnet34_{level}.t7"), Path(f"{p}_Dvt_resnet34_{level}.t7")
+
+
+def load_published(prefix: str | os.PathLike, level: int = 29) -> PCAWhitening:
+    """Load the published YFCC100M PCA files (``torch.load(..., weights_only=True)``)."""
+    mean_p, dvt_p = published_paths(prefix, level)
+    arrays = []
+    for p in (mean_p, dvt_p):
+        if not p.is_file():
+            raise PCAError(f"{p}: PCA file not found (expected the published "
+                           f"'<prefix>_mean_resnet34_{level}.t7' / '_Dvt_' pair)")
+        try:
+            t = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise PCAError(f"{p}: not a torch tensor file ({type(exc).__name__}: {exc})") from None
+        if not isinstance(t, torch.Tensor):
+            raise PCAError(f"{p}: expected a tensor, found {type(t).__name__}")
+        arrays.append(t.float().numpy())
+    return PCAWhitening(arrays[0], arrays[1], {"name": Path(str(prefix)).name, "source": "published",
+                                               "files": [str(mean_p), str(dvt_p)], "level": level})
+
+
+def save_pca(pca: PCAWhitening, path: str | os.PathLike) -> Path:
+    """Write ``pca`` to HDF5 atomically (``mean``, ``DVt``, provenance as JSON)."""
+    from pipeline.artifacts import atomic_h5
+
+    path = Path(path)
+    with atomic_h5(path) as f:
+        f.attrs["schema"] = SCHEMA
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        f.create_dataset("mean", data=pca.mean)
+        f.create_dataset("DVt", data=pca.dvt)
+        f.attrs["provenance"] = json.dumps(pca.provenance, sort_keys=True)
+        f.attrs["pca_id"] = pca.pca_id
+    return path
+
+
+def load_pca(path: str | os.PathLike) -> PCAWhitening:
+    """Read a PCA written by :func:`save_pca` (refuses other schemas)."""
+    p = Path(path)
+    if not p.is_file():
+        raise PCAError(f"{p}: PCA file not found")
+    try:
+        with h5py.File(p, "r") as f:
+            if f.attrs.get("schema") != SCHEMA:
+                raise PCAError(f"{p}: not a PCA file (schema {f.attrs.get('schema')!r})")
+            if int(f.attrs.get("schema_version", -1)) != SCHEMA_VERSION:
+                raise PCAError(f"{p}: PCA schema version {f.attrs.get('schema_version')} "
+                               f"is not supported (expected {SCHEMA_VERSION})")
+            return PCAWhitening(f["mean"][()], f["DVt"][()], json.loads(f.attrs["provenance"]))
+    except OSError as exc:
+        raise PCAError(f"{p}: unreadable HDF5 ({exc})") from None
