@@ -232,7 +232,8 @@ def decode_video(path: str | os.PathLike, image_area: int = DEFAULT_IMAGE_AREA,
     """Decode a whole video at ``fps`` (see :func:`iter_samples`)."""
     frames, times, index = [], [], []
     info = None
-    for f, t, i, info in iter_samples(path, image_area, fps, threads=threads, max_pixels=max_pixels):
+    for chunk in iter_samples(path, image_area, fps, threads=threads, max_pixels=max_pixels):
+        f, t, i, info = chunk
         frames.append(f)
         times.append(t)
         index.append(i)

@@ -309,8 +309,8 @@ def _describe_video_in(p: Path, f: h5py.File, video: str) -> str:
             g = f[key][video]
             lines = [f"{p} :: {video}"]
             lines += [f"  @{k} = {_fmt_attr(v)}" for k, v in sorted(g.attrs.items())]
-            g.visititems(lambda n, o: lines.append(f"  {n}: {o.shape} {o.dtype}")
-                         if isinstance(o, h5py.Dataset) else None)
+            lines += [f"  {n}: {o.shape} {o.dtype}" for n, o in g.items()
+                      if isinstance(o, h5py.Dataset)]
             return "\n".join(lines)
     raise ArtifactError(f"{p}: no video {video!r} in this file")
 

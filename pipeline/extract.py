@@ -102,9 +102,10 @@ def _decode_worker(tasks, results, settings: dict) -> None:  # pragma: no cover 
         try:
             fp = file_fingerprint(path)
             info = None
-            for frames, ts, src, info in iter_samples(
+            for chunk in iter_samples(
                     path, settings["image_area"], settings["fps"], chunk=settings["batch_size"],
                     threads=settings["decode_threads"], max_pixels=settings["max_pixels"]):
+                frames, ts, src, info = chunk
                 results.put(("chunk", i, frames, ts, src))
             results.put(("done", i, {**asdict(info), "fingerprint": fp}))
         except DecodeError as exc:
@@ -120,10 +121,10 @@ def _inline_decode(items: Sequence[tuple[int, str]], settings: ExtractionSetting
         try:
             fp = file_fingerprint(path)
             info = None
-            for frames, ts, src, info in iter_samples(path, settings.image_area, settings.fps,
-                                                      chunk=settings.batch_size,
-                                                      threads=settings.decode_threads,
-                                                      max_pixels=settings.max_pixels):
+            for chunk in iter_samples(path, settings.image_area, settings.fps,
+                                      chunk=settings.batch_size, threads=settings.decode_threads,
+                                      max_pixels=settings.max_pixels):
+                frames, ts, src, info = chunk
                 yield ("chunk", i, frames, ts, src)
             yield ("done", i, {**asdict(info), "fingerprint": fp})
         except DecodeError as exc:

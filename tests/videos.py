@@ -17,7 +17,8 @@ def pattern_frame(i: int, w: int, h: int, seed: int = 0, fps: float = 25.0) -> n
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     img = np.zeros((h, w, 3), np.float32)
     for c in range(3):
-        fx, fy, ph, sp = rng.uniform(0.02, 0.15), rng.uniform(0.02, 0.15), rng.uniform(0, 6), rng.uniform(1, 4)
+        fx, fy = rng.uniform(0.02, 0.15), rng.uniform(0.02, 0.15)
+        ph, sp = rng.uniform(0, 6), rng.uniform(1, 4)
         img[..., c] = 127 + 100 * np.sin(fx * xx + fy * yy + ph + sp * t)
     # a bright square that moves across the frame
     cx = int((0.1 + 0.8 * ((t * 0.2 + rng.uniform()) % 1.0)) * w)
@@ -43,7 +44,7 @@ def make_video(path: str | Path, fps: float = 25.0, n_frames: int = 50, width: i
         img = frames[i] if frames is not None else pattern_frame(i, width, height, seed, fps)
         f = av.VideoFrame.from_ndarray(img, format="rgb24")
         t = float(times[i]) if times is not None else i / fps
-        f.pts = start_pts + int(round(t / tb))
+        f.pts = start_pts + round(t / tb)
         f.time_base = tb
         for p in s.encode(f):
             out.mux(p)
