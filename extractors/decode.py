@@ -117,7 +117,8 @@ def _open(path: Path):
     try:
         return av.open(str(path), mode="r", metadata_errors="ignore")
     except av.error.FFmpegError as exc:
-        raise DecodeError(path, f"not a readable media file ({_reason(exc)})") from None
+        raise DecodeError(path, "cannot read the container: not a video, truncated or corrupt "
+                                f"({_reason(exc)})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DecodeError(path, f"cannot open ({exc})") from None
 
@@ -147,7 +148,14 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         container.close()
 
 
+IMAGE_FORMATS = ("image2", "image2pipe", "png_pipe", "jpeg_pipe", "bmp_pipe", "webp_pipe",
+                 "tiff_pipe", "gif", "gif_pipe", "svg_pipe", "pgm_pipe", "ppm_pipe")
+
+
 def _video_stream(path: Path, container):
+    fmt = getattr(container.format, "name", "") or ""
+    if any(name in IMAGE_FORMATS for name in fmt.split(",")):
+        raise DecodeError(path, f"an image, not a video (format {fmt})")
     if not container.streams.video:
         kinds = sorted({s.type for s in container.streams}) or ["none"]
         raise DecodeError(path, f"no video stream (streams: {', '.join(kinds)})")

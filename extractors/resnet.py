@@ -185,7 +185,11 @@ def build_trunk(level: int = DEFAULT_LEVEL, weights: str = "imagenet", download:
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:
+            raise ValueError(f"{path}: not a ResNet-34 state dict ({str(exc).splitlines()[-1].strip()})"
+                             ) from None
         if missing or unexpected:
             raise ValueError(f"{path}: not a ResNet-34 state dict (missing {missing[:3]}, "
                              f"unexpected {unexpected[:3]})")

@@ -31,14 +31,17 @@ def pattern_frame(i: int, w: int, h: int, seed: int = 0, fps: float = 25.0) -> n
 def make_video(path: str | Path, fps: float = 25.0, n_frames: int = 50, width: int = 160,
                height: int = 90, seed: int = 0, codec: str = "libx264",
                times: np.ndarray | None = None, frames: list[np.ndarray] | None = None,
-               start_pts: int = 0) -> Path:
+               start_pts: int = 0, faststart: bool = False) -> Path:
     """Encode a clip; ``times`` (seconds) makes a variable-frame-rate stream."""
     path = Path(path)
-    out = av.open(str(path), "w")
+    out = av.open(str(path), "w", options={"movflags": "faststart"} if faststart else None)
     s = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
     s.width, s.height, s.pix_fmt = width, height, "yuv420p"
     tb = Fraction(1, 90000)
     s.time_base = tb
+    if times is not None:
+        s.codec_context.max_b_frames = 0  # irregular pts: keep dts == pts
+        s.codec_context.time_base = tb  # do not round pts to the nominal rate
     count = len(frames) if frames is not None else (len(times) if times is not None else n_frames)
     for i in range(count):
         img = frames[i] if frames is not None else pattern_frame(i, width, height, seed, fps)
