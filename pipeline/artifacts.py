@@ -28,6 +28,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from extractors.decode_pool import file_fingerprint  # noqa: F401  (re-exported)
 from pipeline import __version__
 
 LIBVER = ("earliest", "v108")
@@ -81,15 +82,6 @@ def atomic_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
         f.attrs["package_version"] = __version__
         f.attrs["created"] = utc_now()
         yield f
-
-
-def file_fingerprint(path: str | os.PathLike) -> str:
-    """Content fingerprint ``blake2b-128:<hex>`` of a whole file."""
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return f"blake2b-128:{h.hexdigest()}"
 
 
 def video_filename(video_id: str) -> str:

@@ -14,9 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing as mp
 import os
-import queue
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,13 +24,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from extractors.decode import DEFAULT_IMAGE_AREA, DecodeError, iter_samples, to_model_input
+from extractors.decode import DEFAULT_IMAGE_AREA, to_model_input
+from extractors.decode_pool import decode_messages
 from extractors.features import FrameFeatureExtractor
 from pipeline.artifacts import (
     ArtifactError,
     ShardPack,
     VideoFeatures,
-    file_fingerprint,
     read_video_features,
     video_filename,
     write_pack,
@@ -53,9 +51,9 @@ class ExtractionSettings:
     fps: float = 15.0
     feature_dtype: str = "float16"
     batch_size: int = 32
-    decode_workers: int = 1
+    decode_workers: int = -1  # -1: auto (see resolve_layout)
     decode_threads: int = 1
-    torch_threads: int = 0  # 0: leave torch's default
+    torch_threads: int = 0  # 0: auto
     queue_chunks: int = 8
     max_pixels: int = 8192 * 8192
     progress: bool = True
@@ -82,95 +80,30 @@ class ShardResult:
     seconds: float = 0.0
 
 
+def resolve_layout(settings: ExtractionSettings, device_type: str,
+                   cores: int | None = None) -> ExtractionSettings:
+    """Fill in the automatic thread layout (measured in ``benchmarks/bench_extract.py``).
+
+    CPU: the CNN and the decoders share the cores, one decode worker per two
+    cores and the rest for torch (2 cores: 1 + 1; torch with 2 threads beside a
+    decoder oversubscribes the machine and is slower).  CUDA: decoding is the
+    bottleneck, so one decode worker per core and one torch thread.
+    """
+    cores = cores or os.cpu_count() or 1
+    s = ExtractionSettings(**asdict(settings))
+    if s.decode_workers < 0:
+        s.decode_workers = cores if device_type == "cuda" else max(1, cores // 2)
+    if s.torch_threads <= 0:
+        s.torch_threads = 1 if device_type == "cuda" else max(1, cores - s.decode_workers)
+    return s
+
+
 def feature_config_id(extractor: FrameFeatureExtractor, settings: ExtractionSettings) -> str:
     """Hash of everything that changes the numbers in a feature file."""
     cfg = {"model": extractor.model_id, "weights": extractor.weights_id,
            "pca": extractor.pca.pca_id if extractor.pca else "none",
            "image_area": settings.image_area, "fps": settings.fps, "dtype": settings.feature_dtype}
     return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
-
-
-# --------------------------------------------------------------------------- decode workers
-
-
-def _decode_worker(tasks, results, settings: dict) -> None:  # pragma: no cover - subprocess
-    while True:
-        item = tasks.get()
-        if item is None:
-            return
-        i, path = item
-        try:
-            fp = file_fingerprint(path)
-            info = None
-            for chunk in iter_samples(
-                    path, settings["image_area"], settings["fps"], chunk=settings["batch_size"],
-                    threads=settings["decode_threads"], max_pixels=settings["max_pixels"]):
-                frames, ts, src, info = chunk
-                results.put(("chunk", i, frames, ts, src))
-            results.put(("done", i, {**asdict(info), "fingerprint": fp}))
-        except DecodeError as exc:
-            results.put(("error", i, "decode", exc.cause))
-        except OSError as exc:
-            results.put(("error", i, "read", str(exc)))
-        except Exception as exc:  # one bad file must not kill the worker
-            results.put(("error", i, "decode", f"{type(exc).__name__}: {exc}"))
-
-
-def _inline_decode(items: Sequence[tuple[int, str]], settings: ExtractionSettings):
-    for i, path in items:
-        try:
-            fp = file_fingerprint(path)
-            info = None
-            for chunk in iter_samples(path, settings.image_area, settings.fps,
-                                      chunk=settings.batch_size, threads=settings.decode_threads,
-                                      max_pixels=settings.max_pixels):
-                frames, ts, src, info = chunk
-                yield ("chunk", i, frames, ts, src)
-            yield ("done", i, {**asdict(info), "fingerprint": fp})
-        except DecodeError as exc:
-            yield ("error", i, "decode", exc.cause)
-        except OSError as exc:
-            yield ("error", i, "read", str(exc))
-
-
-def _messages(items: Sequence[tuple[int, str]], settings: ExtractionSettings):
-    """Decode messages in completion order, from worker processes or inline."""
-    if settings.decode_workers <= 0 or len(items) == 0:
-        yield from _inline_decode(items, settings)
-        return
-    ctx = mp.get_context("spawn")
-    tasks = ctx.Queue()
-    results = ctx.Queue(maxsize=max(2, settings.queue_chunks))
-    n_workers = min(settings.decode_workers, len(items))
-    cfg = {"image_area": settings.image_area, "fps": settings.fps, "batch_size": settings.batch_size,
-           "decode_threads": settings.decode_threads, "max_pixels": settings.max_pixels}
-    procs = [ctx.Process(target=_decode_worker, args=(tasks, results, cfg), daemon=True)
-             for _ in range(n_workers)]
-    for p in procs:
-        p.start()
-    for it in items:
-        tasks.put(it)
-    for _ in procs:
-        tasks.put(None)
-    pending = {i for i, _ in items}
-    try:
-        while pending:
-            try:
-                msg = results.get(timeout=1.0)
-            except queue.Empty:
-                if not any(p.is_alive() for p in procs):
-                    for i in sorted(pending):
-                        yield ("error", i, "decode", "decoder process died")
-                    return
-                continue
-            if msg[0] != "chunk":
-                pending.discard(msg[1])
-            yield msg
-    finally:
-        for p in procs:
-            p.join(timeout=5)
-            if p.is_alive():
-                p.kill()
 
 
 # --------------------------------------------------------------------------- shard extraction
@@ -185,9 +118,8 @@ def extract_shard(videos: Sequence[tuple[str, str | os.PathLike]], shard_dir: st
     Returns the ids written, skipped (already done with the same settings) and the
     failures; the pack lists every video that has a valid file.
     """
-    settings = settings or ExtractionSettings()
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
+    settings = resolve_layout(settings or ExtractionSettings(), extractor.device.type)
+    torch.set_num_threads(settings.torch_threads)
     shard = Path(shard_dir)
     shard.mkdir(parents=True, exist_ok=True)
     cfg_id = feature_config_id(extractor, settings)
@@ -207,7 +139,7 @@ def extract_shard(videos: Sequence[tuple[str, str | os.PathLike]], shard_dir: st
     t0 = time.perf_counter()
     buffers: dict[int, list] = {}
     bar = tqdm(total=len(todo), unit="video", disable=not settings.progress, desc=shard.name)
-    for msg in _messages(todo, settings):
+    for msg in decode_messages(todo, asdict(settings)):
         kind, i = msg[0], msg[1]
         if kind == "chunk":
             frames, ts, src = msg[2], msg[3], msg[4]

@@ -1,0 +1,105 @@
+"""Decode worker processes streaming 15-fps frame chunks (no torch import here).
+
+Messages, in completion order:
+``("chunk", i, frames (n, h, w, 3) uint8, timestamps_s (n,), source_index (n,))``,
+``("done", i, info dict with the file's fingerprint)`` or
+``("error", i, stage, one-line cause)``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+
+from extractors.decode import DecodeError, iter_samples
+
+
+def file_fingerprint(path: str) -> str:
+    """Content fingerprint ``blake2b-128:<hex>`` of a whole file."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return f"blake2b-128:{h.hexdigest()}"
+
+
+def _decode_worker(tasks, results, settings: dict) -> None:  # pragma: no cover - subprocess
+    while True:
+        item = tasks.get()
+        if item is None:
+            return
+        i, path = item
+        try:
+            fp = file_fingerprint(path)
+            info = None
+            for chunk in iter_samples(
+                    path, settings["image_area"], settings["fps"], chunk=settings["batch_size"],
+                    threads=settings["decode_threads"], max_pixels=settings["max_pixels"]):
+                frames, ts, src, info = chunk
+                results.put(("chunk", i, frames, ts, src))
+            results.put(("done", i, {**asdict(info), "fingerprint": fp}))
+        except DecodeError as exc:
+            results.put(("error", i, "decode", exc.cause))
+        except OSError as exc:
+            results.put(("error", i, "read", str(exc)))
+        except Exception as exc:  # one bad file must not kill the worker
+            results.put(("error", i, "decode", f"{type(exc).__name__}: {exc}"))
+
+
+def _inline_decode(items: Sequence[tuple[int, str]], settings: dict) -> Iterator[tuple]:
+    for i, path in items:
+        try:
+            fp = file_fingerprint(path)
+            info = None
+            for chunk in iter_samples(path, settings["image_area"], settings["fps"],
+                                      chunk=settings["batch_size"], threads=settings["decode_threads"],
+                                      max_pixels=settings["max_pixels"]):
+                frames, ts, src, info = chunk
+                yield ("chunk", i, frames, ts, src)
+            yield ("done", i, {**asdict(info), "fingerprint": fp})
+        except DecodeError as exc:
+            yield ("error", i, "decode", exc.cause)
+        except OSError as exc:
+            yield ("error", i, "read", str(exc))
+
+
+def decode_messages(items: Sequence[tuple[int, str]], settings: dict) -> Iterator[tuple]:
+    """Decode messages in completion order, from worker processes or inline."""
+    if settings["decode_workers"] <= 0 or len(items) == 0:
+        yield from _inline_decode(items, settings)
+        return
+    ctx = mp.get_context("spawn")
+    tasks = ctx.Queue()
+    results = ctx.Queue(maxsize=max(2, settings["queue_chunks"]))
+    n_workers = min(settings["decode_workers"], len(items))
+    procs = [ctx.Process(target=_decode_worker, args=(tasks, results, settings), daemon=True)
+             for _ in range(n_workers)]
+    for p in procs:
+        p.start()
+    for it in items:
+        tasks.put(it)
+    for _ in procs:
+        tasks.put(None)
+    pending = {i for i, _ in items}
+    try:
+        while pending:
+            try:
+                msg = results.get(timeout=1.0)
+            except queue.Empty:
+                if not any(p.is_alive() for p in procs):
+                    for i in sorted(pending):
+                        yield ("error", i, "decode", "decoder process died")
+                    return
+                continue
+            if msg[0] != "chunk":
+                pending.discard(msg[1])
+            yield msg
+    finally:
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
