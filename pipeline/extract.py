@@ -221,3 +221,39 @@ def _write_shard_pack(videos: Sequence[tuple[str, str | os.PathLike]], shard: Pa
     write_pack(shard, ShardPack(ids, files, np.asarray(counts, dtype=np.int64),
                                 np.stack(means) if means else np.zeros((0, dim), np.float32),
                                 {"config_id": cfg_id, "shard": shard.name}))
+
+
+def train_pca_on_videos(paths: Sequence[str | os.PathLike], extractor: FrameFeatureExtractor,
+                        settings: ExtractionSettings | None = None, frames_per_video: int = 300,
+                        max_vectors: int = 500_000, seed: int = 0,
+                        provenance: dict | None = None):
+    """Train a PCA-whitening on the regional vectors of ``paths`` (evenly spaced frames).
+
+    Videos that fail to decode are skipped with a warning.  Returns a
+    :class:`extractors.pca.PCAWhitening` whose provenance records the corpus.
+    """
+    from extractors.decode import DecodeError, decode_video
+    from extractors.pca import train_pca
+
+    settings = resolve_layout(settings or ExtractionSettings(), extractor.device.type)
+    rng = np.random.default_rng(seed)
+    vectors, used = [], []
+    for p in tqdm(paths, unit="video", desc="PCA", disable=not settings.progress):
+        try:
+            d = decode_video(p, settings.image_area, settings.fps, max_pixels=settings.max_pixels)
+        except DecodeError as exc:
+            log.warning("PCA training: skipping %s", exc)
+            continue
+        idx = np.unique(np.linspace(0, len(d.frames) - 1, min(frames_per_video, len(d.frames))).astype(int))
+        for b0 in range(0, len(idx), settings.batch_size):
+            batch = d.frames[idx[b0:b0 + settings.batch_size]]
+            vectors.append(extractor.regional(torch.from_numpy(to_model_input(batch))).numpy())
+        used.append(str(p))
+    if not vectors:
+        raise ValueError("PCA training: no video could be decoded")
+    x = np.concatenate(vectors)
+    if len(x) > max_vectors:
+        x = x[rng.choice(len(x), max_vectors, replace=False)]
+    prov = {"videos": len(used), "model": extractor.model_id, "weights_id": extractor.weights_id,
+            "frames_per_video": frames_per_video, **(provenance or {})}
+    return train_pca(x, prov)

@@ -164,3 +164,16 @@ def test_pca_round_trip_and_published_format(tmp_path):
         load_published(tmp_path / "X", 29)
     with pytest.raises(PCAError):
         PCAWhitening(np.zeros((1, 4)), np.zeros((4, 5)))
+
+
+def test_pca_trained_on_a_corpus_records_provenance(clips, tmp_path):
+    from pipeline.extract import ExtractionSettings, train_pca_on_videos
+
+    ex = FrameFeatureExtractor(ExtractorSettings(weights="random", precision="float32"))
+    (tmp_path / "bad.mp4").write_bytes(b"x")
+    pca = train_pca_on_videos([clips["a"], clips["b"], tmp_path / "bad.mp4"], ex,
+                              ExtractionSettings(progress=False), frames_per_video=20,
+                              provenance={"dataset": "unit"})
+    assert pca.dvt.shape == (512, 512)
+    assert pca.provenance["videos"] == 2 and pca.provenance["dataset"] == "unit"
+    assert pca.provenance["n_vectors"] == 2 * 20 * 20  # 20 regions per 82x145 frame
