@@ -11,11 +11,10 @@ log = logging.getLogger("pipeline")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from pipeline.demo import format_summary, run_feature_demo
+    from pipeline.demo import run_demo, summarize
 
-    summary = run_feature_demo(Path(args.out), seed=args.seed)
-    sys.stdout.write(format_summary(summary) + "\n")
-    sys.stdout.write(f"summary written to {Path(args.out) / 'summary.json'}\n")
+    reports = run_demo(Path(args.root), args.overrides, args.workers, args.regenerate)
+    sys.stdout.write(summarize(reports) + "\n")
     return 0
 
 
@@ -30,19 +29,89 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_query(args: argparse.Namespace) -> int:
+    import json
+
+    from extractors.decode import DecodeError
+    from index.faiss_index import read_index
+    from pipeline.config import ConfigError, load_config
+    from pipeline.runner import (
+        FeatureLookup,
+        config_from_index,
+        describe_new_video,
+        descriptor_store,
+        index_dir,
+        search_one,
+    )
+
+    try:
+        if args.index:
+            cfg = config_from_index(Path(args.index))
+            idx_path = Path(args.index)
+        else:
+            cfg = load_config(args.dataset, args.overrides)
+            idx_path = index_dir(cfg)
+        idx = read_index(idx_path)
+        model_name = args.model or cfg.get("search.model")
+        cfg.data["search"]["keep"] = args.top
+        cfg.data["search"]["top_k"] = max(int(cfg.get("search.top_k")), args.top)
+        vf, fv, model = describe_new_video(cfg, Path(args.video), model_name)
+        from pipeline.descriptors import mean_frame_component
+
+        index_model = cfg.get("index.model")
+        if index_model == model_name:
+            mean = mean_frame_component(model, fv[None] if fv.dim() in (2, 3) else fv).numpy()[0]
+        else:
+            _, ifv, imodel = describe_new_video(cfg, Path(args.video), index_model)
+            mean = mean_frame_component(imodel, ifv[None]).numpy()[0]
+        store = descriptor_store(cfg, model_name)
+        rows = search_one(cfg, model_name, str(args.video), fv[None], mean, vf, idx, store,
+                          FeatureLookup(cfg), None)
+    except (DecodeError, ConfigError, ValueError, OSError) as exc:
+        log.error("%s", exc)
+        return 2
+    if args.json:
+        from dataclasses import asdict
+
+        sys.stdout.write(json.dumps({"query": str(args.video), "model": model_name,
+                                     "units": "seconds; offset = t_query - t_match",
+                                     "matches": [asdict(r) for r in rows]}, indent=2) + "\n")
+    else:
+        sys.stdout.write(f"{args.video}: {len(vf.features)} frames ({len(vf.features) / 15:.1f} s), "
+                         f"model {model_name}, index {idx_path}\n")
+        sys.stdout.write(f"{'rank':>4}  {'score':>9}  {'offset (s)':>10}  {'query span (s)':>17}  "
+                         f"{'match span (s)':>17}  match\n")
+        for r in rows:
+            qs = f"{r.query_start_s:7.2f}-{r.query_end_s:<7.2f}" if r.query_start_s == r.query_start_s else "-"
+            ms = f"{r.match_start_s:7.2f}-{r.match_end_s:<7.2f}" if r.match_start_s == r.match_start_s else "-"
+            sys.stdout.write(f"{r.rank:>4}  {r.score:9.4f}  {r.offset_s:+10.2f}  {qs:>17}  {ms:>17}  {r.match}\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipeline",
                                 description="Video copy detection and temporal alignment pipeline.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the bundled demo corpus end to end")
-    demo.add_argument("--out", default="demo_output", help="output directory (default: demo_output)")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--root", default="demo_data", help="where the demo corpus is generated")
+    demo.add_argument("--overrides", default="", help="config overrides 'key.path=value;...'")
+    demo.add_argument("--workers", type=int, default=1, help="Luigi workers")
+    demo.add_argument("--regenerate", action="store_true", help="regenerate the demo corpus")
     demo.set_defaults(func=_cmd_demo)
     insp = sub.add_parser("inspect", help="print a readable summary of an artifact file or shard")
     insp.add_argument("path", help="an HDF5 artifact (features, pack, descriptors, index) or a shard dir")
     insp.add_argument("--video", help="details of one video (by id)")
     insp.set_defaults(func=_cmd_inspect)
+    q = sub.add_parser("query", help="rank the indexed videos that contain a copy of VIDEO, with offsets")
+    q.add_argument("video", help="a video file")
+    q.add_argument("--index", help="an index directory (default: the dataset's current index)")
+    q.add_argument("--dataset", default="demo", help="dataset config when --index is not given")
+    q.add_argument("--overrides", default="", help="config overrides 'key.path=value;...'")
+    q.add_argument("--model", default="", help="re-ranking model (default: search.model)")
+    q.add_argument("--top", type=int, default=10, help="number of matches to print")
+    q.add_argument("--json", action="store_true", help="JSON output")
+    q.set_defaults(func=_cmd_query)
     return p
 
 
@@ -50,4 +119,5 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     return int(args.func(args))

@@ -1,0 +1,131 @@
+"""Luigi tasks: thin wrappers around ``pipeline.runner`` (all logic lives there).
+
+    luigi --module pipeline BuildIndex --dataset EVVE --local-scheduler
+    luigi --module pipeline Evaluate --dataset demo --overrides "search.top_k=20"
+
+Tasks work on shards of videos (``shards.size`` per task), never one task per
+video: the central scheduler's cost grows quickly with the number of tasks.
+Every output is written atomically by the runner; a task is complete when its
+output exists, so re-running a finished pipeline does nothing and deleting
+one shard's output redoes only that shard.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import luigi
+
+from pipeline import runner
+from pipeline.config import Config, load_config
+
+
+class DatasetTask(luigi.Task):
+    """Base: a dataset config name (or YAML path) and optional ``key.path=value;...`` overrides."""
+
+    dataset = luigi.Parameter(description="configs/<NAME>.yaml or a path to a YAML file")
+    overrides = luigi.Parameter(default="", description="'key.path=value;key2=value2' config overrides")
+
+    @cached_property
+    def cfg(self) -> Config:
+        return load_config(self.dataset, self.overrides)
+
+    def _same(self, cls, **kw):
+        return cls(dataset=self.dataset, overrides=self.overrides, **kw)
+
+
+class TrainPCA(DatasetTask):
+    """PCA-whitening trained on the corpus (only when ``features.pca: trained``)."""
+
+    def output(self):
+        return luigi.LocalTarget(str(runner.pca_path(self.cfg)))
+
+    def run(self):
+        runner.run_train_pca(self.cfg)
+
+
+class ExtractFeatures(DatasetTask):
+    """Frame features of one shard; output: the shard's ``_pack.h5`` (written last)."""
+
+    shard = luigi.IntParameter()
+
+    def requires(self):
+        return [self._same(TrainPCA)] if runner.pca_needs_training(self.cfg) else []
+
+    def output(self):
+        return luigi.LocalTarget(str(runner.feature_shard_dir(self.cfg, self.shard) / "_pack.h5"))
+
+    def run(self):
+        runner.run_extract_shard(self.cfg, self.shard)
+
+
+class ComputeDescriptors(DatasetTask):
+    """Temporal descriptors of one shard for one model."""
+
+    shard = luigi.IntParameter()
+    model = luigi.Parameter()
+
+    def requires(self):
+        return self._same(ExtractFeatures, shard=self.shard)
+
+    def output(self):
+        return luigi.LocalTarget(str(runner.descriptor_path(self.cfg, self.model, self.shard)))
+
+    def run(self):
+        runner.run_descriptors(self.cfg, self.shard, self.model)
+
+
+class BuildIndex(DatasetTask):
+    """FAISS index over every shard (descriptors of all configured models are computed too)."""
+
+    def requires(self):
+        return [self._same(ComputeDescriptors, shard=s, model=m)
+                for s in range(runner.n_shards(self.cfg)) for m in self.cfg["models"]]
+
+    def output(self):
+        return luigi.LocalTarget(str(runner.index_dir(self.cfg) / "meta.h5"))
+
+    def run(self):
+        runner.run_build_index(self.cfg)
+
+
+class Search(DatasetTask):
+    """Candidates from the index, re-ranked by offset scoring with ``model``."""
+
+    model = luigi.Parameter(default="", description="model name (default: search.model)")
+
+    @property
+    def model_name(self) -> str:
+        return self.model or self.cfg.get("search.model")
+
+    def requires(self):
+        return self._same(BuildIndex)
+
+    def output(self):
+        return luigi.LocalTarget(str(runner.search_dir(self.cfg, self.model_name) / "results.h5"))
+
+    def run(self):
+        runner.run_search(self.cfg, self.model_name)
+
+
+class Evaluate(DatasetTask):
+    """Metrics and reports for each model of ``evaluate.models`` (or just ``model``)."""
+
+    model = luigi.Parameter(default="", description="one model (default: all of evaluate.models)")
+
+    @property
+    def models(self) -> list[str]:
+        return [self.model] if self.model else list(self.cfg.get("evaluate.models"))
+
+    def requires(self):
+        return [self._same(Search, model=m) for m in self.models]
+
+    def output(self):
+        return [luigi.LocalTarget(str(runner.report_dir(self.cfg, m) / "report.json")) for m in self.models]
+
+    def run(self):
+        for m in self.models:
+            runner.run_evaluate(self.cfg, m)
+
+
+__all__ = ["BuildIndex", "ComputeDescriptors", "Evaluate", "ExtractFeatures", "Search", "TrainPCA"]

@@ -1,0 +1,177 @@
+"""A dataset on disk: its videos, its shards, its ground truth (spec section 6).
+
+Videos are found under ``<root>/<videos_dir>/`` (recursively) with any of the
+configured container extensions; a video's id is its path below that
+directory without the extension (``e1_wedding/e1q1``, ``topic/3504e360...``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import Config, ConfigError
+from pipeline.datasets import (
+    AlignItem,
+    AnnotationError,
+    CopyPair,
+    EvveEntry,
+    align_ground_truth,
+    parse_align,
+    parse_evve_dat,
+    parse_vcdb_annotation,
+)
+
+
+@dataclass(frozen=True)
+class Video:
+    id: str
+    path: Path
+
+
+def list_videos(cfg: Config) -> list[Video]:
+    """Every video under ``<root>/<videos_dir>``, sorted by id."""
+    vdir = cfg.root / cfg.get("dataset.videos_dir", "videos")
+    if not vdir.is_dir():
+        raise ConfigError(f"dataset {cfg.name}: video directory {vdir} does not exist")
+    exts = {"." + e.lower().lstrip(".") for e in cfg.get("dataset.extensions", [])}
+    found: dict[str, Path] = {}
+    for p in sorted(vdir.rglob("*")):
+        if p.suffix.lower() in exts and (p.is_file() or p.is_symlink()):
+            vid = p.relative_to(vdir).with_suffix("").as_posix()
+            found.setdefault(vid, p)  # first extension wins for duplicate stems
+    return [Video(k, v) for k, v in sorted(found.items())]
+
+
+def shard_videos(videos: list[Video], size: int) -> list[list[Video]]:
+    """Consecutive shards of at most ``size`` videos (in id order)."""
+    if size < 1:
+        raise ConfigError(f"shards.size must be >= 1, got {size}")
+    n = max(1, math.ceil(len(videos) / size))
+    return [videos[i * size:(i + 1) * size] for i in range(n)]
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}"
+
+
+# --------------------------------------------------------------------------- ground truth
+
+
+@dataclass
+class GroundTruth:
+    """What a dataset knows about its videos.
+
+    * ``queries``: video ids used as queries (all videos when empty);
+    * ``database``: ids searched (all videos when empty);
+    * ``pairs``: partial copies (VCDB-like; ids are corpus video ids);
+    * ``evve``: EVVE entries (event, label, split);
+    * ``align``: Climbing/Madonna items.
+    """
+
+    kind: str
+    queries: list[str] = field(default_factory=list)
+    database: list[str] = field(default_factory=list)
+    pairs: list[CopyPair] = field(default_factory=list)
+    evve: list[EvveEntry] = field(default_factory=list)
+    align: list[AlignItem] = field(default_factory=list)
+
+    def align_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        return align_ground_truth(self.align)
+
+
+def parse_vcdb_json(label_file: str | Path, pair_file: str | Path | None = None) -> list[CopyPair]:
+    """The converted VCDB format: ``{"<A>-<B>": [[a_start, b_start, a_end, b_end], ...]}``
+    (integer seconds).  Self-pairs are dropped (copies inside one video are never searched).
+    If ``pair_file`` (``query_id,reference_id`` CSV) is given, every pair it lists must exist."""
+    path = Path(label_file)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AnnotationError(f"{path}: annotation file not found") from None
+    except json.JSONDecodeError as exc:
+        raise AnnotationError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise AnnotationError(f"{path}: expected an object of '<A>-<B>': [boxes]")
+    pairs = []
+    for key, boxes in data.items():
+        a, sep, b = key.partition("-")
+        if not sep or not a or not b:
+            raise AnnotationError(f"{path}: key {key!r} is not '<videoA>-<videoB>'")
+        if not isinstance(boxes, list):
+            raise AnnotationError(f"{path}: {key}: expected a list of boxes")
+        for box in boxes:
+            if not (isinstance(box, list) and len(box) == 4
+                    and all(isinstance(v, int | float) for v in box)):
+                raise AnnotationError(f"{path}: {key}: box {box!r} is not [a_start, b_start, a_end, b_end]")
+            if a == b:
+                continue
+            a0, b0, a1, b1 = (float(v) for v in box)
+            pairs.append(CopyPair(a, b, a0, a1, b0, b1))
+    if pair_file is not None:
+        pf = Path(pair_file)
+        with pf.open(newline="", encoding="utf-8") as f:
+            for no, row in enumerate(csv.reader(f), 1):
+                if no == 1 or not row:
+                    continue
+                if len(row) != 2:
+                    raise AnnotationError(f"{pf}:{no}: expected 'query_id,reference_id'")
+                if f"{row[0]}-{row[1]}" not in data:
+                    raise AnnotationError(f"{pf}:{no}: pair {row[0]}-{row[1]} has no boxes in {path.name}")
+    return pairs
+
+
+def _map_ids(pairs: list[CopyPair], ids: list[str]) -> list[CopyPair]:
+    """Map annotation video names (stems, or topic/stem) onto corpus ids."""
+    by_stem: dict[str, str] = {}
+    for vid in ids:
+        by_stem.setdefault(vid.rsplit("/", 1)[-1], vid)
+    known = set(ids)
+
+    def m(v: str) -> str | None:
+        return v if v in known else by_stem.get(v.rsplit("/", 1)[-1])
+
+    out = []
+    for p in pairs:
+        a, b = m(p.video_a), m(p.video_b)
+        if a and b:
+            out.append(CopyPair(a, b, p.a_begin_s, p.a_end_s, p.b_begin_s, p.b_end_s))
+    return out
+
+
+def load_ground_truth(cfg: Config, videos: list[Video]) -> GroundTruth:
+    """Read the dataset's ground truth in its own on-disk format."""
+    kind = cfg.get("dataset.kind")
+    root = cfg.root
+    ids = [v.id for v in videos]
+    gt = GroundTruth(kind)
+    if kind == "evve":
+        files = sorted((root / "annotations").glob("*.dat"))
+        if not files:
+            raise ConfigError(f"{root / 'annotations'}: no EVVE .dat files")
+        for f in files:
+            gt.evve += parse_evve_dat(f)
+        known = set(ids)
+        gt.queries = [e.key for e in gt.evve if e.split == "query" and e.key in known]
+        gt.database = [e.key for e in gt.evve if e.split == "database" and e.key in known]
+    elif kind in ("vcdb", "demo"):
+        ann = root / "annotation"
+        txts = sorted(ann.glob("*.txt")) if ann.is_dir() else []
+        raw: list[CopyPair] = []
+        for f in txts:
+            raw += parse_vcdb_annotation(f)
+        label = root / "label_file.json"
+        if label.is_file():
+            pair_file = root / "pair_file.csv"
+            raw += parse_vcdb_json(label, pair_file if pair_file.is_file() else None)
+        if not txts and not label.is_file():
+            raise ConfigError(f"{root}: no annotation/<topic>.txt and no label_file.json")
+        gt.pairs = _map_ids(raw, ids)
+    elif kind in ("climbing", "madonna"):
+        gt.align = parse_align(root / cfg.get("dataset.gt_file"), kind=kind.capitalize())
+    return gt

@@ -1,0 +1,210 @@
+"""Dataset metrics computed from the pipeline's outputs (search results, features).
+
+* EVVE: mAP from the re-ranked search (pooled over queries as the reference
+  reports it, and the EVVE protocol's mean of per-event means).
+* VCDB and demo (partial-copy pairs): every re-ranked result is a detection;
+  it is correct when a ground-truth copy links the two videos and the
+  predicted spans overlap the annotated spans on both sides (0.01-s grid).
+  Missed copies count as positives with score 0 (``corrected`` reading; the
+  ``reference`` reading of spec 5.2 is available as ``evaluate.vcdb_mode``).
+  Also: localisation accuracy of the ground-truth pairs found (|offset error|
+  < 0.1/1/10 s) and mAP of each query's ranked list.
+* Climbing / Madonna: the reference protocol (spec 5.1, 5.4) on the items of
+  the ``.align`` file, from the stored frame features.
+* folder: no ground truth; the report summarises the search.
+
+Every offset and error is in seconds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+from index.search import Match
+from pipeline import metrics
+from pipeline.config import Config
+from pipeline.corpus import GroundTruth, list_videos, load_ground_truth
+from pipeline.descriptors import build_model, describe_video
+
+log = logging.getLogger(__name__)
+FPS = 15.0
+
+
+def _finite(x: float) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def evaluate_evve(gt: GroundTruth, rows: list[Match]) -> dict:
+    db = gt.database
+    col = {v: i for i, v in enumerate(db)}
+    queries = [q for q in gt.queries]
+    scores = np.full((len(queries), len(db)), -np.inf)
+    qi = {q: i for i, q in enumerate(queries)}
+    for r in rows:
+        if r.query in qi and r.match in col:
+            scores[qi[r.query], col[r.match]] = r.score
+    by_key = {e.key: e for e in gt.evve}
+    res = metrics.evve_map(scores, [by_key[q].event for q in queries], [by_key[d].event for d in db],
+                           np.array([by_key[d].label for d in db]))
+    return {"metrics": {"mAP_pooled": res.map_pooled, "mAP_event_mean": res.map_event_mean},
+            "per_query": [{"query": q, "event": by_key[q].event, "AP": float(a)}
+                          for q, a in zip(queries, res.ap_per_query, strict=True)],
+            "per_event": res.ap_per_event}
+
+
+def _pair_index(gt: GroundTruth) -> dict[tuple[str, str], list[tuple[float, float, float, float]]]:
+    """Ground-truth copies by ordered (query, match): spans (q0, q1, m0, m1) in seconds."""
+    out: dict[tuple[str, str], list] = defaultdict(list)
+    for p in gt.pairs:
+        out[(p.video_a, p.video_b)].append((p.a_begin_s, p.a_end_s, p.b_begin_s, p.b_end_s))
+        out[(p.video_b, p.video_a)].append((p.b_begin_s, p.b_end_s, p.a_begin_s, p.a_end_s))
+    return out
+
+
+def evaluate_pairs(gt: GroundTruth, rows: list[Match], durations: dict[str, float],
+                   mode: str = "corrected") -> dict:
+    """Copy detection + localisation on search results (VCDB-like ground truth)."""
+    pairs = _pair_index(gt)
+    scores, ok, qside = [], [], []
+    found: dict[tuple[str, str], float] = {}
+    per_query: dict[str, list[Match]] = defaultdict(list)
+    for r in rows:
+        per_query[r.query].append(r)
+        if _finite(r.query_start_s):
+            q0, q1, m0, m1 = r.query_start_s, r.query_end_s, r.match_start_s, r.match_end_s
+        else:  # no frame-level segment: the whole query placed at the offset
+            q0, q1 = 0.0, durations.get(r.query, 0.0)
+            m0, m1 = q0 - r.offset_s, q1 - r.offset_s
+        good = side = False
+        for g in pairs.get((r.query, r.match), []):
+            if metrics.spans_overlap(q0, q1, g[0], g[1]):
+                side = True
+                if metrics.spans_overlap(m0, m1, g[2], g[3]):
+                    good = True
+                    break
+        scores.append(r.score)
+        ok.append(good)
+        qside.append(side or bool(pairs.get((r.query, r.match))))
+        if pairs.get((r.query, r.match)):
+            # ground-truth offset of a copy: q0 - m0 (query time minus match time)
+            found[(r.query, r.match)] = min(abs(r.offset_s - (g[0] - g[2]))
+                                            for g in pairs[(r.query, r.match)])
+    queries = sorted({r.query for r in rows} | {q for q, _ in pairs})
+    searched = {r.query for r in rows}
+    missed = [k for k in pairs if k[0] in searched and k not in found]
+    s = np.asarray(scores, dtype=np.float64)
+    okv, qsv = np.asarray(ok, bool), np.asarray(qside, bool)
+    pr = metrics.segment_pr(s, okv, qsv, mode=mode)
+    # copies never retrieved: a missed positive each
+    probas = np.r_[pr.probas, np.zeros(len(missed))]
+    labels = np.r_[pr.labels, np.ones(len(missed), dtype=np.int64)]
+    precision, recall, _ = metrics.precision_recall_curve(labels, probas)
+    gt_keys = [k for k in pairs if k[0] in searched]
+    errors = np.array([found.get(k, np.inf) for k in gt_keys])
+    acc = metrics.accuracy_below(errors)
+    aps, table = [], []
+    for q in queries:
+        partners = {m for (a, m) in pairs if a == q}
+        lst = sorted(per_query.get(q, []), key=lambda r: r.rank)
+        if partners and q in searched:
+            rel = np.array([1 if r.match in partners else 0 for r in lst])
+            aps.append(metrics.evve_average_precision(rel, len(partners)))
+        top = lst[0] if lst else None
+        table.append({"query": q, "top_match": top.match if top else None,
+                      "score": top.score if top else None, "offset_s": top.offset_s if top else None,
+                      "true_partners": sorted(partners),
+                      "offset_error_s": (found.get((q, top.match)) if top else None)})
+    return {"metrics": {"segment_max_F1": metrics.max_f1(precision, recall),
+                        "segment_PR_AUC": metrics.pr_auc(precision, recall),
+                        **{f"localisation_accuracy_below_{t:g}s": v for t, v in acc.items()},
+                        "mAP": float(np.mean(aps)) if aps else float("nan"),
+                        "ground_truth_pairs": len(gt_keys), "pairs_found": len(found)},
+            "curves": {"precision": precision.tolist(), "recall": recall.tolist(),
+                       "localisation_errors_s": [e if math.isfinite(e) else None for e in errors]},
+            "per_query": table, "vcdb_mode": mode}
+
+
+def evaluate_alignment(cfg: Config, gt: GroundTruth, model_name: str, features) -> dict:
+    """Climbing/Madonna: every item vs every other, cropped to its span (spec 5.1)."""
+    model = build_model(cfg.get(f"models.{model_name}"), cfg.get("dataset.max_length_s"))
+    items = gt.align
+    descs, keep = [], []
+    for i, it in enumerate(items):
+        vid = next((v for v in (it.video, it.video + ".avi") if v in features.where), None)
+        if vid is None:
+            log.warning("no features for item %s", it.video)
+            continue
+        vf = features.get(vid)
+        lo, hi = int(np.floor(FPS * it.begin_s)), int(np.floor(FPS * it.end_s))
+        feats = vf.features[lo:hi] if lo < hi else vf.features
+        t = vf.timestamps_s[lo:hi] if lo < hi else vf.timestamps_s
+        descs.append(describe_video(model, feats.astype(np.float32), (t - t[0]) * FPS))
+        keep.append(i)
+    L = round(float(cfg.get("dataset.max_length_s")) * FPS)
+    offsets = np.arange(-L, L)
+    pair_index = np.array(list(itertools.combinations(range(len(keep)), 2))).reshape(-1, 2)
+    pmax, poff = [], []
+    for a, b in pair_index:
+        best, off = model.score_max(descs[a][None], descs[b][None], offsets)
+        pmax.append(float(best[0]))
+        poff.append(float(off[0]) / FPS)
+    gt_idx, gt_off = gt.align_pairs()
+    remap = {old: new for new, old in enumerate(keep)}
+    sel = [k for k, (a, b) in enumerate(gt_idx) if a in remap and b in remap]
+    gi = np.array([[remap[a], remap[b]] for a, b in gt_idx[sel]]).reshape(-1, 2)
+    errors = metrics.localization_errors(len(keep), pair_index, np.array(pmax), np.array(poff),
+                                         gi, gt_off[sel])
+    acc = metrics.accuracy_below(errors)
+    m, ap = metrics.map_localization(len(keep), pair_index, np.array(pmax), gi)
+    return {"metrics": {**{f"localisation_accuracy_below_{t:g}s": v for t, v in acc.items()},
+                        "localisation_mAP": m},
+            "curves": {"localisation_errors_s": [e if math.isfinite(e) else None for e in errors]},
+            "per_query": [{"item": items[keep[i]].video, "error_s": (e if math.isfinite(e) else None),
+                           "AP": float(ap[i])} for i, e in enumerate(errors)]}
+
+
+def evaluate(cfg: Config, model_name: str, rows: list[Match], features, durations: dict[str, float]) -> dict:
+    kind = cfg.get("dataset.kind")
+    gt = load_ground_truth(cfg, list_videos(cfg)) if kind != "folder" else GroundTruth("folder")
+    if kind == "evve":
+        out = evaluate_evve(gt, rows)
+    elif kind in ("vcdb", "demo"):
+        out = evaluate_pairs(gt, rows, durations, str(cfg.get("evaluate.vcdb_mode", "corrected")))
+    elif kind in ("climbing", "madonna"):
+        out = evaluate_alignment(cfg, gt, model_name, features)
+    else:
+        out = {"metrics": {"queries": len({r.query for r in rows}), "results": len(rows)},
+               "per_query": [{"query": r.query, "top_match": r.match, "score": r.score,
+                              "offset_s": r.offset_s} for r in rows if r.rank == 1]}
+    out["samples"] = sample_curves(cfg, model_name, rows, gt)
+    return out
+
+
+def sample_curves(cfg: Config, model_name: str, rows: list[Match], gt: GroundTruth, n: int = 3) -> list[dict]:
+    """Score-versus-offset curves of a few top results, with the ground-truth offset when known."""
+    from pipeline.runner import descriptor_store
+
+    store = descriptor_store(cfg, model_name)
+    model = build_model(cfg.get(f"models.{model_name}"), cfg.get("dataset.max_length_s"))
+    pairs = _pair_index(gt)
+    chosen = [r for r in rows if r.rank == 1][:n]
+    out = []
+    for r in chosen:
+        span = max(store.n_frames.get(r.query, 1), store.n_frames.get(r.match, 1))
+        from index.search import offset_range
+
+        offs = offset_range(model, store.n_frames.get(r.query, 1), store.n_frames.get(r.match, 1))
+        step = max(1, len(offs) // 2000)
+        offs = offs[::step]
+        curve = model.score(store.get([r.query]), store.get([r.match]), torch.from_numpy(offs))[0].numpy()
+        g = pairs.get((r.query, r.match))
+        out.append({"query": r.query, "match": r.match, "offsets_s": (offs / FPS).tolist(),
+                    "scores": curve.astype(float).tolist(), "best_offset_s": r.offset_s,
+                    "true_offset_s": (g[0][0] - g[0][2]) if g else None, "frames": span})
+    return out

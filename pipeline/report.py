@@ -1,0 +1,166 @@
+"""Evaluation reports: ``report.json``, ``report.md`` and a self-contained ``report.html``.
+
+Plots (PNG, embedded in the HTML as data URIs and saved beside the Markdown):
+precision-recall curve, cumulative localisation-error curve, and the
+score-versus-offset curve of a few sample queries with the ground-truth
+offset marked.  Every number states its unit; the configuration that
+produced the report is included.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from pipeline.artifacts import atomic_path
+
+UNITS = {"accuracy": "fraction of pairs", "AP": "", "F1": "", "AUC": "", "mAP": "", "error": "s",
+         "offset": "s", "score": "model score (dimensionless)"}
+
+
+def _unit(name: str) -> str:
+    if "accuracy" in name:
+        return "fraction (0-1)"
+    if name.endswith("_s"):
+        return "seconds"
+    if name in ("ground_truth_pairs", "pairs_found", "queries", "results"):
+        return "count"
+    return "(0-1)"
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "n/a" if math.isnan(v) else f"{v:.4f}"
+    if isinstance(v, list):
+        return ", ".join(map(str, v))
+    return "" if v is None else str(v)
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def make_plots(result: dict) -> dict[str, bytes]:
+    plots: dict[str, bytes] = {}
+    curves = result.get("curves", {})
+    if curves.get("precision"):
+        fig, ax = plt.subplots(figsize=(4.5, 3.5))
+        ax.plot(curves["recall"], curves["precision"], drawstyle="steps-post")
+        ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02),
+               title="Precision-recall (segment detections)")
+        ax.grid(alpha=0.3)
+        plots["pr_curve.png"] = _png(fig)
+    errs = curves.get("localisation_errors_s")
+    if errs:
+        vals = sorted(e for e in errs if e is not None)
+        fig, ax = plt.subplots(figsize=(4.5, 3.5))
+        if vals:
+            xs = [max(v, 1e-3) for v in vals]
+            ax.step(xs, [(i + 1) / len(errs) for i in range(len(vals))], where="post")
+        for t in (0.1, 1, 10):
+            ax.axvline(t, color="grey", lw=0.8, ls="--")
+        ax.set(xscale="log", xlabel="absolute offset error (s)", ylabel="fraction of pairs",
+               ylim=(0, 1.02), title="Cumulative localisation error")
+        ax.grid(alpha=0.3)
+        plots["localisation_errors.png"] = _png(fig)
+    for i, s in enumerate(result.get("samples", [])):
+        fig, ax = plt.subplots(figsize=(6, 3))
+        ax.plot(s["offsets_s"], s["scores"], lw=0.8)
+        ax.axvline(s["best_offset_s"], color="tab:orange", ls="--", label=f"best {s['best_offset_s']:.2f} s")
+        if s.get("true_offset_s") is not None:
+            ax.axvline(s["true_offset_s"], color="tab:green", ls=":", lw=2,
+                       label=f"ground truth {s['true_offset_s']:.2f} s")
+        ax.set(xlabel="offset t_query - t_match (s)", ylabel="score",
+               title=f"{s['query']} vs {s['match']}")
+        ax.legend(fontsize=7)
+        plots[f"score_vs_offset_{i}.png"] = _png(fig)
+    return plots
+
+
+def write_report(out_dir: Path, dataset: str, model: str, result: dict, config: dict) -> Path:
+    """Write ``report.json``, ``report.md``, ``report.html`` and the plots; returns the JSON path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots = make_plots(result)
+    for name, data in plots.items():
+        with atomic_path(out_dir / name) as tmp:
+            tmp.write_bytes(data)
+    doc = {"dataset": dataset, "model": model, "units": "offsets and errors in seconds",
+           **{k: v for k, v in result.items() if k != "samples"},
+           "samples": [{k: v for k, v in s.items() if k not in ("offsets_s", "scores")}
+                       for s in result.get("samples", [])],
+           "plots": sorted(plots), "config": config}
+    with atomic_path(out_dir / "report.json") as tmp:
+        tmp.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
+    md = render_markdown(doc, plots)
+    with atomic_path(out_dir / "report.md") as tmp:
+        tmp.write_text(md, encoding="utf-8")
+    with atomic_path(out_dir / "report.html") as tmp:
+        tmp.write_text(render_html(doc, plots), encoding="utf-8")
+    return out_dir / "report.json"
+
+
+def _metric_rows(doc: dict) -> list[tuple[str, str, str]]:
+    return [(k, _fmt(v), _unit(k)) for k, v in doc.get("metrics", {}).items()]
+
+
+def _table_rows(doc: dict, limit: int = 200) -> tuple[list[str], list[list[str]]]:
+    rows = doc.get("per_query", [])[:limit]
+    cols = list(rows[0].keys()) if rows else []
+    return cols, [[_fmt(r.get(c)) for c in cols] for r in rows]
+
+
+def render_markdown(doc: dict, plots: dict[str, bytes]) -> str:
+    lines = [f"# {doc['dataset']} — {doc['model']}", "",
+             "Offsets are `t_query - t_match` in seconds; scores are the model's (dimensionless).", "",
+             "| metric | value | unit |", "|---|---:|---|"]
+    lines += [f"| {k} | {v} | {u} |" for k, v, u in _metric_rows(doc)]
+    lines.append("")
+    for name in plots:
+        lines.append(f"![{name}]({name})")
+    cols, rows = _table_rows(doc)
+    if cols:
+        lines += ["", "## Per query", "", "| " + " | ".join(cols) + " |",
+                  "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ["", "## Configuration", "", "```json", json.dumps(doc["config"], indent=2, default=str),
+              "```", ""]
+    return "\n".join(lines)
+
+
+def render_html(doc: dict, plots: dict[str, bytes]) -> str:
+    e = html.escape
+    metric_rows = "".join(f"<tr><td>{e(k)}</td><td class=num>{e(v)}</td><td>{e(u)}</td></tr>"
+                          for k, v, u in _metric_rows(doc))
+    imgs = "".join(f'<figure><img alt="{e(n)}" src="data:image/png;base64,'
+                   f'{base64.b64encode(b).decode()}"><figcaption>{e(n)}</figcaption></figure>'
+                   for n, b in plots.items())
+    cols, rows = _table_rows(doc)
+    table = ""
+    if cols:
+        table = ("<h2>Per query</h2><table><tr>" + "".join(f"<th>{e(c)}</th>" for c in cols) + "</tr>"
+                 + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
+                 + "</table>")
+    return f"""<!doctype html><html><head><meta charset="utf-8">
+<title>{e(doc['dataset'])} — {e(doc['model'])}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px}}
+td.num{{text-align:right}}figure{{display:inline-block;margin:0.5em}}img{{max-width:520px}}
+pre{{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}}</style></head><body>
+<h1>{e(doc['dataset'])} — {e(doc['model'])}</h1>
+<p>Offsets are <code>t_query - t_match</code> in seconds; scores are the model's (dimensionless).</p>
+<table><tr><th>metric</th><th>value</th><th>unit</th></tr>{metric_rows}</table>
+{imgs}{table}
+<h2>Configuration</h2><pre>{e(json.dumps(doc['config'], indent=2, default=str))}</pre>
+</body></html>"""
