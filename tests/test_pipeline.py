@@ -1,0 +1,246 @@
+"""The pipeline end to end: configs, readers, Luigi tasks, index, search, reports, query."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import luigi
+import numpy as np
+import pytest
+
+from index.faiss_index import IndexFileError, build_faiss, choose_index_type, read_index, write_index
+from index.search import aligned_segment
+from pipeline.config import ConfigError, load_config, parse_overrides
+from pipeline.corpus import list_videos, load_ground_truth, parse_vcdb_json, shard_videos
+from pipeline.datasets import AnnotationError
+from pipeline.runner import (
+    descriptor_path,
+    feature_shard_dir,
+    index_dir,
+    read_search_results,
+    report_dir,
+    search_dir,
+)
+from pipeline.synthetic import make_demo_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_VCDB = ROOT.parent / "shared" / "annotations" / "vcdb"
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_config_layers_and_overrides(tmp_path, monkeypatch):
+    cfg = load_config("demo", f"dataset.root={tmp_path};search.top_k=7;features.weights=random")
+    assert cfg.get("search.top_k") == 7 and cfg.get("index.model") == "tmk_lamv"
+    assert cfg.root == tmp_path and Path(cfg["work_dir"]).is_absolute()
+    assert parse_overrides("a.b=1;c=[1, 2];d=x") == {"a": {"b": 1}, "c": [1, 2], "d": "x"}
+    other = load_config("demo", f"dataset.root={tmp_path};features.image_area=20000")
+    assert other.features_hash() != cfg.features_hash()  # a changed setting never reuses outputs
+    assert load_config("demo", f"dataset.root={tmp_path};search.top_k=3").features_hash() == cfg.features_hash()
+    with pytest.raises(ConfigError, match=r"unknown dataset 'nope'.*EVVE"):
+        load_config("nope")
+    monkeypatch.delenv("EVVE_ROOT", raising=False)
+    monkeypatch.delenv("VIDEOALIGN_DATA", raising=False)
+    with pytest.raises(ConfigError, match=r"no data root.*\$EVVE_ROOT"):
+        load_config("EVVE")
+    monkeypatch.setenv("EVVE_ROOT", str(tmp_path))
+    assert load_config("evve").root == tmp_path  # case-insensitive name, root from the environment
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dataset: {kind: nonsense, root: /x}\n")
+    with pytest.raises(ConfigError, match=r"dataset\.kind"):
+        load_config(str(bad))
+    bad.write_text("dataset: [1, 2\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(str(bad))
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def test_video_listing_and_shards(tmp_path):
+    (tmp_path / "videos" / "t").mkdir(parents=True)
+    for name in ("t/b.MP4", "a.avi", "t/c.webm", "notes.txt", "t/d.flv"):
+        (tmp_path / "videos" / name).write_bytes(b"x")
+    cfg = load_config("folder", f"dataset.root={tmp_path}")
+    vids = list_videos(cfg)
+    assert [v.id for v in vids] == ["a", "t/b", "t/c", "t/d"]
+    assert [len(s) for s in shard_videos(vids, 3)] == [3, 1]
+    with pytest.raises(ConfigError, match="does not exist"):
+        list_videos(load_config("folder", f"dataset.root={tmp_path / 'missing'}"))
+
+
+def test_vcdb_converted_json(tmp_path):
+    label = tmp_path / "label_file.json"
+    label.write_text(json.dumps({"aa-aa": [[0, 0, 5, 5]], "aa-bb": [[3, 33, 5, 35], [10, 0, 12, 2]]}))
+    pairs = parse_vcdb_json(label)
+    assert len(pairs) == 2  # the self-pair is dropped
+    assert (pairs[0].video_a, pairs[0].a_begin_s, pairs[0].a_end_s, pairs[0].b_begin_s, pairs[0].b_end_s) \
+        == ("aa", 3.0, 5.0, 33.0, 35.0)
+    label.write_text('{"aa-bb": [[1, 2, 3]]}')
+    with pytest.raises(AnnotationError, match="is not \\[a_start"):
+        parse_vcdb_json(label)
+    label.write_text('{"aa-bb": [[1, 2, 3, 4]],\n oops}')
+    with pytest.raises(AnnotationError, match=r"label_file.json:2: invalid JSON"):
+        parse_vcdb_json(label)
+    label.write_text(json.dumps({"aa-bb": [[1, 2, 3, 4]]}))
+    pf = tmp_path / "pair_file.csv"
+    pf.write_text("query_id,reference_id\naa,bb\naa,cc\n")
+    with pytest.raises(AnnotationError, match=r"pair_file\.csv:3: pair aa-cc"):
+        parse_vcdb_json(label, pf)
+
+
+@pytest.mark.skipif(not SHARED_VCDB.is_dir(), reason="../shared/annotations/vcdb not present")
+def test_real_vcdb_annotations():
+    pairs = parse_vcdb_json(SHARED_VCDB / "label_file.json", SHARED_VCDB / "pair_file.csv")
+    assert len(pairs) == 9236 - 528  # every box but the 528 self-pairs
+    ids = {p.video_a for p in pairs} | {p.video_b for p in pairs}
+    assert len(ids) <= 528 and all(len(i) == 40 for i in ids)
+    assert all(p.a_end_s >= p.a_begin_s and p.b_end_s >= p.b_begin_s for p in pairs)
+
+
+def test_evve_ground_truth(tmp_path):
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "e1_party.dat").write_text("q1 1 query\np1 1 database\nx1 0 database\n")
+    for n in ("q1", "p1", "x1"):
+        (tmp_path / "videos" / "e1_party").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "videos" / "e1_party" / f"{n}.mp4").write_bytes(b"x")
+    cfg = load_config("EVVE", f"dataset.root={tmp_path}")
+    gt = load_ground_truth(cfg, list_videos(cfg))
+    assert gt.queries == ["e1_party/q1"] and gt.database == ["e1_party/p1", "e1_party/x1"]
+
+
+# --------------------------------------------------------------------------- index and segments
+
+
+def test_index_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids = [f"v{i}" for i in range(300)]
+    assert choose_index_type(300, "auto", 1000) == "flat"
+    kind = choose_index_type(300, "auto", 100)
+    assert kind.startswith("ivf")
+    for k in ("flat", kind):
+        write_index(tmp_path / k, build_faiss(x, k), ids, {"model": "m"})
+        idx = read_index(tmp_path / k)
+        scores, names = idx.search(x[:5], 3, nprobe=64)
+        assert [n[0] for n in names] == ids[:5]
+        np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
+    write_index(tmp_path / "bad", build_faiss(x[:10], "flat"), ids[:9], {})
+    with pytest.raises(IndexFileError, match="holds 10 vectors but the metadata lists 9"):
+        read_index(tmp_path / "bad")
+
+
+def test_aligned_segment_finds_the_copied_span():
+    rng = np.random.default_rng(1)
+    m = rng.standard_normal((300, 128)).astype(np.float32)
+    m /= np.linalg.norm(m, axis=1, keepdims=True)
+    other = rng.standard_normal((45, 128)).astype(np.float32)
+    other /= np.linalg.norm(other, axis=1, keepdims=True)
+    q = np.concatenate([other, m[120:210]])  # 3 s of other material, then 6 s copied from 8 s on
+    tq, tm = np.arange(len(q)) / 15, np.arange(300) / 15
+    q0, q1, m0, m1 = aligned_segment(q, tq, m, tm, offset_s=3.0 - 8.0)
+    assert (round(q0, 3), round(q1, 3)) == (3.0, 9.0)
+    assert (round(m0, 3), round(m1, 3)) == (8.0, 14.0)
+    assert np.isnan(aligned_segment(q, tq, m, tm, offset_s=40.0)[0])
+
+
+# --------------------------------------------------------------------------- the Luigi chain
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    from tasks import Evaluate
+
+    root = tmp_path_factory.mktemp("demo")
+    copies = make_demo_corpus(root / "data", n_sources=3, n_copies=2, n_distractors=1, source_s=12, copy_s=6)
+    ov = (f"dataset.root={root / 'data'};work_dir={root / 'work'};reports_dir={root / 'reports'};"
+          "shards.size=3;features.pca_frames_per_video=20;features.batch_size=16;"
+          "evaluate.models=[tmk_lamv, cte]")
+    assert luigi.build([Evaluate(dataset="demo", overrides=ov)], local_scheduler=True, log_level="WARNING")
+    return load_config("demo", ov), ov, copies
+
+
+@pytest.mark.slow
+def test_planted_copies_are_found_with_offsets_within_0p1s(built):
+    cfg, _, copies = built
+    rows = read_search_results(search_dir(cfg, "tmk_lamv"))
+    for c in copies:
+        top = next(r for r in rows if r.query == c.query and r.rank == 1)
+        assert top.match == c.source
+        assert abs(top.offset_s - c.offset_s) < 0.1, (c, top)
+        assert abs(top.query_start_s - c.query_start_s) <= 0.5  # the copied span starts after the lead-in
+    csv_text = (search_dir(cfg, "tmk_lamv") / "results.csv").read_text()
+    assert csv_text.splitlines()[0] == ("query,match,score,offset_s,rank,query_start_s,query_end_s,"
+                                        "match_start_s,match_end_s")
+
+
+@pytest.mark.slow
+def test_reports_state_units_and_embed_plots(built):
+    cfg, _, _ = built
+    d = report_dir(cfg, "tmk_lamv")
+    doc = json.loads((d / "report.json").read_text())
+    assert doc["metrics"]["localisation_accuracy_below_0.1s"] == 1.0
+    assert doc["metrics"]["mAP"] == 1.0 and doc["units"].startswith("offsets and errors in seconds")
+    html = (d / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 3 and "pr_curve.png" in html
+    assert "| localisation_accuracy_below_0.1s | 1.0000 | fraction (0-1) |" in (d / "report.md").read_text()
+    assert (report_dir(cfg, "cte") / "report.json").is_file()
+
+
+def _mtimes(paths):
+    return {p: p.stat().st_mtime_ns for p in paths}
+
+
+@pytest.mark.slow
+def test_rerun_does_nothing_and_a_deleted_shard_is_redone_alone(built):
+    from tasks import ComputeDescriptors, Evaluate, ExtractFeatures
+
+    cfg, ov, _ = built
+    s0, s1 = feature_shard_dir(cfg, 0), feature_shard_dir(cfg, 1)
+    outputs = sorted(p for p in Path(cfg["work_dir"]).rglob("*") if p.is_file())
+    before = _mtimes(outputs)
+    assert luigi.build([Evaluate(dataset="demo", overrides=ov)], local_scheduler=True, log_level="WARNING")
+    assert _mtimes(outputs) == before  # complete pipeline: nothing recomputed
+    (s1 / "_pack.h5").unlink()
+    shard0 = _mtimes([p for p in s0.iterdir()])
+    assert not ExtractFeatures(dataset="demo", overrides=ov, shard=1).complete()
+    assert ExtractFeatures(dataset="demo", overrides=ov, shard=0).complete()
+    assert luigi.build([ExtractFeatures(dataset="demo", overrides=ov, shard=1)], local_scheduler=True,
+                       log_level="WARNING")
+    assert (s1 / "_pack.h5").is_file() and _mtimes([p for p in s0.iterdir()]) == shard0
+    assert ComputeDescriptors(dataset="demo", overrides=ov, shard=0, model="tmk_lamv").complete()
+    assert descriptor_path(cfg, "tmk_lamv", 1).is_file()
+
+
+@pytest.mark.slow
+def test_luigi_command_line_from_another_directory(built, tmp_path):
+    cfg, ov, _ = built
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(["luigi", "--module", "pipeline", "BuildIndex", "--dataset", "demo",
+                          "--overrides", ov, "--local-scheduler"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "complete" in (out.stdout + out.stderr).lower() or ":)" in out.stdout + out.stderr
+    assert (index_dir(cfg) / "meta.h5").is_file()
+
+
+@pytest.mark.slow
+def test_query_command(built):
+    cfg, ov, copies = built
+    video = cfg.root / "videos" / "demo" / "copy01.mp4"
+    out = subprocess.run([sys.executable, "-m", "pipeline", "query", str(video), "--dataset", "demo",
+                          "--overrides", ov, "--top", "3", "--json"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    doc = json.loads(out.stdout)
+    partner = next(m for m in doc["matches"] if m["match"] == copies[1].source)
+    assert abs(partner["offset_s"] - copies[1].offset_s) < 0.1
+    bad = subprocess.run([sys.executable, "-m", "pipeline", "query", str(cfg.root / "nope.mp4"),
+                          "--dataset", "demo", "--overrides", ov], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "nope.mp4: file not found" in bad.stderr
