@@ -54,7 +54,7 @@ def load_clip(path: Path, max_s: float = 60.0, width: int = 320) -> Clip:
         fps = float(s.average_rate or 25)
         frames = []
         for f in c.decode(s):
-            h = int(round(f.height * width / f.width / 2)) * 2
+            h = round(f.height * width / f.width / 2) * 2
             frames.append(f.reformat(width=width, height=h, format="rgb24").to_ndarray())
             if len(frames) >= max_s * fps:
                 break

@@ -8,8 +8,10 @@ Messages, in completion order:
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import queue
+import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 
@@ -27,44 +29,75 @@ def file_fingerprint(path: str) -> str:
     return f"blake2b-128:{h.hexdigest()}"
 
 
+class DecodeTimeoutError(Exception):
+    """A video took longer than the per-video time limit."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    """Raise :class:`DecodeTimeoutError` if the block runs longer than ``seconds`` (main thread only)."""
+    if not seconds or seconds <= 0:
+        yield
+        return
+
+    def _alarm(signum, frame):
+        raise DecodeTimeoutError(f"decoding exceeded the time limit of {seconds:g} s")
+
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _memory_cap(megabytes: int) -> None:
+    """Cap this (worker) process's address space so one pathological file cannot exhaust the machine."""
+    if megabytes and megabytes > 0:
+        import resource
+
+        limit = megabytes * 1024 * 1024
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _decode_one(i: int, path: str, settings: dict) -> Iterator[tuple]:
+    try:
+        with time_limit(float(settings.get("video_time_limit_s", 0) or 0)):
+            fp = file_fingerprint(path)
+            for chunk in iter_samples(path, settings["image_area"], settings["fps"], chunk=settings["batch_size"],
+                                      threads=settings["decode_threads"], max_pixels=settings["max_pixels"]):
+                frames, ts, src, info = chunk
+                yield ("chunk", i, frames, ts, src)
+        yield ("done", i, {**asdict(info), "fingerprint": fp})
+    except DecodeError as exc:
+        yield ("error", i, "decode", exc.cause)
+    except DecodeTimeoutError as exc:
+        yield ("error", i, "decode", str(exc))
+    except MemoryError:
+        yield ("error", i, "decode", f"out of memory (cap {settings.get('worker_memory_mb')} MB per decoder)")
+    except FileNotFoundError:
+        yield ("error", i, "read", "file not found (deleted after listing?)")
+    except OSError as exc:
+        yield ("error", i, "read", str(exc))
+    except Exception as exc:  # one bad file must not stop the batch
+        yield ("error", i, "decode", f"{type(exc).__name__}: {exc}")
+
+
 def _decode_worker(tasks, results, settings: dict) -> None:  # pragma: no cover - subprocess
+    _memory_cap(int(settings.get("worker_memory_mb", 0) or 0))
     while True:
         item = tasks.get()
         if item is None:
             return
-        i, path = item
-        try:
-            fp = file_fingerprint(path)
-            info = None
-            for chunk in iter_samples(
-                    path, settings["image_area"], settings["fps"], chunk=settings["batch_size"],
-                    threads=settings["decode_threads"], max_pixels=settings["max_pixels"]):
-                frames, ts, src, info = chunk
-                results.put(("chunk", i, frames, ts, src))
-            results.put(("done", i, {**asdict(info), "fingerprint": fp}))
-        except DecodeError as exc:
-            results.put(("error", i, "decode", exc.cause))
-        except OSError as exc:
-            results.put(("error", i, "read", str(exc)))
-        except Exception as exc:  # one bad file must not kill the worker
-            results.put(("error", i, "decode", f"{type(exc).__name__}: {exc}"))
+        for msg in _decode_one(item[0], item[1], settings):
+            results.put(msg)
 
 
 def _inline_decode(items: Sequence[tuple[int, str]], settings: dict) -> Iterator[tuple]:
     for i, path in items:
-        try:
-            fp = file_fingerprint(path)
-            info = None
-            for chunk in iter_samples(path, settings["image_area"], settings["fps"],
-                                      chunk=settings["batch_size"], threads=settings["decode_threads"],
-                                      max_pixels=settings["max_pixels"]):
-                frames, ts, src, info = chunk
-                yield ("chunk", i, frames, ts, src)
-            yield ("done", i, {**asdict(info), "fingerprint": fp})
-        except DecodeError as exc:
-            yield ("error", i, "decode", exc.cause)
-        except OSError as exc:
-            yield ("error", i, "read", str(exc))
+        yield from _decode_one(i, path, settings)
 
 
 def decode_messages(items: Sequence[tuple[int, str]], settings: dict) -> Iterator[tuple]:

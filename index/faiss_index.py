@@ -109,11 +109,12 @@ class VideoIndex:
 def write_index(directory: str | os.PathLike, index, video_ids: list[str], attrs: dict,
                 faiss_ids: np.ndarray | None = None) -> Path:
     """Write ``index.faiss`` then ``meta.h5`` into ``directory`` (each atomically)."""
-    from pipeline.artifacts import atomic_h5, atomic_path
+    from pipeline.artifacts import atomic_h5, atomic_path, clean_stale_temporaries
 
     faiss = load_faiss()
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(d)
     with atomic_path(d / INDEX_FILE) as tmp:
         faiss.write_index(index, str(tmp))
     with atomic_h5(d / META_FILE) as f:

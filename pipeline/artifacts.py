@@ -55,6 +55,47 @@ def fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+TEMP_RE = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]+$")
+
+
+def stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Temporary files left in ``directory`` by writers that are no longer running (e.g. killed)."""
+    d = Path(directory)
+    if not d.is_dir():
+        return []
+    out = []
+    for p in d.iterdir():
+        m = TEMP_RE.match(p.name)
+        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            out.append(p)
+    return out
+
+
+def clean_stale_temporaries(directory: str | os.PathLike) -> int:
+    """Delete :func:`stale_temporaries`; returns how many."""
+    n = 0
+    for p in stale_temporaries(directory):
+        with contextlib.suppress(OSError):
+            if p.is_dir():
+                import shutil
+
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+            n += 1
+    return n
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; on success fsync it and rename it over ``path``."""

@@ -88,6 +88,68 @@ def _cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+EXIT_FAILED_FILES = 3
+EXIT_LOCKED = 75
+
+
+def _cmd_refresh(args: argparse.Namespace) -> int:
+    """Cron entry: 0 success, 3 some files failed (the rest is published), 75 another run holds
+    the lock, 1 any other error; always one line on stderr saying why when non-zero."""
+    from pipeline.config import load_config
+    from pipeline.lock import LockHeldError, exclusive_lock
+    from pipeline.refresh import run_refresh
+
+    try:
+        cfg = load_config(args.dataset, args.overrides)
+        if cfg.get("features.pca") == "trained":
+            from pipeline.runner import pca_path, run_train_pca
+
+            if not pca_path(cfg).is_file():
+                with exclusive_lock(cfg.work_dir / "refresh.lock"):
+                    run_train_pca(cfg)
+        with exclusive_lock(cfg.work_dir / "refresh.lock"):
+            res = run_refresh(cfg, keep=args.keep, progress=not args.quiet)
+    except LockHeldError as exc:
+        sys.stderr.write(f"refresh: {exc}\n")
+        return EXIT_LOCKED
+    except Exception as exc:  # cron wants one line, not a traceback
+        log.debug("refresh failed", exc_info=True)
+        sys.stderr.write(f"refresh: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}\n")
+        return 1
+    sys.stdout.write(res.summary() + "\n")
+    if res.failures:
+        for f in res.failures:
+            sys.stderr.write(f"failed: {f}\n")
+        sys.stderr.write(f"refresh: {len(res.failures)} file(s) failed (see failures.csv in {res.version})\n")
+        return EXIT_FAILED_FILES
+    return 0
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config
+    from pipeline.publish import PublishError, rollback
+    from pipeline.refresh import published_root
+
+    try:
+        cfg = load_config(args.dataset, args.overrides)
+        target = rollback(published_root(cfg), args.to)
+    except (PublishError, ValueError) as exc:
+        sys.stderr.write(f"rollback: {exc}\n")
+        return 1
+    sys.stdout.write(f"current -> {target.name}\n")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from pipeline.verify import verify
+
+    problems, checked = verify(args.target, args.overrides)
+    for p in problems:
+        sys.stdout.write(f"PROBLEM {p}\n")
+    sys.stdout.write(f"verify: {checked} artifact(s) checked, {len(problems)} problem(s)\n")
+    return 0 if not problems else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipeline",
                                 description="Video copy detection and temporal alignment pipeline.")
@@ -112,6 +174,21 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--top", type=int, default=10, help="number of matches to print")
     q.add_argument("--json", action="store_true", help="JSON output")
     q.set_defaults(func=_cmd_query)
+    r = sub.add_parser("refresh", help="incremental refresh + atomic publish (for cron); exit 3 if files failed")
+    r.add_argument("--dataset", required=True)
+    r.add_argument("--overrides", default="")
+    r.add_argument("--keep", type=int, default=3, help="published versions kept for rollback")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(func=_cmd_refresh)
+    rb = sub.add_parser("rollback", help="point the published index back at the previous version")
+    rb.add_argument("--dataset", required=True)
+    rb.add_argument("--overrides", default="")
+    rb.add_argument("--to", default=None, help="a version name, e.g. v000003 (default: the previous one)")
+    rb.set_defaults(func=_cmd_rollback)
+    v = sub.add_parser("verify", help="check every artifact of a dataset (or one file/directory)")
+    v.add_argument("target", help="a dataset name / YAML, or an artifact path")
+    v.add_argument("--overrides", default="")
+    v.set_defaults(func=_cmd_verify)
     return p
 
 

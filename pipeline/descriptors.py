@@ -26,6 +26,7 @@ from pipeline.artifacts import (
     ArtifactError,
     VideoFeatures,
     atomic_h5,
+    clean_stale_temporaries,
     open_checked,
     read_pack,
     read_video_features,
@@ -87,6 +88,7 @@ def compute_shard_descriptors(feature_shard: str | os.PathLike, out_path: str | 
                               model_name: str, spec: dict, max_length_s: float | None) -> Path:
     """Describe every video listed in a feature shard's pack; write one HDF5 atomically."""
     model = build_model(spec, max_length_s)
+    clean_stale_temporaries(Path(out_path).parent)
     pack = read_pack(feature_shard)
     fvs, means, counts, durations = [], [], [], []
     for name in pack.files:

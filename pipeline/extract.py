@@ -31,6 +31,7 @@ from pipeline.artifacts import (
     ArtifactError,
     ShardPack,
     VideoFeatures,
+    clean_stale_temporaries,
     read_video_features,
     video_filename,
     write_pack,
@@ -56,6 +57,8 @@ class ExtractionSettings:
     torch_threads: int = 0  # 0: auto
     queue_chunks: int = 8
     max_pixels: int = 8192 * 8192
+    video_time_limit_s: float = 600.0  # per video, decode included (0: none)
+    worker_memory_mb: int = 8192  # address-space cap of each decode worker (0: none)
     progress: bool = True
 
 
@@ -122,6 +125,8 @@ def extract_shard(videos: Sequence[tuple[str, str | os.PathLike]], shard_dir: st
     torch.set_num_threads(settings.torch_threads)
     shard = Path(shard_dir)
     shard.mkdir(parents=True, exist_ok=True)
+    if n := clean_stale_temporaries(shard):
+        log.info("%s: removed %d temporary file(s) left by an interrupted run", shard, n)
     cfg_id = feature_config_id(extractor, settings)
     result = ShardResult()
     todo: list[tuple[int, str]] = []

@@ -101,7 +101,9 @@ def extraction_settings(cfg: Config, progress: bool = True) -> ExtractionSetting
     return ExtractionSettings(image_area=int(f["image_area"]), fps=float(f["fps"]),
                               feature_dtype=str(f["dtype"]), batch_size=int(f["batch_size"]),
                               decode_workers=int(f["decode_workers"]),
-                              torch_threads=int(f["torch_threads"]), progress=progress)
+                              torch_threads=int(f["torch_threads"]), max_pixels=int(f["max_pixels"]),
+                              video_time_limit_s=float(f["video_time_limit_s"]),
+                              worker_memory_mb=int(f["worker_memory_mb"]), progress=progress)
 
 
 def make_extractor(cfg: Config, pca: PCAWhitening | None) -> FrameFeatureExtractor:

@@ -128,4 +128,27 @@ class Evaluate(DatasetTask):
             runner.run_evaluate(self.cfg, m)
 
 
-__all__ = ["BuildIndex", "ComputeDescriptors", "Evaluate", "ExtractFeatures", "Search", "TrainPCA"]
+class RefreshCorpus(DatasetTask):
+    """Incremental refresh: process new/changed videos, drop removed ones, publish a new index version.
+
+    Complete when the published manifest matches the files on disk (a listing and
+    ``stat`` only), so a cron run with nothing new returns in seconds.
+    """
+
+    keep = luigi.IntParameter(default=3, description="published versions kept for rollback")
+
+    def complete(self):
+        from pipeline.refresh import is_up_to_date
+
+        return is_up_to_date(self.cfg)
+
+    def run(self):
+        from pipeline.lock import exclusive_lock
+        from pipeline.refresh import run_refresh
+
+        with exclusive_lock(self.cfg.work_dir / "refresh.lock"):
+            run_refresh(self.cfg, keep=self.keep)
+
+
+__all__ = ["BuildIndex", "ComputeDescriptors", "Evaluate", "ExtractFeatures", "RefreshCorpus", "Search",
+           "TrainPCA"]

@@ -1,0 +1,270 @@
+"""Incremental corpus refresh: detect added/changed/removed videos, process only those,
+update the index and publish a new version atomically (see ``pipeline.publish``).
+
+Change detection against the last published manifest: a video is *added* when
+its id is new, *removed* when its file is gone, *changed* when its size or
+mtime differ **and** its content fingerprint differs (a touched but identical
+file is not reprocessed).  New and changed videos are extracted into delta
+shards (``features-<h>/delta-<version>-<k>``); a crashed refresh resumes them.
+The index is updated by id (remove + add) while its type stays right for the
+corpus size, and rebuilt from the stored mean frames otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from h5py import File as H5File
+
+from extractors.decode_pool import file_fingerprint
+from index.faiss_index import build_faiss, choose_index_type, read_index, update_faiss, write_index
+from pipeline.artifacts import ArtifactError, atomic_path, read_pack, read_video_features, utc_now, video_filename
+from pipeline.config import Config
+from pipeline.corpus import list_videos
+from pipeline.descriptors import compute_shard_descriptors
+from pipeline.extract import Failure, extract_shard, feature_config_id, resolve_layout
+from pipeline.publish import MANIFEST, current_version, new_version, read_manifest, versions
+from pipeline.runner import descriptors_dir, extraction_settings, features_dir, load_configured_pca, make_extractor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RefreshResult:
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    version: Path | None = None
+    published: bool = False
+    index_update: str = ""
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        state = f"published {self.version.name}" if self.published and self.version else "up to date"
+        return (f"{state}: {len(self.added)} added, {len(self.changed)} changed, {len(self.removed)} removed, "
+                f"{len(self.failures)} failed{', index ' + self.index_update if self.index_update else ''} "
+                f"({self.seconds:.1f} s)")
+
+
+def published_root(cfg: Config) -> Path:
+    return cfg.work_dir / "published"
+
+
+def inventory(cfg: Config) -> dict[str, dict]:
+    """Every video now on disk: id -> {path, size, mtime}."""
+    out = {}
+    for v in list_videos(cfg):
+        try:
+            st = v.path.stat()
+        except FileNotFoundError:
+            continue
+        out[v.id] = {"path": str(v.path.resolve()), "size": st.st_size, "mtime": st.st_mtime}
+    return out
+
+
+def inventory_hash(inv: dict[str, dict]) -> str:
+    payload = json.dumps({k: [v["size"], v["mtime"]] for k, v in sorted(inv.items())})
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def is_up_to_date(cfg: Config) -> bool:
+    """Cheap check (listing + stat only): the published manifest matches the files on disk."""
+    m = read_manifest(current_version(published_root(cfg)))
+    return m.get("inventory_hash") == inventory_hash(inventory(cfg)) and m.get("config_hash") == _config_hash(cfg)
+
+
+def _config_hash(cfg: Config) -> str:
+    return cfg.section_hash("features", "models", "index", "dataset.max_length_s")
+
+
+def _fingerprints(cfg: Config, inv: dict[str, dict], ids: list[str]) -> dict[str, str]:
+    """Content fingerprints, cached by (size, mtime) in the work dir."""
+    cache_path = cfg.work_dir / "fingerprints.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    out = {}
+    for vid in ids:
+        e = inv[vid]
+        key = f"{e['path']}|{e['size']}|{e['mtime']}"
+        if key not in cache:
+            try:
+                cache[key] = file_fingerprint(e["path"])
+            except OSError:
+                continue
+        out[vid] = cache[key]
+    with atomic_path(cache_path) as tmp:
+        tmp.write_text(json.dumps(cache))
+    return out
+
+
+def run_refresh(cfg: Config, keep: int = 3, progress: bool = True) -> RefreshResult:
+    t0 = time.perf_counter()
+    root = published_root(cfg)
+    cur = current_version(root)
+    manifest = read_manifest(cur)
+    res = RefreshResult()
+    inv = inventory(cfg)
+    old = manifest["videos"]
+    cfg_hash = _config_hash(cfg)
+    if cur is not None and manifest.get("config_hash") != cfg_hash:
+        log.warning("configuration changed since %s: every video is reprocessed", cur.name)
+        old = {}
+    res.added = sorted(v for v in inv if v not in old)
+    res.removed = sorted(v for v in old if v not in inv)
+    maybe = [v for v in inv if v in old and (inv[v]["size"], inv[v]["mtime"]) != (old[v]["size"], old[v]["mtime"])]
+    fps = _fingerprints(cfg, inv, maybe)
+    res.changed = sorted(v for v in maybe if fps.get(v) != old[v]["fingerprint"])
+    touched = [v for v in maybe if v not in res.changed]
+    if not (res.added or res.removed or res.changed) and cur is not None:
+        # nothing new (touched-but-identical files are remembered in the fingerprint cache)
+        res.version, res.seconds = cur, time.perf_counter() - t0
+        return res
+
+    number = int(versions(root)[-1].name[1:]) + 1 if versions(root) else 1
+    todo = res.added + res.changed
+    new_entries: dict[str, dict] = {}
+    if todo:
+        new_entries = _process(cfg, todo, inv, number, res, progress)
+    videos = {k: v for k, v in old.items() if k not in res.removed and k not in res.changed}
+    for v in touched:  # identical content, new mtime: just record it
+        videos[v] = {**old[v], "size": inv[v]["size"], "mtime": inv[v]["mtime"]}
+    next_id = int(manifest.get("next_faiss_id", 0)) if old else 0
+    for vid, e in new_entries.items():
+        e["faiss_id"] = next_id
+        next_id += 1
+        videos[vid] = e
+    index, how = _update_index(cfg, cur if old else None, videos, old, res, new_entries)
+    res.index_update = how
+    doc = {"dataset": cfg.name, "version": number, "created": utc_now(), "config_hash": cfg_hash,
+           "inventory_hash": inventory_hash(inv), "next_faiss_id": next_id, "index": how,
+           "index_model": cfg.get("index.model"), "videos": videos,
+           "changes": {"added": res.added, "changed": res.changed, "removed": res.removed}}
+    with new_version(root, keep) as stage:
+        ids = sorted(videos, key=lambda k: videos[k]["faiss_id"])
+        write_index(stage, index, ids, {"index_type": how.split(":")[0], "model": cfg.get("index.model"),
+                                        "dataset": cfg.name, "config": cfg.to_json(), "n_videos": len(ids)},
+                    faiss_ids=np.array([videos[k]["faiss_id"] for k in ids], dtype=np.int64))
+        (stage / MANIFEST).write_text(json.dumps(doc, indent=1), encoding="utf-8")
+        (stage / "failures.csv").write_text("file,stage,cause\n" + "".join(
+            f"\"{f.path}\",{f.stage},\"{f.cause}\"\n" for f in res.failures), encoding="utf-8")
+    res.version, res.published = current_version(root), True
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _process(cfg: Config, todo: list[str], inv: dict[str, dict], number: int, res: RefreshResult,
+             progress: bool) -> dict[str, dict]:
+    """Extract + describe ``todo`` into delta shards; manifest entries of the videos that worked."""
+    size = int(cfg.get("shards.size", 500))
+    extractor = make_extractor(cfg, load_configured_pca(cfg))
+    settings = extraction_settings(cfg, progress)
+    if len(todo) < 4:
+        settings.decode_workers = 0  # a handful of videos: no worker start-up
+    entries: dict[str, dict] = {}
+    reusable = _existing_feature_files(cfg)
+    fps = _fingerprints(cfg, inv, [v for v in todo if video_filename(v) in reusable])
+    cfg_id = feature_config_id(extractor, resolve_layout(settings, extractor.device.type))
+    for k in range(0, len(todo), size):
+        chunk = todo[k:k + size]
+        name = f"delta-{number:06d}-{k // size:05d}"
+        shard = features_dir(cfg) / name
+        adopted = _adopt(chunk, shard, reusable, fps, cfg_id)
+        if adopted:
+            log.info("%s: reusing %d feature file(s) computed earlier with the same settings", name, adopted)
+        r = extract_shard([(v, inv[v]["path"]) for v in chunk], shard, extractor, settings, {"dataset": cfg.name})
+        res.failures += r.failures
+        files = {}
+        for model, spec in cfg["models"].items():
+            out = descriptors_dir(cfg, model) / f"{name}.h5"
+            compute_shard_descriptors(shard, out, model, spec, cfg.get("dataset.max_length_s"))
+            files[model] = out
+        pack = read_pack(shard)
+        for row, (vid, fname, n) in enumerate(zip(pack.video_ids, pack.files, pack.frame_counts, strict=True)):
+            fp = read_video_features(shard / fname).attrs.get("source_fingerprint")
+            entries[vid] = {"path": inv[vid]["path"], "size": inv[vid]["size"], "mtime": inv[vid]["mtime"],
+                            "fingerprint": fp, "features": str(shard / fname), "n_frames": int(n),
+                            "descriptors": {m: [str(f), row] for m, f in files.items()}}
+    return entries
+
+
+def _existing_feature_files(cfg: Config) -> dict[str, Path]:
+    """Feature files already computed with this features configuration, by file name."""
+    out: dict[str, Path] = {}
+    root = features_dir(cfg)
+    if root.is_dir():
+        for d in sorted(root.iterdir()):
+            if d.is_dir():
+                for f in d.glob("*.h5"):
+                    if f.name != "_pack.h5":
+                        out.setdefault(f.name, f)
+    return out
+
+
+def _adopt(chunk: list[str], shard: Path, reusable: dict[str, Path], fps: dict[str, str], cfg_id: str) -> int:
+    """Hard-link valid earlier feature files into ``shard`` so extraction skips them."""
+    n = 0
+    shard.mkdir(parents=True, exist_ok=True)
+    for vid in chunk:
+        name = video_filename(vid)
+        src, dst = reusable.get(name), shard / name
+        if src is None or dst.exists() or src.parent == shard:
+            continue
+        try:
+            attrs = read_video_features(src).attrs
+        except ArtifactError:
+            continue
+        if attrs.get("config_id") != cfg_id or attrs.get("source_fingerprint") != fps.get(vid):
+            continue
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+        n += 1
+    return n
+
+
+def _mean_frames(cfg: Config, entries: dict[str, dict], ids: list[str]) -> np.ndarray:
+    model = cfg.get("index.model")
+    by_file: dict[str, list[tuple[int, int]]] = {}
+    for i, vid in enumerate(ids):
+        f, row = entries[vid]["descriptors"][model]
+        by_file.setdefault(f, []).append((i, row))
+    out = None
+    for f, pairs in by_file.items():
+        with H5File(f, "r") as h:
+            mf = h["mean_frames"][()]
+        if out is None:
+            out = np.zeros((len(ids), mf.shape[1]), np.float32)
+        for i, row in pairs:
+            out[i] = mf[row]
+    return out if out is not None else np.zeros((0, 0), np.float32)
+
+
+def _update_index(cfg: Config, cur: Path | None, videos: dict[str, dict], old: dict[str, dict],
+                  res: RefreshResult, new_entries: dict[str, dict]):
+    n = len(videos)
+    kind = choose_index_type(n, cfg.get("index.type", "auto"), int(cfg.get("index.ivf_threshold")))
+    prev = read_index(cur) if cur is not None else None
+    prev_kind = str(prev.attrs.get("index_type", "")) if prev else ""
+    drift = kind.startswith("ivf") and prev is not None and n > 2 * int(prev.attrs.get("n_videos", n))
+    if prev is not None and prev_kind.split(":")[0] == kind and not drift and hasattr(prev.index, "remove_ids"):
+        gone = [old[v]["faiss_id"] for v in res.removed + res.changed if v in old]
+        add_ids = list(new_entries)
+        vec = _mean_frames(cfg, new_entries, add_ids) if add_ids else np.zeros((0, 1), np.float32)
+        update_faiss(prev.index, np.array(gone, np.int64), vec,
+                     np.array([new_entries[v]["faiss_id"] for v in add_ids], np.int64))
+        return prev.index, f"{kind}:updated(-{len(gone)}+{len(add_ids)})"
+    ids = sorted(videos, key=lambda k: videos[k]["faiss_id"])
+    if not ids:
+        raise ValueError(f"dataset {cfg.name}: no video could be processed; nothing to publish")
+    vec = _mean_frames(cfg, videos, ids)
+    index = build_faiss(vec, kind, ids=np.array([videos[k]["faiss_id"] for k in ids], np.int64))
+    return index, f"{kind}:rebuilt({len(ids)})"

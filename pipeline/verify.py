@@ -1,0 +1,166 @@
+"""``python -m pipeline verify``: check every artifact and say exactly what is wrong.
+
+Checks: schema and version of every HDF5 artifact; shapes and dtypes; unit
+norms and increasing timestamps of features; that each shard pack lists
+existing files with the right frame counts; descriptor files; index/metadata
+consistency; every published version's manifest against its index and the
+files it references; the ``current`` pointer; and temporary files left by
+an interrupted writer.  With ``--fingerprints`` semantics built in: a feature
+file whose source still exists with the same size and mtime must match its
+recorded content fingerprint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from pipeline.artifacts import (
+    FEATURES_SCHEMA,
+    PACK_NAME,
+    ArtifactError,
+    read_pack,
+    read_video_features,
+    stale_temporaries,
+)
+
+
+def _check_features(p: Path, problems: list[str]) -> None:
+    try:
+        vf = read_video_features(p)
+    except ArtifactError as exc:
+        problems.append(str(exc))
+        return
+    if vf.features.shape[0] == 0:
+        problems.append(f"{p}: no frames")
+        return
+    norms = np.linalg.norm(vf.features.astype(np.float32), axis=1)
+    if not np.all(np.abs(norms - 1) < 2e-2):
+        problems.append(f"{p}: {int(np.sum(np.abs(norms - 1) >= 2e-2))} frame descriptor(s) are not unit-norm")
+    if np.any(np.diff(vf.timestamps_s) < 0):
+        problems.append(f"{p}: timestamps decrease")
+    src = vf.attrs.get("source_path")
+    if src and os.path.isfile(src):
+        st = os.stat(src)
+        same_stat = st.st_size == vf.attrs.get("source_size")
+        same_stat = same_stat and abs(st.st_mtime - float(vf.attrs.get("source_mtime", 0))) < 1e-3
+        if same_stat:
+            from extractors.decode_pool import file_fingerprint
+
+            if file_fingerprint(src) != vf.attrs.get("source_fingerprint"):
+                problems.append(f"{p}: source {src} has the recorded size and mtime but different content "
+                                f"(fingerprint mismatch)")
+
+
+def _check_pack(shard: Path, problems: list[str]) -> int:
+    try:
+        pack = read_pack(shard)
+    except ArtifactError as exc:
+        problems.append(str(exc))
+        return 1
+    n = 1
+    for vid, name, count in zip(pack.video_ids, pack.files, pack.frame_counts, strict=True):
+        f = shard / name
+        if not f.is_file():
+            problems.append(f"{shard / PACK_NAME}: lists {vid!r} but {name} is missing")
+            continue
+        with h5py.File(f, "r") as h:
+            if h["features"].shape[0] != count:
+                problems.append(f"{f}: {h['features'].shape[0]} frames but the pack says {count}")
+        n += 1
+    if pack.mean_frames.shape[0] != len(pack.video_ids):
+        problems.append(f"{shard / PACK_NAME}: {pack.mean_frames.shape[0]} mean frames for "
+                        f"{len(pack.video_ids)} videos")
+    return n
+
+
+def _check_h5(p: Path, problems: list[str]) -> None:
+    try:
+        with h5py.File(p, "r") as f:
+            schema = f.attrs.get("schema")
+            if schema is None:
+                problems.append(f"{p}: no schema attribute (not a pipeline artifact)")
+                return
+            if schema == "videoalign/descriptors":
+                ids, d = f["video_ids"].shape[0], f["descriptors"]
+                if d.shape[0] != ids or f["mean_frames"].shape[0] != ids or f["n_frames"].shape[0] != ids:
+                    problems.append(f"{p}: {ids} ids but descriptors {d.shape}, mean frames "
+                                    f"{f['mean_frames'].shape}, counts {f['n_frames'].shape}")
+                elif ids and not np.all(np.isfinite(d[()])):
+                    problems.append(f"{p}: non-finite descriptor values")
+    except OSError as exc:
+        problems.append(f"{p}: unreadable HDF5 ({exc})")
+        return
+    if schema == FEATURES_SCHEMA:
+        _check_features(p, problems)
+
+
+def _check_index(d: Path, problems: list[str]) -> None:
+    from index.faiss_index import IndexFileError, read_index
+
+    try:
+        idx = read_index(d)
+    except (IndexFileError, ArtifactError) as exc:
+        problems.append(str(exc))
+        return
+    mf = d / "manifest.json"
+    if mf.is_file():
+        m = json.loads(mf.read_text())
+        vids = m.get("videos", {})
+        if sorted(vids) != sorted(idx.video_ids):
+            problems.append(f"{mf}: manifest lists {len(vids)} videos, the index {len(idx.video_ids)}")
+        for vid, e in vids.items():
+            if int(e["faiss_id"]) not in set(idx.faiss_ids.tolist()):
+                problems.append(f"{mf}: {vid!r} has FAISS id {e['faiss_id']} which the index does not hold")
+            for path in [e.get("features")] + [v[0] for v in e.get("descriptors", {}).values()]:
+                if path and not Path(path).is_file():
+                    problems.append(f"{mf}: {vid!r} references missing file {path}")
+
+
+def verify_path(target: Path) -> tuple[list[str], int]:
+    problems: list[str] = []
+    checked = 0
+    if target.is_file():
+        _check_h5(target, problems)
+        return problems, 1
+    if not target.is_dir():
+        return [f"{target}: no such file or directory"], 0
+    for d in [target, *[p for p in target.rglob("*") if p.is_dir()]]:
+        for t in stale_temporaries(d):
+            problems.append(f"{t}: half-written temporary left by an interrupted run (re-run to clean)")
+        if (d / PACK_NAME).is_file():
+            checked += _check_pack(d, problems)
+        if (d / "meta.h5").is_file():
+            _check_index(d, problems)
+            checked += 1
+        if d.name == "published":
+            link = d / "current"
+            if not link.is_symlink():
+                problems.append(f"{link}: missing (nothing published)")
+            elif not link.resolve().is_dir():
+                problems.append(f"{link}: points at {os.readlink(link)}, which does not exist")
+    for p in target.rglob("*.h5"):
+        if p.name not in (PACK_NAME, "meta.h5") and not p.name.startswith("."):
+            _check_h5(p, problems)
+            checked += 1
+    return problems, checked
+
+
+def verify(target: str, overrides: str = "") -> tuple[list[str], int]:
+    """Verify a dataset's work directory (by config name) or one artifact path."""
+    p = Path(target)
+    if p.exists():
+        return verify_path(p)
+    from pipeline.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(target, overrides)
+    except ConfigError as exc:
+        return [str(exc)], 0
+    if not cfg.work_dir.is_dir():
+        return [f"{cfg.work_dir}: no work directory for dataset {cfg.name} (nothing built yet)"], 0
+    return verify_path(cfg.work_dir)
