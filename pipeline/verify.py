@@ -68,9 +68,12 @@ def _check_pack(shard: Path, problems: list[str]) -> int:
         if not f.is_file():
             problems.append(f"{shard / PACK_NAME}: lists {vid!r} but {name} is missing")
             continue
-        with h5py.File(f, "r") as h:
-            if h["features"].shape[0] != count:
-                problems.append(f"{f}: {h['features'].shape[0]} frames but the pack says {count}")
+        try:
+            with h5py.File(f, "r") as h:
+                if h["features"].shape[0] != count:
+                    problems.append(f"{f}: {h['features'].shape[0]} frames but the pack says {count}")
+        except (OSError, KeyError) as exc:
+            problems.append(f"{f}: unreadable HDF5 ({exc})")
         n += 1
     if pack.mean_frames.shape[0] != len(pack.video_ids):
         problems.append(f"{shard / PACK_NAME}: {pack.mean_frames.shape[0]} mean frames for "

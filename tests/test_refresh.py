@@ -1,0 +1,260 @@
+"""Corpus refresh, publishing, rollback, locking, verify, hostile inputs, kill -9 recovery."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from extractors.decode_pool import decode_messages
+from index.faiss_index import read_index
+from pipeline.config import load_config
+from pipeline.lock import LockHeldError, exclusive_lock
+from pipeline.publish import current_version, new_version, read_manifest, rollback, versions
+from pipeline.refresh import published_root, run_refresh
+from pipeline.synthetic import Segment, render, write_video
+from pipeline.verify import verify
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def clip(path: Path, seed: int, seconds: float = 2.0, fps: float = 15.0, size=(96, 64)) -> Path:
+    return write_video(path, render([Segment(seed, 0.0, seconds)], fps, *size), fps)
+
+
+def overrides(tmp: Path, **extra: str) -> str:
+    base = {"dataset.root": str(tmp / "data"), "work_dir": str(tmp / "work"), "reports_dir": str(tmp / "reports"),
+            "dataset.kind": "folder", "dataset.name": "t", "features.weights": "random", "features.pca": "none",
+            "features.batch_size": 16, "features.decode_workers": 0, "shards.size": 4,
+            "dataset.max_length_s": 20, "features.precision": "float32"}
+    base.update(extra)
+    return ";".join(f"{k}={v}" for k, v in base.items())
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    vdir = tmp_path / "data" / "videos"
+    for i in range(5):
+        clip(vdir / f"v{i}.mp4", seed=10 + i)
+    return tmp_path
+
+
+def cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+@pytest.mark.slow
+def test_refresh_detects_added_changed_removed_and_publishes_versions(corpus):
+    cfg = load_config("folder", overrides(corpus))
+    root = published_root(cfg)
+    first = run_refresh(cfg, progress=False)
+    assert first.published and len(first.added) == 5 and versions(root)[-1].name == "v000001"
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    stamps = {p: p.stat().st_mtime_ns for p in files}
+    again = run_refresh(cfg, progress=False)
+    assert not again.published and again.seconds < 5  # nothing new: nothing touched
+    assert {p: p.stat().st_mtime_ns for p in files} == stamps and len(versions(root)) == 1
+
+    vdir = corpus / "data" / "videos"
+    clip(vdir / "new clip é.mp4", seed=99)  # added (name with a space and non-ASCII)
+    clip(vdir / "v1.mp4", seed=77)  # changed content
+    (vdir / "v3.mp4").unlink()  # removed
+    os.utime(vdir / "v2.mp4", (time.time() + 10, time.time() + 10))  # touched, same content
+    res = run_refresh(cfg, progress=False)
+    assert res.added == ["new clip é"] and res.changed == ["v1"] and res.removed == ["v3"]
+    assert res.index_update.startswith("flat:updated(-2+2)")
+    cur = current_version(root)
+    assert cur.name == "v000002"
+    man = read_manifest(cur)
+    idx = read_index(cur)
+    assert sorted(man["videos"]) == sorted(idx.video_ids) == ["new clip é", "v0", "v1", "v2", "v4"]
+    assert idx.index.ntotal == 5
+    problems, _ = verify(str(cfg.work_dir))
+    assert problems == []
+    # the changed video now matches its new content, not the old one
+    _, names = idx.search(np.asarray(_mean_frame(cfg, man["videos"]["v1"]))[None], 1)
+    assert names[0] == ["v1"]
+
+
+def _mean_frame(cfg, entry):
+    import h5py
+
+    f, row = entry["descriptors"][cfg.get("index.model")]
+    with h5py.File(f, "r") as h:
+        return h["mean_frames"][row]
+
+
+@pytest.mark.slow
+def test_rollback_and_failed_publish_leave_current_consistent(corpus):
+    cfg = load_config("folder", overrides(corpus))
+    root = published_root(cfg)
+    run_refresh(cfg, progress=False)
+    clip(corpus / "data" / "videos" / "v9.mp4", seed=9)
+    run_refresh(cfg, progress=False)
+    assert current_version(root).name == "v000002"
+    out = cli("rollback", "--dataset", "folder", "--overrides", overrides(corpus))
+    assert out.returncode == 0 and "v000001" in out.stdout
+    assert current_version(root).name == "v000001" and "v9" not in read_manifest(current_version(root))["videos"]
+    assert rollback(root, "v000002").name == "v000002"
+    with pytest.raises(RuntimeError, match="crash"), new_version(root) as stage:
+        (stage / "partial").write_text("x")
+        raise RuntimeError("crash while publishing")
+    assert current_version(root).name == "v000002" and [p.name for p in versions(root)] == ["v000001", "v000002"]
+    assert not list(root.glob(".v*"))
+
+
+def test_second_refresh_exits_at_once_naming_the_lock_holder(corpus):
+    cfg = load_config("folder", overrides(corpus))
+    with exclusive_lock(cfg.work_dir / "refresh.lock"):
+        with pytest.raises(LockHeldError, match=f"pid {os.getpid()}"), exclusive_lock(cfg.work_dir / "refresh.lock"):
+            pass
+        t0 = time.perf_counter()
+        out = cli("refresh", "--dataset", "folder", "--overrides", overrides(corpus), "--quiet")
+        assert time.perf_counter() - t0 < 60
+    assert out.returncode == 75
+    assert f"pid {os.getpid()}" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_decode_time_limit_and_deleted_file(tmp_path):
+    good = clip(tmp_path / "a.mp4", seed=1, seconds=3)
+    settings = {"image_area": 12000, "fps": 15.0, "batch_size": 8, "decode_threads": 1,
+                "max_pixels": 1 << 26, "decode_workers": 0, "queue_chunks": 4, "video_time_limit_s": 1e-4}
+    msgs = list(decode_messages([(0, str(good)), (1, str(tmp_path / "gone.mp4"))], settings))
+    errors = {m[1]: m for m in msgs if m[0] == "error"}
+    assert "time limit" in errors[0][3]
+    assert errors[1][2] in ("read", "decode") and "not found" in errors[1][3]
+
+
+def _hostile_corpus(vdir: Path) -> dict[str, str]:
+    """Bad files (name -> expected cause) beside good ones."""
+    vdir.mkdir(parents=True, exist_ok=True)
+    bad = {}
+    (vdir / "zero.mp4").write_bytes(b"")
+    bad["zero"] = "empty file"
+    good = clip(vdir / "tmp_good.mp4", seed=3, seconds=3).read_bytes()
+    (vdir / "tmp_good.mp4").unlink()
+    (vdir / "truncated.mp4").write_bytes(good[: len(good) // 3])
+    bad["truncated"] = "cannot read the container"
+    (vdir / "random.mp4").write_bytes(np.random.default_rng(0).bytes(30_000))
+    bad["random"] = "cannot read the container"
+    with av.open(str(vdir / "image.mp4"), "w", format="image2pipe") as out:
+        s = out.add_stream("png", rate=1)
+        s.width, s.height, s.pix_fmt = 32, 32, "rgb24"
+        for p in s.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")):
+            out.mux(p)
+    bad["image"] = "an image, not a video"
+    with av.open(str(vdir / "audio only.mp4"), "w") as out:
+        s = out.add_stream("aac", rate=44100)
+        for i in range(10):
+            f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            f.sample_rate, f.pts = 44100, i * 1024
+            for p in s.encode(f):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    bad["audio only"] = "no video stream"
+    write_video(vdir / "huge.mp4", render([Segment(5, 0, 0.2)], 15, 640, 480), 15)
+    bad["huge"] = "exceeds the limit"
+    # good but odd: one frame, variable frame rate, rotated, corrupt packets in the middle
+    write_video(vdir / "one frame.mp4", render([Segment(6, 0, 1 / 15)], 15, 96, 64), 15)
+    sys.path.insert(0, str(ROOT))
+    from tests.videos import make_video, set_rotation
+
+    make_video(vdir / "vfr.mp4", times=np.cumsum(np.r_[0, np.random.default_rng(1).uniform(0.02, 0.1, 40)]),
+               width=96, height=64)
+    rot = make_video(vdir / "rotated.mp4", fps=25, n_frames=40, width=96, height=64)
+    set_rotation(rot, 90)
+    corrupt = make_video(vdir / "corrupt middle.mp4", fps=25, n_frames=80, width=96, height=64, codec="mpeg4")
+    data = bytearray(corrupt.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 400] = np.random.default_rng(2).bytes(400)
+    corrupt.write_bytes(bytes(data))
+    for i in range(2):
+        clip(vdir / f"ordinary {i}.mp4", seed=40 + i)
+    return bad
+
+
+@pytest.mark.slow
+def test_hostile_corpus_reports_each_bad_file_and_indexes_the_rest(tmp_path):
+    bad = _hostile_corpus(tmp_path / "data" / "videos")
+    ov = overrides(tmp_path, **{"features.max_pixels": 320 * 240, "features.decode_workers": 1})
+    out = cli("refresh", "--dataset", "folder", "--overrides", ov, "--quiet")
+    assert out.returncode == 3, out.stderr[-3000:]
+    assert f"{len(bad)} file(s) failed" in out.stderr
+    cfg = load_config("folder", ov)
+    cur = current_version(published_root(cfg))
+    lines = (cur / "failures.csv").read_text().strip().splitlines()[1:]
+    assert len(lines) == len(bad)
+    for name, cause in bad.items():
+        line = next(x for x in lines if f"/{name}.mp4" in x)
+        assert cause in line, line
+    indexed = set(read_manifest(cur)["videos"])
+    assert indexed == {"one frame", "vfr", "rotated", "corrupt middle", "ordinary 0", "ordinary 1"}
+
+
+def _run_until(args: list[str], delay: float) -> int:
+    p = subprocess.Popen([sys.executable, "-m", "pipeline", *args], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         start_new_session=True)
+    try:
+        return p.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)  # kill -9, decode workers included
+        p.wait()
+        return -9
+
+
+@pytest.mark.slow
+def test_kill_minus_9_at_any_point_then_rerun_matches_an_uninterrupted_run(tmp_path):
+    vdir = tmp_path / "data" / "videos"
+    for i in range(6):
+        clip(vdir / f"v{i}.mp4", seed=60 + i, seconds=3)
+    ref_ov = overrides(tmp_path, work_dir=str(tmp_path / "ref"), **{"features.decode_workers": 1})
+    assert cli("refresh", "--dataset", "folder", "--overrides", ref_ov, "--quiet").returncode == 0
+    ov = overrides(tmp_path, work_dir=str(tmp_path / "killed"), **{"features.decode_workers": 1})
+    killed = 0
+    for delay in (2.0, 3.5, 5.0, 6.5, 8.0):
+        if _run_until(["refresh", "--dataset", "folder", "--overrides", ov, "--quiet"], delay) == -9:
+            killed += 1
+    assert killed >= 1
+    final = cli("refresh", "--dataset", "folder", "--overrides", ov, "--quiet")
+    assert final.returncode == 0, final.stderr[-2000:]
+    cfg_ref, cfg = load_config("folder", ref_ov), load_config("folder", ov)
+    m_ref = read_manifest(current_version(published_root(cfg_ref)))
+    m = read_manifest(current_version(published_root(cfg)))
+    assert sorted(m["videos"]) == sorted(m_ref["videos"])
+    from pipeline.artifacts import read_video_features
+
+    for vid in m["videos"]:
+        a = read_video_features(m["videos"][vid]["features"])
+        b = read_video_features(m_ref["videos"][vid]["features"])
+        np.testing.assert_array_equal(a.features, b.features)
+        np.testing.assert_array_equal(a.timestamps_s, b.timestamps_s)
+    assert verify(str(cfg.work_dir))[0] == []
+    assert sorted(read_index(current_version(published_root(cfg))).video_ids) == sorted(m_ref["videos"])
+
+
+def test_verify_names_what_is_wrong(corpus):
+    cfg = load_config("folder", overrides(corpus))
+    run_refresh(cfg, progress=False)
+    cur = current_version(published_root(cfg))
+    man = json.loads((cur / "manifest.json").read_text())
+    feat = Path(man["videos"]["v0"]["features"])
+    data = feat.read_bytes()
+    feat.write_bytes(data[: len(data) // 2])  # truncated artifact
+    (feat.parent / ".x.h5.tmp-999999-abcdef").write_bytes(b"partial")  # left by a dead writer
+    problems, checked = verify(str(cfg.work_dir))
+    assert checked > 0
+    assert any(str(feat) in p and "HDF5" in p for p in problems)
+    assert any("half-written temporary" in p for p in problems)
+    out = cli("verify", "folder", "--overrides", overrides(corpus))
+    assert out.returncode == 1 and "PROBLEM" in out.stdout
