@@ -149,6 +149,23 @@ def run_extract_shard(cfg: Config, shard: int, progress: bool = True) -> ShardRe
     return res
 
 
+def record_run(cfg: Config, task: str, **params: object) -> None:
+    """Append one line per executed task to ``<work>/task_runs.log`` (who ran what, when)."""
+    import os
+    import socket
+
+    from pipeline.artifacts import utc_now
+
+    line = json.dumps({"task": task, **params, "host": socket.gethostname(), "pid": os.getpid(),
+                       "time": utc_now()}) + "\n"
+    cfg.work_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(cfg.work_dir / "task_runs.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line.encode())  # one small O_APPEND write: atomic across processes
+    finally:
+        os.close(fd)
+
+
 def write_failures(shard_dir: Path, res: ShardResult) -> Path:
     """``failures.csv`` (file, stage, cause) beside the shard's pack."""
     buf = io.StringIO()

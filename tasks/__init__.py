@@ -57,6 +57,7 @@ class ExtractFeatures(DatasetTask):
 
     def run(self):
         runner.run_extract_shard(self.cfg, self.shard)
+        runner.record_run(self.cfg, "ExtractFeatures", shard=self.shard)
 
 
 class ComputeDescriptors(DatasetTask):
@@ -73,6 +74,7 @@ class ComputeDescriptors(DatasetTask):
 
     def run(self):
         runner.run_descriptors(self.cfg, self.shard, self.model)
+        runner.record_run(self.cfg, "ComputeDescriptors", shard=self.shard, model=self.model)
 
 
 class BuildIndex(DatasetTask):
@@ -87,6 +89,7 @@ class BuildIndex(DatasetTask):
 
     def run(self):
         runner.run_build_index(self.cfg)
+        runner.record_run(self.cfg, "BuildIndex")
 
 
 class Search(DatasetTask):

@@ -1,0 +1,67 @@
+"""Scale-out on Luigi's central scheduler: luigid on loopback, two worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from index.faiss_index import read_index
+from pipeline.config import load_config
+from pipeline.runner import index_dir, n_shards
+from tests.test_refresh import clip, overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_workers_on_luigid_process_each_shard_once(tmp_path):
+    vdir = tmp_path / "data" / "videos"
+    for i in range(8):
+        clip(vdir / f"v{i}.mp4", seed=200 + i, seconds=1.5)
+    ov = overrides(tmp_path, **{"shards.size": 2})
+    port = free_port()
+    (tmp_path / "logs").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    daemon = subprocess.Popen(["luigid", "--address", "127.0.0.1", "--port", str(port),
+                               "--state-path", str(tmp_path / "luigid-state"), "--logdir", str(tmp_path / "logs")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        else:
+            pytest.fail("luigid did not start")
+        cmd = ["luigi", "--module", "pipeline", "BuildIndex", "--dataset", "folder", "--overrides", ov,
+               "--workers", "2", "--scheduler-host", "127.0.0.1", "--scheduler-port", str(port)]
+        workers = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True) for _ in range(2)]
+        outs = [w.communicate(timeout=600)[0] for w in workers]
+        assert all(w.returncode == 0 for w in workers), outs[0][-3000:] + outs[1][-3000:]
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+    cfg = load_config("folder", ov)
+    runs = [json.loads(line) for line in (cfg.work_dir / "task_runs.log").read_text().splitlines()]
+    extract = Counter(r["shard"] for r in runs if r["task"] == "ExtractFeatures")
+    assert n_shards(cfg) == 4 and extract == {0: 1, 1: 1, 2: 1, 3: 1}  # every shard exactly once
+    desc = Counter((r["shard"], r["model"]) for r in runs if r["task"] == "ComputeDescriptors")
+    assert set(desc.values()) == {1} and len(desc) == 4 * len(cfg["models"])
+    assert len({r["pid"] for r in runs if r["task"] != "BuildIndex"}) >= 2  # the work was shared
+    assert sum(r["task"] == "BuildIndex" for r in runs) == 1
+    assert len(read_index(index_dir(cfg)).video_ids) == 8
