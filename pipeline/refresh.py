@@ -166,8 +166,9 @@ def _process(cfg: Config, todo: list[str], inv: dict[str, dict], number: int, re
     size = int(cfg.get("shards.size", 500))
     extractor = make_extractor(cfg, load_configured_pca(cfg))
     settings = extraction_settings(cfg, progress)
-    if len(todo) < 4:
-        settings.decode_workers = 0  # a handful of videos: no worker start-up
+    if len(todo) < 10:
+        # a handful of videos: starting a decode process (~1 s) costs more than the overlap gains
+        settings.decode_workers = 0
     entries: dict[str, dict] = {}
     reusable = _existing_feature_files(cfg)
     fps = _fingerprints(cfg, inv, [v for v in todo if video_filename(v) in reusable])
