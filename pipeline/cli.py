@@ -45,12 +45,21 @@ def _cmd_query(args: argparse.Namespace) -> int:
     )
 
     try:
+        manifest = None
         if args.index:
             cfg = config_from_index(Path(args.index))
             idx_path = Path(args.index)
         else:
+            from pipeline.publish import current_version, read_manifest
+            from pipeline.refresh import published_root
+
             cfg = load_config(args.dataset, args.overrides)
-            idx_path = index_dir(cfg)
+            published = current_version(published_root(cfg))
+            idx_path = published if published is not None else index_dir(cfg)
+        if (idx_path / "manifest.json").is_file():
+            from pipeline.publish import read_manifest
+
+            manifest = read_manifest(idx_path)
         idx = read_index(idx_path)
         model_name = args.model or cfg.get("search.model")
         cfg.data["search"]["keep"] = args.top
@@ -64,9 +73,14 @@ def _cmd_query(args: argparse.Namespace) -> int:
         else:
             _, ifv, imodel = describe_new_video(cfg, Path(args.video), index_model)
             mean = mean_frame_component(imodel, ifv[None]).numpy()[0]
-        store = descriptor_store(cfg, model_name)
+        if manifest is not None:
+            from pipeline.descriptors import DescriptorStore
+
+            store = DescriptorStore.from_manifest(manifest["videos"], model_name)
+        else:
+            store = descriptor_store(cfg, model_name)
         rows = search_one(cfg, model_name, str(args.video), fv[None], mean, vf, idx, store,
-                          FeatureLookup(cfg), None)
+                          FeatureLookup(cfg, manifest), None)
     except (DecodeError, ConfigError, ValueError, OSError) as exc:
         log.error("%s", exc)
         return 2

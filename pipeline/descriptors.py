@@ -140,6 +140,17 @@ class DescriptorStore:
                 self._where[vid] = (fi, row)
                 self.n_frames[vid] = int(n)
 
+    @classmethod
+    def from_manifest(cls, videos: dict[str, dict], model: str) -> DescriptorStore:
+        """Exactly the published videos, at the (file, row) the manifest records for ``model``."""
+        files = sorted({e["descriptors"][model][0] for e in videos.values()})
+        store = cls([Path(f) for f in files])
+        pos = {f: i for i, f in enumerate(files)}
+        store._where = {vid: (pos[e["descriptors"][model][0]], int(e["descriptors"][model][1]))
+                        for vid, e in videos.items()}
+        store.n_frames = {vid: int(e["n_frames"]) for vid, e in videos.items()}
+        return store
+
     @property
     def ids(self) -> list[str]:
         return list(self._where)
@@ -164,9 +175,12 @@ class DescriptorStore:
         return torch.from_numpy(np.stack(rows)) if rows else torch.zeros(0)
 
     def mean_frames(self) -> tuple[list[str], np.ndarray]:
-        ids, mats = [], []
-        for p in self.files:
+        """Ids and ``(n, d)`` mean-frame vectors of the videos this store serves."""
+        mats = {}
+        for fi, p in enumerate(self.files):
             with h5py.File(p, "r") as f:
-                ids += [s.decode() if isinstance(s, bytes) else s for s in f["video_ids"][()]]
-                mats.append(f["mean_frames"][()])
-        return ids, (np.concatenate(mats) if mats else np.zeros((0, 0), np.float32))
+                mats[fi] = f["mean_frames"][()]
+        ids = list(self._where)
+        if not ids:
+            return [], np.zeros((0, 0), np.float32)
+        return ids, np.stack([mats[fi][row] for fi, row in (self._where[v] for v in ids)])

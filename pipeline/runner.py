@@ -217,10 +217,13 @@ def feature_file(cfg: Config, video_id: str) -> Path | None:
 
 
 class FeatureLookup:
-    """Frame features by video id (through the shard packs)."""
+    """Frame features by video id (through the shard packs, or a published manifest)."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, manifest: dict | None = None) -> None:
         self.where: dict[str, Path] = {}
+        if manifest is not None:
+            self.where = {vid: Path(e["features"]) for vid, e in manifest["videos"].items()}
+            return
         for s in range(n_shards(cfg)):
             d = feature_shard_dir(cfg, s)
             try:

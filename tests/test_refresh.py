@@ -258,3 +258,14 @@ def test_verify_names_what_is_wrong(corpus):
     assert any("half-written temporary" in p for p in problems)
     out = cli("verify", "folder", "--overrides", overrides(corpus))
     assert out.returncode == 1 and "PROBLEM" in out.stdout
+
+
+@pytest.mark.slow
+def test_query_uses_the_published_version(corpus):
+    cfg = load_config("folder", overrides(corpus))
+    run_refresh(cfg, progress=False)
+    video = corpus / "data" / "videos" / "v2.mp4"
+    out = cli("query", str(video), "--dataset", "folder", "--overrides", overrides(corpus), "--top", "2", "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    doc = json.loads(out.stdout)
+    assert doc["matches"][0]["match"] == "v2" and abs(doc["matches"][0]["offset_s"]) < 0.1
