@@ -24,13 +24,15 @@ import json
 import logging
 import sys
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from pipeline.synthetic import hms, write_video  # noqa: E402
+
 log = logging.getLogger("copy_benchmark")
 
 ATTACKS = ["reencode", "rescale", "crop", "pad", "colour", "overlay", "fps", "pip"]
@@ -120,23 +122,6 @@ def filler(clip: Clip, seconds: int, fps: float, shape: tuple[int, int], rng) ->
     return [resize(at_time(clip, t0 + i / fps), shape[1], shape[0]) for i in range(round(seconds * fps))]
 
 
-def write(path: Path, frames: list[np.ndarray], fps: float, codec: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), "w") as out:
-        s = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
-
-
-def hms(s: int) -> str:
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
 def build_dataset(clips: list[Path], out: Path, n_copies: int, seed: int) -> list[dict]:
     rng = np.random.default_rng(seed)
     vdir = out / "videos" / "bench"
@@ -159,7 +144,7 @@ def build_dataset(clips: list[Path], out: Path, n_copies: int, seed: int) -> lis
         lead, tail = int(rng.integers(1, 6)), int(rng.integers(0, 4))
         frames = filler(other, lead, fps, shape, rng) + body + filler(other, tail, fps, shape, rng)
         name = f"copy{k:02d}"
-        write(vdir / f"{name}.mp4", frames, fps, codec)
+        write_video(vdir / f"{name}.mp4", frames, fps, codec)
         truth.append({"copy": name, "source": f"src{si:02d}{src.path.suffix}", "attack": kind,
                       "copy_start": lead, "source_start": start, "length": length})
     ann = out / "annotation"

@@ -131,15 +131,20 @@ def video_filename(video_id: str) -> str:
     return f"{stem}-{hashlib.sha1(video_id.encode('utf-8')).hexdigest()[:8]}.h5"
 
 
-def open_checked(path: str | os.PathLike, schema: str, version: int) -> h5py.File:
-    """Open an artifact read-only after checking its schema and version."""
-    p = Path(path)
+def open_h5(p: Path) -> h5py.File:
+    """Open an HDF5 file read-only, or raise a one-line :class:`ArtifactError`."""
     if not p.is_file():
         raise ArtifactError(f"{p}: file not found")
     try:
-        f = h5py.File(p, "r")
+        return h5py.File(p, "r")
     except OSError as exc:
         raise ArtifactError(f"{p}: not a readable HDF5 file ({exc})") from None
+
+
+def open_checked(path: str | os.PathLike, schema: str, version: int) -> h5py.File:
+    """Open an artifact read-only after checking its schema and version."""
+    p = Path(path)
+    f = open_h5(p)
     found = f.attrs.get("schema")
     found_v = f.attrs.get("schema_version")
     if found != schema:
@@ -289,13 +294,7 @@ def describe(path: str | os.PathLike, video: str | None = None) -> str:
         lines = [f"{p}: directory with {len(files)} HDF5 file(s), no {PACK_NAME} (shard incomplete)"]
         lines += [f"  {x.name}  {_size(x.stat().st_size)}" for x in files]
         return "\n".join(lines)
-    if not p.is_file():
-        raise ArtifactError(f"{p}: file not found")
-    try:
-        f = h5py.File(p, "r")
-    except OSError as exc:
-        raise ArtifactError(f"{p}: not a readable HDF5 file ({exc})") from None
-    with f:
+    with open_h5(p) as f:
         if video is not None:
             return _describe_video_in(p, f, video)
         lines = [f"{p}  ({_size(p.stat().st_size)})"]

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.artifacts import fsync_dir, utc_now
+from pipeline.artifacts import clean_stale_temporaries, fsync_dir, utc_now
 
 CURRENT = "current"
 MANIFEST = "manifest.json"
@@ -111,22 +111,8 @@ def prune(root: Path, keep: int) -> list[Path]:
             continue
         shutil.rmtree(p, ignore_errors=True)
         removed.append(p)
-    for p in root.glob(".v*.tmp-*"):
-        with contextlib.suppress(ValueError):
-            pid = int(p.name.split(".tmp-")[1].split("-")[0])
-            if pid != os.getpid() and not _alive(pid):
-                shutil.rmtree(p, ignore_errors=True)
+    clean_stale_temporaries(root)  # staging directories of killed publishers
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def rollback(root: Path, to: str | None = None) -> Path:

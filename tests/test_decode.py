@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 from fractions import Fraction
 
-import av
 import numpy as np
 import pytest
 
 from extractors.decode import DecodeError, decode_video, probe, resized_size
 from extractors.timestamps import sampling_timestamps
-from tests.videos import make_video, pattern_frame, set_rotation
+from tests.videos import make_video, set_rotation, write_audio_only, write_image
 
 
 @pytest.mark.parametrize("fps", [10, 12, 24, 25, 29.97, 30, 60])
@@ -76,27 +75,6 @@ def test_probe_reports_container_facts(tmp_path):
     assert info.container_fps == 30.0 and info.duration_s == pytest.approx(2.0, abs=0.05)
 
 
-def _audio_only(path):
-    out = av.open(str(path), "w")
-    s = out.add_stream("aac", rate=44100)
-    for i in range(20):
-        f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-        f.sample_rate, f.pts = 44100, i * 1024
-        for p in s.encode(f):
-            out.mux(p)
-    for p in s.encode():
-        out.mux(p)
-    out.close()
-
-
-def _image(path):
-    with av.open(str(path), "w", format="image2pipe") as out:
-        s = out.add_stream("png", rate=1)
-        s.width, s.height, s.pix_fmt = 64, 48, "rgb24"
-        for p in s.encode(av.VideoFrame.from_ndarray(pattern_frame(0, 64, 48), format="rgb24")):
-            out.mux(p)
-
-
 @pytest.mark.parametrize(("kind", "cause"), [
     ("missing", "file not found"),
     ("empty", "empty file"),
@@ -115,9 +93,9 @@ def test_bad_input_gives_one_clear_error(tmp_path, kind, cause):
     elif kind == "text":
         path.write_text("hello, I am not a video\n" * 100)
     elif kind == "audio":
-        _audio_only(path)
+        write_audio_only(path)
     elif kind == "image":
-        _image(path)
+        write_image(path)
     elif kind == "truncated":
         good = make_video(tmp_path / "good.mp4", fps=25, n_frames=50).read_bytes()
         path.write_bytes(good[: len(good) // 3])  # header only, moov atom gone

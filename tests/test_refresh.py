@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
@@ -22,6 +21,7 @@ from pipeline.publish import current_version, new_version, read_manifest, rollba
 from pipeline.refresh import published_root, run_refresh
 from pipeline.synthetic import Segment, render, write_video
 from pipeline.verify import verify
+from tests.videos import make_video, set_rotation, write_audio_only, write_image
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -146,29 +146,14 @@ def _hostile_corpus(vdir: Path) -> dict[str, str]:
     bad["truncated"] = "cannot read the container"
     (vdir / "random.mp4").write_bytes(np.random.default_rng(0).bytes(30_000))
     bad["random"] = "cannot read the container"
-    with av.open(str(vdir / "image.mp4"), "w", format="image2pipe") as out:
-        s = out.add_stream("png", rate=1)
-        s.width, s.height, s.pix_fmt = 32, 32, "rgb24"
-        for p in s.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")):
-            out.mux(p)
+    write_image(vdir / "image.mp4", 32, 32)
     bad["image"] = "an image, not a video"
-    with av.open(str(vdir / "audio only.mp4"), "w") as out:
-        s = out.add_stream("aac", rate=44100)
-        for i in range(10):
-            f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            f.sample_rate, f.pts = 44100, i * 1024
-            for p in s.encode(f):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
+    write_audio_only(vdir / "audio only.mp4")
     bad["audio only"] = "no video stream"
     write_video(vdir / "huge.mp4", render([Segment(5, 0, 0.2)], 15, 640, 480), 15)
     bad["huge"] = "exceeds the limit"
     # good but odd: one frame, variable frame rate, rotated, corrupt packets in the middle
     write_video(vdir / "one frame.mp4", render([Segment(6, 0, 1 / 15)], 15, 96, 64), 15)
-    sys.path.insert(0, str(ROOT))
-    from tests.videos import make_video, set_rotation
-
     make_video(vdir / "vfr.mp4", times=np.cumsum(np.r_[0, np.random.default_rng(1).uniform(0.02, 0.1, 40)]),
                width=96, height=64)
     rot = make_video(vdir / "rotated.mp4", fps=25, n_frames=40, width=96, height=64)

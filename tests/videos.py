@@ -71,3 +71,27 @@ def set_rotation(path: str | Path, degrees: int) -> None:
             270: (0, -one, 0, one, 0, 0, 0, 0, fixed30)}
     data[off:off + 36] = struct.pack(">9i", *mats[degrees % 360])
     Path(path).write_bytes(bytes(data))
+
+
+def write_audio_only(path: str | Path) -> Path:
+    """An AAC-only MP4 (no video stream)."""
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("aac", rate=44100)
+        for i in range(20):
+            f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            f.sample_rate, f.pts = 44100, i * 1024
+            for p in s.encode(f):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    return Path(path)
+
+
+def write_image(path: str | Path, width: int = 64, height: int = 48) -> Path:
+    """A PNG picture (whatever the file name says)."""
+    with av.open(str(path), "w", format="image2pipe") as out:
+        s = out.add_stream("png", rate=1)
+        s.width, s.height, s.pix_fmt = width, height, "rgb24"
+        for p in s.encode(av.VideoFrame.from_ndarray(pattern_frame(0, width, height), format="rgb24")):
+            out.mux(p)
+    return Path(path)
