@@ -57,3 +57,13 @@ def planted(rng: np.random.Generator) -> PlantedPair:
 @pytest.fixture(autouse=True)
 def _torch_threads() -> None:
     torch.manual_seed(0)
+
+
+def pytest_collection_modifyitems(config, items):
+    """``gpu`` tests run only where CUDA is available."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

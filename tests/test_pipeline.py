@@ -244,3 +244,43 @@ def test_query_command(built):
     bad = subprocess.run([sys.executable, "-m", "pipeline", "query", str(cfg.root / "nope.mp4"),
                           "--dataset", "demo", "--overrides", ov], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "nope.mp4: file not found" in bad.stderr
+
+
+def test_evve_evaluation_from_search_results():
+    from index.search import Match
+    from pipeline.corpus import GroundTruth
+    from pipeline.datasets import EvveEntry
+    from pipeline.evaluate import evaluate_evve
+
+    entries = [EvveEntry("e1", "q", 1, "query"), EvveEntry("e1", "p", 1, "database"),
+               EvveEntry("e1", "n", -1, "database"), EvveEntry("e2", "x", 1, "database")]
+    gt = GroundTruth("evve", queries=["e1/q"], database=["e1/p", "e1/n", "e2/x"], evve=entries)
+    rows = [Match("e1/q", "e1/n", 0.9, 0.0, 1), Match("e1/q", "e2/x", 0.8, 0.0, 2),
+            Match("e1/q", "e1/p", 0.7, 0.0, 3)]
+    out = evaluate_evve(gt, rows)
+    # the null is removed: the positive is second (effective rank 1): (0/1 + 1/2) / 2
+    assert out["per_query"][0]["AP"] == pytest.approx(0.25)
+    assert out["metrics"]["mAP_pooled"] == pytest.approx(0.25)
+
+
+@pytest.mark.slow
+def test_alignment_evaluation_on_an_align_file(built):
+    """Climbing/Madonna protocol on the demo videos: a source span and its copy on one timeline."""
+    from pipeline.corpus import load_ground_truth
+    from pipeline.evaluate import evaluate_alignment
+    from pipeline.runner import FeatureLookup
+
+    cfg, ov, copies = built
+    c = copies[0]
+    gt_file = cfg.root / "gt_demo.align"
+    gt_file.write_text(
+        f"{c.source}.mp4 {c.source_start_s} {c.source_start_s + c.duration_s} 0\n"
+        f"{c.query}.mp4 {c.query_start_s} {c.query_start_s + c.duration_s} {c.source_start_s - c.query_start_s}\n"
+        "demo/other00.mp4 0 5 5000\n")
+    acfg = load_config("demo", ov + ";dataset.kind=climbing;dataset.gt_file=gt_demo.align")
+    gt = load_ground_truth(acfg, list_videos(acfg))
+    assert gt.align_pairs()[0].tolist() == [[0, 1]]
+    out = evaluate_alignment(acfg, gt, "tmk_lamv", FeatureLookup(acfg))
+    errors = [r["error_s"] for r in out["per_query"]]
+    assert errors[0] is not None and errors[0] < 0.1 and errors[1] < 0.1 and errors[2] is None
+    assert out["metrics"]["localisation_accuracy_below_0.1s"] == pytest.approx(2 / 3)

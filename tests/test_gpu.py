@@ -1,0 +1,36 @@
+"""GPU paths (run only where CUDA is available; skipped on CPU-only machines and in CI)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from extractors.features import ExtractorSettings, FrameFeatureExtractor
+from extractors.tmk import TMK
+
+pytestmark = pytest.mark.gpu
+
+
+def test_cuda_features_match_cpu():
+    frames = torch.randn(8, 3, 82, 145)
+    cpu = FrameFeatureExtractor(ExtractorSettings(weights="random", device="cpu", precision="float32"))
+    gpu = FrameFeatureExtractor(ExtractorSettings(weights="random", device="cuda"))
+    assert gpu.precision in ("bfloat16", "float16")
+    a, b = cpu(frames).numpy(), gpu(frames).numpy()
+    assert float((a * b).sum(1).min()) > 0.99
+
+
+def test_cuda_tmk_scores_match_cpu():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 900, 64)).astype(np.float32)
+    t = np.tile(np.arange(900, dtype=np.float64), (2, 1))
+    cpu = TMK.preset("lamv")
+    gpu = TMK.preset("lamv").cuda()
+    fc = cpu.descriptor(x, t)
+    fg = gpu.descriptor(x, t)
+    offsets = np.arange(-900, 900)
+    bc, oc = cpu.score_max(fc[:1], fc, offsets)
+    bg, og = gpu.score_max(fg[:1], fg, offsets)
+    torch.testing.assert_close(bg.cpu(), bc, rtol=1e-4, atol=1e-4)
+    assert torch.equal(og.cpu(), oc)
