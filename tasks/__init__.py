@@ -18,6 +18,7 @@ import luigi
 
 from pipeline import runner
 from pipeline.config import Config, load_config
+from pipeline.storage import Storage, storage_for
 
 
 class DatasetTask(luigi.Task):
@@ -30,18 +31,33 @@ class DatasetTask(luigi.Task):
     def cfg(self) -> Config:
         return load_config(self.dataset, self.overrides)
 
+    @cached_property
+    def store(self) -> Storage:
+        """Where outputs live (local/shared filesystem or object storage): targets and staging."""
+        return storage_for(self.cfg)
+
     def _same(self, cls, **kw):
         return cls(dataset=self.dataset, overrides=self.overrides, **kw)
+
+    def _fetch_descriptors(self, models) -> None:
+        for m in models:
+            for s in range(runner.n_shards(self.cfg)):
+                self.store.fetch(runner.descriptor_path(self.cfg, m, s))
+
+    def _fetch_features(self) -> None:
+        for s in range(runner.n_shards(self.cfg)):
+            self.store.fetch(runner.feature_shard_dir(self.cfg, s))
 
 
 class TrainPCA(DatasetTask):
     """PCA-whitening trained on the corpus (only when ``features.pca: trained``)."""
 
     def output(self):
-        return luigi.LocalTarget(str(runner.pca_path(self.cfg)))
+        return self.store.target(runner.pca_path(self.cfg))
 
     def run(self):
         runner.run_train_pca(self.cfg)
+        self.store.publish(runner.pca_path(self.cfg))
 
 
 class ExtractFeatures(DatasetTask):
@@ -53,10 +69,15 @@ class ExtractFeatures(DatasetTask):
         return [self._same(TrainPCA)] if runner.pca_needs_training(self.cfg) else []
 
     def output(self):
-        return luigi.LocalTarget(str(runner.feature_shard_dir(self.cfg, self.shard) / "_pack.h5"))
+        return self.store.target(runner.feature_shard_dir(self.cfg, self.shard) / "_pack.h5")
 
     def run(self):
+        if runner.pca_needs_training(self.cfg):
+            self.store.fetch(runner.pca_path(self.cfg))
+        shard = runner.feature_shard_dir(self.cfg, self.shard)
+        self.store.fetch(shard)  # videos finished by an interrupted attempt are kept
         runner.run_extract_shard(self.cfg, self.shard)
+        self.store.publish(shard, last=shard / "_pack.h5")
         runner.record_run(self.cfg, "ExtractFeatures", shard=self.shard)
 
 
@@ -70,10 +91,12 @@ class ComputeDescriptors(DatasetTask):
         return self._same(ExtractFeatures, shard=self.shard)
 
     def output(self):
-        return luigi.LocalTarget(str(runner.descriptor_path(self.cfg, self.model, self.shard)))
+        return self.store.target(runner.descriptor_path(self.cfg, self.model, self.shard))
 
     def run(self):
+        self.store.fetch(runner.feature_shard_dir(self.cfg, self.shard))
         runner.run_descriptors(self.cfg, self.shard, self.model)
+        self.store.publish(runner.descriptor_path(self.cfg, self.model, self.shard))
         runner.record_run(self.cfg, "ComputeDescriptors", shard=self.shard, model=self.model)
 
 
@@ -85,10 +108,12 @@ class BuildIndex(DatasetTask):
                 for s in range(runner.n_shards(self.cfg)) for m in self.cfg["models"]]
 
     def output(self):
-        return luigi.LocalTarget(str(runner.index_dir(self.cfg) / "meta.h5"))
+        return self.store.target(runner.index_dir(self.cfg) / "meta.h5")
 
     def run(self):
+        self._fetch_descriptors([self.cfg.get("index.model")])
         runner.run_build_index(self.cfg)
+        self.store.publish(runner.index_dir(self.cfg), last=runner.index_dir(self.cfg) / "meta.h5")
         runner.record_run(self.cfg, "BuildIndex")
 
 
@@ -105,10 +130,15 @@ class Search(DatasetTask):
         return self._same(BuildIndex)
 
     def output(self):
-        return luigi.LocalTarget(str(runner.search_dir(self.cfg, self.model_name) / "results.h5"))
+        return self.store.target(runner.search_dir(self.cfg, self.model_name) / "results.h5")
 
     def run(self):
+        self.store.fetch(runner.index_dir(self.cfg))
+        self._fetch_descriptors({self.model_name, self.cfg.get("index.model")})
+        self._fetch_features()
         runner.run_search(self.cfg, self.model_name)
+        out = runner.search_dir(self.cfg, self.model_name)
+        self.store.publish(out, last=out / "results.h5")
 
 
 class Evaluate(DatasetTask):
@@ -124,11 +154,16 @@ class Evaluate(DatasetTask):
         return [self._same(Search, model=m) for m in self.models]
 
     def output(self):
-        return [luigi.LocalTarget(str(runner.report_dir(self.cfg, m) / "report.json")) for m in self.models]
+        return [self.store.target(runner.report_dir(self.cfg, m) / "report.json") for m in self.models]
 
     def run(self):
+        self._fetch_descriptors(self.models)
+        self._fetch_features()
         for m in self.models:
+            self.store.fetch(runner.search_dir(self.cfg, m))
             runner.run_evaluate(self.cfg, m)
+            out = runner.report_dir(self.cfg, m)
+            self.store.publish(out, last=out / "report.json")
 
 
 class RefreshCorpus(DatasetTask):
@@ -149,6 +184,9 @@ class RefreshCorpus(DatasetTask):
         from pipeline.lock import exclusive_lock
         from pipeline.refresh import run_refresh
 
+        if self.store.remote:
+            raise RuntimeError("RefreshCorpus publishes versions behind a symbolic link and needs a POSIX "
+                               "work_dir (storage: null); object storage is supported by the batch tasks")
         with exclusive_lock(self.cfg.work_dir / "refresh.lock"):
             run_refresh(self.cfg, keep=self.keep)
 
