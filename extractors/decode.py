@@ -105,7 +105,20 @@ class _Clock:
     pts0: int | None = None
 
 
-def _open(path: Path):
+def _hwaccel(device_type: str | None):
+    """A PyAV ``HWAccel`` for ``device_type`` (e.g. ``cuda``, ``vaapi``) with software fallback."""
+    if not device_type or device_type == "none":
+        return None
+    from av.codec.hwaccel import HWAccel, hwdevices_available
+
+    if device_type not in hwdevices_available():
+        log.warning("hardware decoding %r is not available in this FFmpeg (have: %s); decoding in software",
+                    device_type, ", ".join(hwdevices_available()) or "none")
+        return None
+    return HWAccel(device_type=device_type, allow_software_fallback=True)
+
+
+def _open(path: Path, hwaccel: str | None = None):
     import av
 
     if not path.exists():
@@ -114,7 +127,14 @@ def _open(path: Path):
         raise DecodeError(path, "permission denied (file not readable)")
     if path.stat().st_size == 0:
         raise DecodeError(path, "empty file (0 bytes)")
+    accel = _hwaccel(hwaccel)
     try:
+        if accel is not None:
+            try:
+                return av.open(str(path), mode="r", metadata_errors="ignore", hwaccel=accel)
+            except av.error.FFmpegError as exc:  # no device, no permission, unsupported codec...
+                log.warning("%s: hardware decoding (%s) unavailable (%s); decoding in software", path,
+                            hwaccel, _reason(exc))
         return av.open(str(path), mode="r", metadata_errors="ignore")
     except av.error.FFmpegError as exc:
         raise DecodeError(path, "cannot read the container: not a video, truncated or corrupt "
@@ -177,7 +197,7 @@ def _info(path: Path, container, stream) -> VideoInfo:
 
 def iter_samples(path: str | os.PathLike, image_area: int = DEFAULT_IMAGE_AREA,
                  fps: float = FPS, chunk: int = 64, threads: int = 0,
-                 max_pixels: int = DEFAULT_MAX_PIXELS
+                 max_pixels: int = DEFAULT_MAX_PIXELS, hwaccel: str | None = None
                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, VideoInfo]]:
     """Decode ``path`` and yield chunks of 15-fps samples as they become available.
 
@@ -188,11 +208,14 @@ def iter_samples(path: str | os.PathLike, image_area: int = DEFAULT_IMAGE_AREA,
     Raises:
         DecodeError: unreadable, not a video, no video stream, no decodable frame,
             or a frame larger than ``max_pixels``.
+
+    ``hwaccel`` (``cuda``, ``vaapi``, ...) decodes on that device when FFmpeg has it,
+    falling back to software decoding otherwise.
     """
     import av
 
     p = Path(path)
-    container = _open(p)
+    container = _open(p, hwaccel)
     try:
         stream = _video_stream(p, container)
         info = _info(p, container, stream)
@@ -236,11 +259,11 @@ def iter_samples(path: str | os.PathLike, image_area: int = DEFAULT_IMAGE_AREA,
 
 def decode_video(path: str | os.PathLike, image_area: int = DEFAULT_IMAGE_AREA,
                  fps: float = FPS, threads: int = 0,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedVideo:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, hwaccel: str | None = None) -> DecodedVideo:
     """Decode a whole video at ``fps`` (see :func:`iter_samples`)."""
     frames, times, index = [], [], []
     info = None
-    for chunk in iter_samples(path, image_area, fps, threads=threads, max_pixels=max_pixels):
+    for chunk in iter_samples(path, image_area, fps, threads=threads, max_pixels=max_pixels, hwaccel=hwaccel):
         f, t, i, info = chunk
         frames.append(f)
         times.append(t)

@@ -67,7 +67,8 @@ def _decode_one(i: int, path: str, settings: dict) -> Iterator[tuple]:
         with time_limit(float(settings.get("video_time_limit_s", 0) or 0)):
             fp = file_fingerprint(path)
             for chunk in iter_samples(path, settings["image_area"], settings["fps"], chunk=settings["batch_size"],
-                                      threads=settings["decode_threads"], max_pixels=settings["max_pixels"]):
+                                      threads=settings["decode_threads"], max_pixels=settings["max_pixels"],
+                                      hwaccel=settings.get("hwaccel")):
                 frames, ts, src, info = chunk
                 yield ("chunk", i, frames, ts, src)
         yield ("done", i, {**asdict(info), "fingerprint": fp})

@@ -59,6 +59,7 @@ class ExtractionSettings:
     max_pixels: int = 8192 * 8192
     video_time_limit_s: float = 600.0  # per video, decode included (0: none)
     worker_memory_mb: int = 8192  # address-space cap of each decode worker (0: none)
+    hwaccel: str = "none"  # FFmpeg hardware decoder (cuda, vaapi, ...), software fallback
     progress: bool = True
 
 

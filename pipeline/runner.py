@@ -103,7 +103,8 @@ def extraction_settings(cfg: Config, progress: bool = True) -> ExtractionSetting
                               decode_workers=int(f["decode_workers"]),
                               torch_threads=int(f["torch_threads"]), max_pixels=int(f["max_pixels"]),
                               video_time_limit_s=float(f["video_time_limit_s"]),
-                              worker_memory_mb=int(f["worker_memory_mb"]), progress=progress)
+                              worker_memory_mb=int(f["worker_memory_mb"]), hwaccel=str(f["hwaccel"]),
+                              progress=progress)
 
 
 def make_extractor(cfg: Config, pca: PCAWhitening | None) -> FrameFeatureExtractor:

@@ -150,3 +150,12 @@ def test_huge_declared_resolution_is_refused(tmp_path):
 def test_frame_rate_fraction_is_kept(tmp_path):
     info = probe(make_video(tmp_path / "v.mp4", fps=Fraction(30000, 1001), n_frames=10))
     assert info.container_fps == pytest.approx(29.97, abs=1e-3)
+
+
+def test_hardware_decoding_request_falls_back_to_software(tmp_path):
+    path = make_video(tmp_path / "v.mp4", fps=25, n_frames=30)
+    ref = decode_video(path)
+    for kind in ("cuda", "no-such-device"):
+        d = decode_video(path, hwaccel=kind)  # no GPU here: software fallback, same frames
+        np.testing.assert_array_equal(d.timestamps_s, ref.timestamps_s)
+        assert np.abs(d.frames.astype(int) - ref.frames.astype(int)).mean() < 2
