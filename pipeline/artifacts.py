@@ -28,7 +28,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from extractors.decode_pool import file_fingerprint  # noqa: F401  (re-exported)
 from pipeline import __version__
 
 LIBVER = ("earliest", "v108")

@@ -26,7 +26,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from index.search import Match
+from index.search import Match, offset_range
 from pipeline import metrics
 from pipeline.config import Config
 from pipeline.corpus import GroundTruth, list_videos, load_ground_truth
@@ -196,9 +196,6 @@ def sample_curves(cfg: Config, model_name: str, rows: list[Match], gt: GroundTru
     chosen = [r for r in rows if r.rank == 1][:n]
     out = []
     for r in chosen:
-        span = max(store.n_frames.get(r.query, 1), store.n_frames.get(r.match, 1))
-        from index.search import offset_range
-
         offs = offset_range(model, store.n_frames.get(r.query, 1), store.n_frames.get(r.match, 1))
         step = max(1, len(offs) // 2000)
         offs = offs[::step]
@@ -206,5 +203,5 @@ def sample_curves(cfg: Config, model_name: str, rows: list[Match], gt: GroundTru
         g = pairs.get((r.query, r.match))
         out.append({"query": r.query, "match": r.match, "offsets_s": (offs / FPS).tolist(),
                     "scores": curve.astype(float).tolist(), "best_offset_s": r.offset_s,
-                    "true_offset_s": (g[0][0] - g[0][2]) if g else None, "frames": span})
+                    "true_offset_s": (g[0][0] - g[0][2]) if g else None})
     return out

@@ -23,9 +23,6 @@ import matplotlib.pyplot as plt
 
 from pipeline.artifacts import atomic_path
 
-UNITS = {"accuracy": "fraction of pairs", "AP": "", "F1": "", "AUC": "", "mAP": "", "error": "s",
-         "offset": "s", "score": "model score (dimensionless)"}
-
 
 def _unit(name: str) -> str:
     if "accuracy" in name:
