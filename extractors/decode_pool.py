@@ -12,6 +12,7 @@ import contextlib
 import multiprocessing as mp
 import queue
 import signal
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 
@@ -86,12 +87,15 @@ def _decode_one(i: int, path: str, settings: dict) -> Iterator[tuple]:
         yield ("error", i, "decode", f"{type(exc).__name__}: {exc}")
 
 
-def _decode_worker(tasks, results, settings: dict) -> None:  # pragma: no cover - subprocess
+def _decode_worker(wid: int, tasks, results, settings: dict) -> None:  # pragma: no cover - subprocess
+    import os
+
     _memory_cap(int(settings.get("worker_memory_mb", 0) or 0))
     while True:
         item = tasks.get()
         if item is None:
             return
+        results.put(("start", item[0], wid, os.getpid()))
         for msg in _decode_one(item[0], item[1], settings):
             results.put(msg)
 
@@ -102,7 +106,13 @@ def _inline_decode(items: Sequence[tuple[int, str]], settings: dict) -> Iterator
 
 
 def decode_messages(items: Sequence[tuple[int, str]], settings: dict) -> Iterator[tuple]:
-    """Decode messages in completion order, from worker processes or inline."""
+    """Decode messages in completion order, from worker processes or inline.
+
+    With workers, ``("start", i, worker, pid)`` messages announce each video.  A worker
+    that dies (crash, memory cap) fails only the video it was decoding and is
+    replaced; a worker stuck past the per-video time limit (plus a grace period,
+    for decoders that do not return to Python) is killed the same way.
+    """
     if settings["decode_workers"] <= 0 or len(items) == 0:
         yield from _inline_decode(items, settings)
         return
@@ -110,30 +120,68 @@ def decode_messages(items: Sequence[tuple[int, str]], settings: dict) -> Iterato
     tasks = ctx.Queue()
     results = ctx.Queue(maxsize=max(2, settings["queue_chunks"]))
     n_workers = min(settings["decode_workers"], len(items))
-    procs = [ctx.Process(target=_decode_worker, args=(tasks, results, settings), daemon=True)
-             for _ in range(n_workers)]
-    for p in procs:
+    limit = float(settings.get("video_time_limit_s", 0) or 0)
+
+    def spawn(wid: int):
+        p = ctx.Process(target=_decode_worker, args=(wid, tasks, results, settings), daemon=True)
         p.start()
+        return p
+
+    procs = {w: spawn(w) for w in range(n_workers)}
     for it in items:
         tasks.put(it)
     for _ in procs:
         tasks.put(None)
     pending = {i for i, _ in items}
+    restarts = 0
+    started: set[int] = set()
+    current: dict[int, tuple[int, float] | None] = dict.fromkeys(procs)
     try:
         while pending:
             try:
-                msg = results.get(timeout=1.0)
+                msg = results.get(timeout=0.5)
             except queue.Empty:
-                if not any(p.is_alive() for p in procs):
-                    for i in sorted(pending):
-                        yield ("error", i, "decode", "decoder process died")
-                    return
+                msg = None
+            if msg is not None:
+                if msg[0] == "start":
+                    current[msg[2]] = (msg[1], time.monotonic())
+                    started.add(msg[1])
+                    yield msg
+                    continue
+                if msg[0] != "chunk":
+                    pending.discard(msg[1])
+                    for w, cur in current.items():
+                        if cur is not None and cur[0] == msg[1]:
+                            current[w] = None
+                yield msg
                 continue
-            if msg[0] != "chunk":
-                pending.discard(msg[1])
-            yield msg
+            for w, p in list(procs.items()):
+                cur = current[w]
+                overdue = cur is not None and limit > 0 and time.monotonic() - cur[1] > limit + 30
+                if p.is_alive() and not overdue:
+                    continue
+                if overdue:
+                    p.kill()
+                    p.join(timeout=5)
+                    cause = f"decoding exceeded the time limit of {limit:g} s (decoder killed)"
+                elif p.exitcode == 0:
+                    continue  # finished normally
+                else:
+                    cause = f"decoder process crashed (exit code {p.exitcode}; out of memory or a codec fault)"
+                if cur is not None and cur[0] in pending:
+                    pending.discard(cur[0])
+                    yield ("error", cur[0], "decode", cause)
+                current[w] = None
+                if pending - started and restarts < len(items):  # work left: replace the worker
+                    restarts += 1
+                    procs[w] = spawn(w)
+                    tasks.put(None)
+            if not any(p.is_alive() for p in procs.values()):
+                for i in sorted(pending):  # handed to a worker that died before announcing it
+                    yield ("error", i, "decode", "decoder process died")
+                return
     finally:
-        for p in procs:
+        for p in procs.values():
             p.join(timeout=5)
             if p.is_alive():
                 p.kill()

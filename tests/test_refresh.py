@@ -260,3 +260,18 @@ def test_query_uses_the_published_version(corpus):
     assert out.returncode == 0, out.stderr[-2000:]
     doc = json.loads(out.stdout)
     assert doc["matches"][0]["match"] == "v2" and abs(doc["matches"][0]["offset_s"]) < 0.1
+
+
+def test_a_crashed_decoder_fails_only_its_video(tmp_path):
+    paths = [clip(tmp_path / f"c{i}.mp4", seed=400 + i, seconds=3) for i in range(3)]
+    settings = {"image_area": 12000, "fps": 15.0, "batch_size": 4, "decode_threads": 1, "max_pixels": 1 << 26,
+                "decode_workers": 1, "queue_chunks": 2, "video_time_limit_s": 60, "worker_memory_mb": 0}
+    outcome, killed = {}, False
+    for msg in decode_messages([(i, str(p)) for i, p in enumerate(paths)], settings):
+        if msg[0] == "start" and msg[1] == 0 and not killed:
+            os.kill(msg[3], signal.SIGKILL)  # the decoder dies in the middle of video 0
+            killed = True
+        elif msg[0] in ("done", "error"):
+            outcome[msg[1]] = msg
+    assert outcome[0][0] == "error" and "crashed" in outcome[0][3]
+    assert outcome[1][0] == "done" and outcome[2][0] == "done"  # a replacement decoder took over
