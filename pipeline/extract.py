@@ -147,6 +147,8 @@ def extract_shard(videos: Sequence[tuple[str, str | os.PathLike]], shard_dir: st
     bar = tqdm(total=len(todo), unit="video", disable=not settings.progress, desc=shard.name)
     for msg in decode_messages(todo, asdict(settings)):
         kind, i = msg[0], msg[1]
+        if kind == "start":
+            continue
         if kind == "chunk":
             frames, ts, src = msg[2], msg[3], msg[4]
             feats = extractor(torch.from_numpy(to_model_input(frames))).numpy()
