@@ -275,3 +275,38 @@ def test_a_crashed_decoder_fails_only_its_video(tmp_path):
             outcome[msg[1]] = msg
     assert outcome[0][0] == "error" and "crashed" in outcome[0][3]
     assert outcome[1][0] == "done" and outcome[2][0] == "done"  # a replacement decoder took over
+
+
+@pytest.mark.slow
+def test_readers_during_refreshes_see_whole_versions(corpus):
+    import threading
+
+    cfg = load_config("folder", overrides(corpus))
+    root = published_root(cfg)
+    run_refresh(cfg, progress=False)
+    seen, errors, stop = set(), [], threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            cur = current_version(root)  # resolve the pointer once, then read only that version
+            try:
+                man = read_manifest(cur)
+                idx = read_index(cur)
+                if sorted(man["videos"]) != sorted(idx.video_ids):
+                    errors.append(f"{cur.name}: manifest and index disagree")
+                seen.add(cur.name)
+            except Exception as exc:
+                if cur is not None and not cur.exists():
+                    continue  # pruned after we resolved it (keep=2): gone, never mixed
+                errors.append(f"{cur.name if cur else None}: {exc}")
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for i in range(3):
+            clip(corpus / "data" / "videos" / f"extra{i}.mp4", seed=500 + i)
+            run_refresh(cfg, keep=2, progress=False)
+    finally:
+        stop.set()
+        t.join()
+    assert errors == [] and len(seen) >= 2
