@@ -265,3 +265,42 @@ def train_pca_on_videos(paths: Sequence[str | os.PathLike], extractor: FrameFeat
     prov = {"videos": len(used), "model": extractor.model_id, "weights_id": extractor.weights_id,
             "frames_per_video": frames_per_video, **(provenance or {})}
     return train_pca(x, prov)
+
+
+def existing_feature_files(features_root: Path) -> dict[str, Path]:
+    """Feature files already computed under ``features_root`` (every shard), by file name."""
+    out: dict[str, Path] = {}
+    if features_root.is_dir():
+        for d in sorted(features_root.iterdir()):
+            if d.is_dir():
+                for f in d.glob("*.h5"):
+                    if f.name != "_pack.h5":
+                        out.setdefault(f.name, f)
+    return out
+
+
+def adopt_feature_files(video_ids: Sequence[str], shard: Path, reusable: dict[str, Path],
+                        fingerprints: dict[str, str], cfg_id: str) -> int:
+    """Hard-link earlier feature files of ``video_ids`` into ``shard`` (so extraction skips them)
+    when they were made with the same settings from identical content; returns how many."""
+    import shutil
+
+    n = 0
+    shard.mkdir(parents=True, exist_ok=True)
+    for vid in video_ids:
+        name = video_filename(vid)
+        src, dst = reusable.get(name), shard / name
+        if src is None or dst.exists() or src.parent == shard or vid not in fingerprints:
+            continue
+        try:
+            attrs = read_video_features(src).attrs
+        except ArtifactError:
+            continue
+        if attrs.get("config_id") != cfg_id or attrs.get("source_fingerprint") != fingerprints[vid]:
+            continue
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+        n += 1
+    return n

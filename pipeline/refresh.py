@@ -15,8 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +24,18 @@ from h5py import File as H5File
 
 from extractors.decode_pool import file_fingerprint
 from index.faiss_index import build_faiss, choose_index_type, read_index, update_faiss, write_index
-from pipeline.artifacts import ArtifactError, atomic_path, read_pack, read_video_features, utc_now, video_filename
+from pipeline.artifacts import atomic_path, read_pack, read_video_features, utc_now, video_filename
 from pipeline.config import Config
 from pipeline.corpus import list_videos
 from pipeline.descriptors import compute_shard_descriptors
-from pipeline.extract import Failure, extract_shard, feature_config_id, resolve_layout
+from pipeline.extract import (
+    Failure,
+    adopt_feature_files,
+    existing_feature_files,
+    extract_shard,
+    feature_config_id,
+    resolve_layout,
+)
 from pipeline.publish import MANIFEST, current_version, new_version, read_manifest, versions
 from pipeline.runner import descriptors_dir, extraction_settings, features_dir, load_configured_pca, make_extractor
 
@@ -170,14 +175,14 @@ def _process(cfg: Config, todo: list[str], inv: dict[str, dict], number: int, re
         # a handful of videos: starting a decode process (~1 s) costs more than the overlap gains
         settings.decode_workers = 0
     entries: dict[str, dict] = {}
-    reusable = _existing_feature_files(cfg)
+    reusable = existing_feature_files(features_dir(cfg))
     fps = _fingerprints(cfg, inv, [v for v in todo if video_filename(v) in reusable])
     cfg_id = feature_config_id(extractor, resolve_layout(settings, extractor.device.type))
     for k in range(0, len(todo), size):
         chunk = todo[k:k + size]
         name = f"delta-{number:06d}-{k // size:05d}"
         shard = features_dir(cfg) / name
-        adopted = _adopt(chunk, shard, reusable, fps, cfg_id)
+        adopted = adopt_feature_files(chunk, shard, reusable, fps, cfg_id)
         if adopted:
             log.info("%s: reusing %d feature file(s) computed earlier with the same settings", name, adopted)
         r = extract_shard([(v, inv[v]["path"]) for v in chunk], shard, extractor, settings, {"dataset": cfg.name})
@@ -194,42 +199,6 @@ def _process(cfg: Config, todo: list[str], inv: dict[str, dict], number: int, re
                             "fingerprint": fp, "features": str(shard / fname), "n_frames": int(n),
                             "descriptors": {m: [str(f), row] for m, f in files.items()}}
     return entries
-
-
-def _existing_feature_files(cfg: Config) -> dict[str, Path]:
-    """Feature files already computed with this features configuration, by file name."""
-    out: dict[str, Path] = {}
-    root = features_dir(cfg)
-    if root.is_dir():
-        for d in sorted(root.iterdir()):
-            if d.is_dir():
-                for f in d.glob("*.h5"):
-                    if f.name != "_pack.h5":
-                        out.setdefault(f.name, f)
-    return out
-
-
-def _adopt(chunk: list[str], shard: Path, reusable: dict[str, Path], fps: dict[str, str], cfg_id: str) -> int:
-    """Hard-link valid earlier feature files into ``shard`` so extraction skips them."""
-    n = 0
-    shard.mkdir(parents=True, exist_ok=True)
-    for vid in chunk:
-        name = video_filename(vid)
-        src, dst = reusable.get(name), shard / name
-        if src is None or dst.exists() or src.parent == shard:
-            continue
-        try:
-            attrs = read_video_features(src).attrs
-        except ArtifactError:
-            continue
-        if attrs.get("config_id") != cfg_id or attrs.get("source_fingerprint") != fps.get(vid):
-            continue
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-        n += 1
-    return n
 
 
 def _mean_frames(cfg: Config, entries: dict[str, dict], ids: list[str]) -> np.ndarray:

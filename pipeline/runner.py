@@ -52,8 +52,16 @@ def features_dir(cfg: Config) -> Path:
     return cfg.work_dir / f"features-{cfg.features_hash()}"
 
 
+def shard_label(cfg: Config, shard: int) -> str:
+    """``shard-00000-<h>``: ``h`` hashes the shard's members (id, size, mtime), so a shard whose
+    membership or files changed gets new outputs instead of reusing stale ones."""
+    videos, stats = _listing(cfg)
+    by_id = {v.id: st for v, st in zip(videos, stats, strict=True)}
+    return f"{shard_name(shard)}-{_listing_hash(corpus_shards(cfg)[shard], by_id)}"
+
+
 def feature_shard_dir(cfg: Config, shard: int) -> Path:
-    return features_dir(cfg) / shard_name(shard)
+    return features_dir(cfg) / shard_label(cfg, shard)
 
 
 def model_hash(cfg: Config, model: str) -> str:
@@ -65,16 +73,16 @@ def descriptors_dir(cfg: Config, model: str) -> Path:
 
 
 def descriptor_path(cfg: Config, model: str, shard: int) -> Path:
-    return descriptors_dir(cfg, model) / f"{shard_name(shard)}.h5"
+    return descriptors_dir(cfg, model) / f"{shard_label(cfg, shard)}.h5"
 
 
 def index_dir(cfg: Config) -> Path:
-    h = cfg.section_hash("index") + model_hash(cfg, cfg.get("index.model"))[:4]
+    h = cfg.section_hash("index") + model_hash(cfg, cfg.get("index.model"))[:4] + corpus_hash(cfg)[:6]
     return cfg.work_dir / f"index-{h}"
 
 
 def search_dir(cfg: Config, model: str) -> Path:
-    h = cfg.section_hash("search", "index") + model_hash(cfg, model)[:4]
+    h = cfg.section_hash("search", "index") + model_hash(cfg, model)[:4] + corpus_hash(cfg)[:6]
     return cfg.work_dir / "search" / f"{model}-{h}"
 
 
@@ -85,8 +93,48 @@ def report_dir(cfg: Config, model: str) -> Path:
 # --------------------------------------------------------------------------- corpus
 
 
+_LISTINGS: dict[str, tuple[list[Video], list[tuple[int, float]]]] = {}
+
+
+def _listing(cfg: Config) -> tuple[list[Video], list[tuple[int, float]]]:
+    """The corpus listing with (size, mtime) per video, taken once per process and config."""
+    key = cfg.to_json()
+    if key not in _LISTINGS:
+        videos = list_videos(cfg)
+        stats = []
+        for v in videos:
+            try:
+                st = v.path.stat()
+                stats.append((st.st_size, st.st_mtime))
+            except OSError:
+                stats.append((-1, 0.0))
+        _LISTINGS[key] = (videos, stats)
+    return _LISTINGS[key]
+
+
+def _listing_hash(videos: list[Video], stats: dict[str, tuple[int, float]] | None = None) -> str:
+    import hashlib
+
+    if stats is None:
+        stats = {}
+    payload = "\n".join(f"{v.id}|{stats.get(v.id, (0, 0.0))}" for v in videos)
+    return hashlib.sha256(payload.encode()).hexdigest()[:8]
+
+
+def clear_listing_cache() -> None:
+    """Forget the corpus listings taken by this process (after the corpus changed)."""
+    _LISTINGS.clear()
+
+
 def corpus_shards(cfg: Config) -> list[list[Video]]:
-    return shard_videos(list_videos(cfg), int(cfg.get("shards.size", 500)))
+    videos, _ = _listing(cfg)
+    return shard_videos(videos, int(cfg.get("shards.size", 500)))
+
+
+def corpus_hash(cfg: Config) -> str:
+    """Hash of the whole listing (ids, sizes, mtimes)."""
+    videos, stats = _listing(cfg)
+    return _listing_hash(videos, {v.id: st for v, st in zip(videos, stats, strict=True)})
 
 
 def n_shards(cfg: Config) -> int:
@@ -142,8 +190,22 @@ def run_train_pca(cfg: Config) -> Path:
 
 
 def run_extract_shard(cfg: Config, shard: int, progress: bool = True) -> ShardResult:
+    """Extract one shard; features computed earlier in another shard (the corpus grew and
+    shard membership shifted) are reused when their source content is unchanged."""
+    from extractors.decode_pool import file_fingerprint
+    from pipeline.extract import adopt_feature_files, existing_feature_files, feature_config_id, resolve_layout
+
     videos = corpus_shards(cfg)[shard]
     ex = make_extractor(cfg, load_configured_pca(cfg))
+    out = feature_shard_dir(cfg, shard)
+    out.mkdir(parents=True, exist_ok=True)
+    reusable = {k: v for k, v in existing_feature_files(features_dir(cfg)).items() if v.parent != out}
+    candidates = [v for v in videos if video_filename(v.id) in reusable and not (out / video_filename(v.id)).exists()]
+    if candidates:
+        fps = {v.id: file_fingerprint(v.path) for v in candidates}
+        cfg_id = feature_config_id(ex, resolve_layout(extraction_settings(cfg), ex.device.type))
+        if n := adopt_feature_files([v.id for v in candidates], out, reusable, fps, cfg_id):
+            log.info("%s: reusing %d feature file(s) from other shards", out.name, n)
     res = extract_shard([(v.id, v.path) for v in videos], feature_shard_dir(cfg, shard), ex,
                         extraction_settings(cfg, progress), {"dataset": cfg.name})
     write_failures(feature_shard_dir(cfg, shard), res)
@@ -373,4 +435,5 @@ def run_evaluate(cfg: Config, model_name: str) -> Path:
     durations = {v: n / 15.0 for v, n in store.n_frames.items()}
     result = evaluate(cfg, model_name, rows, FeatureLookup(cfg), durations)
     result["metrics"] = {k: (float(v) if isinstance(v, np.floating) else v) for k, v in result["metrics"].items()}
+    result["search_results"] = str(search_dir(cfg, model_name))
     return write_report(report_dir(cfg, model_name), cfg.name, model_name, result, cfg.data)

@@ -156,6 +156,20 @@ class Evaluate(DatasetTask):
     def output(self):
         return [self.store.target(runner.report_dir(self.cfg, m) / "report.json") for m in self.models]
 
+    def complete(self):
+        """Reports exist *and* were made from the current search results (the corpus may have
+        changed since: ``reports/<dataset>/<model>/`` has no hash in its path)."""
+        import json
+
+        for m in self.models:
+            target = self.store.target(runner.report_dir(self.cfg, m) / "report.json")
+            if not target.exists():
+                return False
+            with target.open("r") as f:
+                if json.load(f).get("search_results") != str(runner.search_dir(self.cfg, m)):
+                    return False
+        return True
+
     def run(self):
         self._fetch_descriptors(self.models)
         self._fetch_features()

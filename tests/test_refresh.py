@@ -310,3 +310,30 @@ def test_readers_during_refreshes_see_whole_versions(corpus):
         stop.set()
         t.join()
     assert errors == [] and len(seen) >= 2
+
+
+@pytest.mark.slow
+def test_batch_pipeline_after_the_corpus_grew(corpus):
+    import luigi
+
+    from pipeline.artifacts import video_filename
+    from pipeline.runner import clear_listing_cache, feature_shard_dir, index_dir, n_shards
+    from tasks import BuildIndex
+
+    ov = overrides(corpus, **{"shards.size": 2})
+    assert luigi.build([BuildIndex(dataset="folder", overrides=ov)], local_scheduler=True, log_level="WARNING")
+    cfg = load_config("folder", ov)
+    old_index = index_dir(cfg)
+    old_v0 = feature_shard_dir(cfg, 0) / video_filename("v0")
+    assert read_index(old_index).video_ids == ["v0", "v1", "v2", "v3", "v4"]
+
+    clip(corpus / "data" / "videos" / "a first.mp4", seed=123)  # sorts first: every shard shifts
+    clear_listing_cache()
+    cfg = load_config("folder", ov)
+    assert index_dir(cfg) != old_index and not BuildIndex(dataset="folder", overrides=ov).complete()
+    assert luigi.build([BuildIndex(dataset="folder", overrides=ov)], local_scheduler=True, log_level="WARNING")
+    assert sorted(read_index(index_dir(cfg)).video_ids) == ["a first", "v0", "v1", "v2", "v3", "v4"]
+    assert n_shards(cfg) == 3
+    new_v0 = next(feature_shard_dir(cfg, s) / video_filename("v0") for s in range(3)
+                  if (feature_shard_dir(cfg, s) / video_filename("v0")).exists())
+    assert new_v0 != old_v0 and new_v0.stat().st_ino == old_v0.stat().st_ino  # adopted, not recomputed

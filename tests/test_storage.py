@@ -15,6 +15,7 @@ from tests.test_refresh import clip, overrides
 
 
 def test_local_storage_is_the_work_directory(tmp_path):
+    clip(tmp_path / "data" / "videos" / "v0.mp4", seed=1)
     cfg = load_config("folder", overrides(tmp_path))
     store = storage_for(cfg)
     p = feature_shard_dir(cfg, 0) / "_pack.h5"
