@@ -35,12 +35,16 @@ def _cmd_query(args: argparse.Namespace) -> int:
     from extractors.decode import DecodeError
     from index.faiss_index import read_index
     from pipeline.config import ConfigError, load_config
+    from pipeline.descriptors import DescriptorStore, describe_video, mean_frame_component
+    from pipeline.publish import current_version, read_manifest
+    from pipeline.refresh import published_root
     from pipeline.runner import (
         FeatureLookup,
         config_from_index,
-        describe_new_video,
+        configured_model,
         descriptor_store,
         index_dir,
+        new_video_features,
         search_one,
     )
 
@@ -50,36 +54,28 @@ def _cmd_query(args: argparse.Namespace) -> int:
             cfg = config_from_index(Path(args.index))
             idx_path = Path(args.index)
         else:
-            from pipeline.publish import current_version, read_manifest
-            from pipeline.refresh import published_root
-
             cfg = load_config(args.dataset, args.overrides)
             published = current_version(published_root(cfg))
             idx_path = published if published is not None else index_dir(cfg)
         if (idx_path / "manifest.json").is_file():
-            from pipeline.publish import read_manifest
-
             manifest = read_manifest(idx_path)
         idx = read_index(idx_path)
         model_name = args.model or cfg.get("search.model")
         cfg.data["search"]["keep"] = args.top
         cfg.data["search"]["top_k"] = max(int(cfg.get("search.top_k")), args.top)
-        vf, fv, model = describe_new_video(cfg, Path(args.video), model_name)
-        from pipeline.descriptors import mean_frame_component
-
+        vf = new_video_features(cfg, Path(args.video))  # decoded and described once
+        times = vf.timestamps_s * 15.0
+        model = configured_model(cfg, model_name)
+        fv = describe_video(model, vf.features, times)
         index_model = cfg.get("index.model")
-        if index_model == model_name:
-            mean = mean_frame_component(model, fv[None] if fv.dim() in (2, 3) else fv).numpy()[0]
-        else:
-            _, ifv, imodel = describe_new_video(cfg, Path(args.video), index_model)
-            mean = mean_frame_component(imodel, ifv[None]).numpy()[0]
+        imodel = model if index_model == model_name else configured_model(cfg, index_model)
+        ifv = fv if imodel is model else describe_video(imodel, vf.features, times)
+        mean = mean_frame_component(imodel, ifv[None]).numpy()[0]
         if manifest is not None:
-            from pipeline.descriptors import DescriptorStore
-
             store = DescriptorStore.from_manifest(manifest["videos"], model_name)
         else:
             store = descriptor_store(cfg, model_name)
-        rows = search_one(cfg, model_name, str(args.video), fv[None], mean, vf, idx, store,
+        rows = search_one(cfg, model, str(args.video), fv[None], mean, vf, idx, store,
                           FeatureLookup(cfg, manifest), None)
     except (DecodeError, ConfigError, ValueError, OSError) as exc:
         log.error("%s", exc)

@@ -30,7 +30,7 @@ from index.search import Match, offset_range
 from pipeline import metrics
 from pipeline.config import Config
 from pipeline.corpus import GroundTruth, list_videos, load_ground_truth
-from pipeline.descriptors import build_model, describe_video
+from pipeline.descriptors import DescriptorStore, build_model, describe_video
 
 log = logging.getLogger(__name__)
 FPS = 15.0
@@ -169,7 +169,8 @@ def evaluate_alignment(cfg: Config, gt: GroundTruth, model_name: str, features) 
                            "AP": float(ap[i])} for i, e in enumerate(errors)]}
 
 
-def evaluate(cfg: Config, model_name: str, rows: list[Match], features, durations: dict[str, float]) -> dict:
+def evaluate(cfg: Config, model_name: str, rows: list[Match], features, durations: dict[str, float],
+             store: DescriptorStore) -> dict:
     kind = cfg.get("dataset.kind")
     gt = load_ground_truth(cfg, list_videos(cfg)) if kind != "folder" else GroundTruth("folder")
     if kind == "evve":
@@ -182,15 +183,13 @@ def evaluate(cfg: Config, model_name: str, rows: list[Match], features, duration
         out = {"metrics": {"queries": len({r.query for r in rows}), "results": len(rows)},
                "per_query": [{"query": r.query, "top_match": r.match, "score": r.score,
                               "offset_s": r.offset_s} for r in rows if r.rank == 1]}
-    out["samples"] = sample_curves(cfg, model_name, rows, gt)
+    out["samples"] = sample_curves(cfg, model_name, rows, gt, store)
     return out
 
 
-def sample_curves(cfg: Config, model_name: str, rows: list[Match], gt: GroundTruth, n: int = 3) -> list[dict]:
+def sample_curves(cfg: Config, model_name: str, rows: list[Match], gt: GroundTruth, store: DescriptorStore,
+                  n: int = 3) -> list[dict]:
     """Score-versus-offset curves of a few top results, with the ground-truth offset when known."""
-    from pipeline.runner import descriptor_store
-
-    store = descriptor_store(cfg, model_name)
     model = build_model(cfg.get(f"models.{model_name}"), cfg.get("dataset.max_length_s"))
     pairs = _pair_index(gt)
     chosen = [r for r in rows if r.rank == 1][:n]

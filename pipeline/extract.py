@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -279,28 +279,38 @@ def existing_feature_files(features_root: Path) -> dict[str, Path]:
     return out
 
 
-def adopt_feature_files(video_ids: Sequence[str], shard: Path, reusable: dict[str, Path],
-                        fingerprints: dict[str, str], cfg_id: str) -> int:
-    """Hard-link earlier feature files of ``video_ids`` into ``shard`` (so extraction skips them)
-    when they were made with the same settings from identical content; returns how many."""
+def reuse_earlier_features(video_ids: Sequence[str], shard: Path, features_root: Path,
+                           extractor: FrameFeatureExtractor, settings: ExtractionSettings,
+                           fingerprints: Callable[[list[str]], dict[str, str]]) -> int:
+    """Hard-link feature files computed earlier in another shard of ``features_root`` into
+    ``shard`` (so :func:`extract_shard` skips them), when they were made with the same
+    settings from content with the same fingerprint; returns how many.
+
+    ``fingerprints`` maps video ids to the current content fingerprints of their sources.
+    """
     import shutil
 
-    n = 0
+    reusable = {k: v for k, v in existing_feature_files(features_root).items() if v.parent != shard}
+    candidates = [v for v in video_ids if video_filename(v) in reusable and not (shard / video_filename(v)).exists()]
+    if not candidates:
+        return 0
+    fps = fingerprints(candidates)
+    cfg_id = feature_config_id(extractor, settings)
     shard.mkdir(parents=True, exist_ok=True)
-    for vid in video_ids:
-        name = video_filename(vid)
-        src, dst = reusable.get(name), shard / name
-        if src is None or dst.exists() or src.parent == shard or vid not in fingerprints:
-            continue
+    n = 0
+    for vid in candidates:
+        src = reusable[video_filename(vid)]
         try:
             attrs = read_video_features(src).attrs
         except ArtifactError:
             continue
-        if attrs.get("config_id") != cfg_id or attrs.get("source_fingerprint") != fingerprints[vid]:
+        if attrs.get("config_id") != cfg_id or attrs.get("source_fingerprint") != fps.get(vid):
             continue
         try:
-            os.link(src, dst)
+            os.link(src, shard / src.name)
         except OSError:
-            shutil.copy2(src, dst)
+            shutil.copy2(src, shard / src.name)
         n += 1
+    if n:
+        log.info("%s: reusing %d feature file(s) computed earlier with the same settings", shard.name, n)
     return n

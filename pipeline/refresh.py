@@ -24,18 +24,11 @@ from h5py import File as H5File
 
 from extractors.decode_pool import file_fingerprint
 from index.faiss_index import build_faiss, choose_index_type, read_index, update_faiss, write_index
-from pipeline.artifacts import atomic_path, read_pack, read_video_features, utc_now, video_filename
+from pipeline.artifacts import atomic_path, read_pack, read_video_features, utc_now
 from pipeline.config import Config
 from pipeline.corpus import list_videos
 from pipeline.descriptors import compute_shard_descriptors
-from pipeline.extract import (
-    Failure,
-    adopt_feature_files,
-    existing_feature_files,
-    extract_shard,
-    feature_config_id,
-    resolve_layout,
-)
+from pipeline.extract import Failure, extract_shard, reuse_earlier_features
 from pipeline.publish import MANIFEST, current_version, new_version, read_manifest, versions
 from pipeline.runner import descriptors_dir, extraction_settings, features_dir, load_configured_pca, make_extractor
 
@@ -95,7 +88,7 @@ def _fingerprints(cfg: Config, inv: dict[str, dict], ids: list[str]) -> dict[str
     """Content fingerprints, cached by (size, mtime) in the work dir."""
     cache_path = cfg.work_dir / "fingerprints.json"
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
-    out = {}
+    out, added = {}, False
     for vid in ids:
         e = inv[vid]
         key = f"{e['path']}|{e['size']}|{e['mtime']}"
@@ -104,9 +97,11 @@ def _fingerprints(cfg: Config, inv: dict[str, dict], ids: list[str]) -> dict[str
                 cache[key] = file_fingerprint(e["path"])
             except OSError:
                 continue
+            added = True
         out[vid] = cache[key]
-    with atomic_path(cache_path) as tmp:
-        tmp.write_text(json.dumps(cache))
+    if added:  # a no-op refresh writes nothing
+        with atomic_path(cache_path) as tmp:
+            tmp.write_text(json.dumps(cache))
     return out
 
 
@@ -175,16 +170,12 @@ def _process(cfg: Config, todo: list[str], inv: dict[str, dict], number: int, re
         # a handful of videos: starting a decode process (~1 s) costs more than the overlap gains
         settings.decode_workers = 0
     entries: dict[str, dict] = {}
-    reusable = existing_feature_files(features_dir(cfg))
-    fps = _fingerprints(cfg, inv, [v for v in todo if video_filename(v) in reusable])
-    cfg_id = feature_config_id(extractor, resolve_layout(settings, extractor.device.type))
     for k in range(0, len(todo), size):
         chunk = todo[k:k + size]
         name = f"delta-{number:06d}-{k // size:05d}"
         shard = features_dir(cfg) / name
-        adopted = adopt_feature_files(chunk, shard, reusable, fps, cfg_id)
-        if adopted:
-            log.info("%s: reusing %d feature file(s) computed earlier with the same settings", name, adopted)
+        reuse_earlier_features(chunk, shard, features_dir(cfg), extractor, settings,
+                               lambda ids: _fingerprints(cfg, inv, ids))
         r = extract_shard([(v, inv[v]["path"]) for v in chunk], shard, extractor, settings, {"dataset": cfg.name})
         res.failures += r.failures
         files = {}

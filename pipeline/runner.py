@@ -29,10 +29,10 @@ from extractors.features import ExtractorSettings, FrameFeatureExtractor
 from extractors.pca import PCAWhitening, load_pca, load_published, save_pca
 from index.faiss_index import build_faiss, choose_index_type, read_index, write_index
 from index.search import Match, aligned_segment, offset_range, rerank_with_expansion
-from pipeline.artifacts import atomic_h5, atomic_path, read_pack, read_video_features, video_filename
+from pipeline.artifacts import atomic_h5, atomic_path, read_pack, read_video_features
 from pipeline.config import Config, ConfigError
 from pipeline.corpus import Video, list_videos, shard_name, shard_videos
-from pipeline.descriptors import DescriptorStore, build_model, compute_shard_descriptors, describe_video
+from pipeline.descriptors import DescriptorStore, build_model, compute_shard_descriptors
 from pipeline.extract import ExtractionSettings, ShardResult, extract_shard, train_pca_on_videos
 
 log = logging.getLogger(__name__)
@@ -193,22 +193,17 @@ def run_extract_shard(cfg: Config, shard: int, progress: bool = True) -> ShardRe
     """Extract one shard; features computed earlier in another shard (the corpus grew and
     shard membership shifted) are reused when their source content is unchanged."""
     from extractors.decode_pool import file_fingerprint
-    from pipeline.extract import adopt_feature_files, existing_feature_files, feature_config_id, resolve_layout
+    from pipeline.extract import reuse_earlier_features
 
     videos = corpus_shards(cfg)[shard]
+    path_of = {v.id: v.path for v in videos}
     ex = make_extractor(cfg, load_configured_pca(cfg))
     out = feature_shard_dir(cfg, shard)
-    out.mkdir(parents=True, exist_ok=True)
-    reusable = {k: v for k, v in existing_feature_files(features_dir(cfg)).items() if v.parent != out}
-    candidates = [v for v in videos if video_filename(v.id) in reusable and not (out / video_filename(v.id)).exists()]
-    if candidates:
-        fps = {v.id: file_fingerprint(v.path) for v in candidates}
-        cfg_id = feature_config_id(ex, resolve_layout(extraction_settings(cfg), ex.device.type))
-        if n := adopt_feature_files([v.id for v in candidates], out, reusable, fps, cfg_id):
-            log.info("%s: reusing %d feature file(s) from other shards", out.name, n)
-    res = extract_shard([(v.id, v.path) for v in videos], feature_shard_dir(cfg, shard), ex,
-                        extraction_settings(cfg, progress), {"dataset": cfg.name})
-    write_failures(feature_shard_dir(cfg, shard), res)
+    settings = extraction_settings(cfg, progress)
+    reuse_earlier_features(list(path_of), out, features_dir(cfg), ex, settings,
+                           lambda ids: {v: file_fingerprint(path_of[v]) for v in ids})
+    res = extract_shard([(v.id, v.path) for v in videos], out, ex, settings, {"dataset": cfg.name})
+    write_failures(out, res)
     return res
 
 
@@ -271,14 +266,6 @@ def run_build_index(cfg: Config) -> Path:
 # --------------------------------------------------------------------------- search
 
 
-def feature_file(cfg: Config, video_id: str) -> Path | None:
-    for s in range(n_shards(cfg)):
-        p = feature_shard_dir(cfg, s) / video_filename(video_id)
-        if p.is_file():
-            return p
-    return None
-
-
 class FeatureLookup:
     """Frame features by video id (through the shard packs, or a published manifest)."""
 
@@ -311,12 +298,16 @@ def search_queries(cfg: Config, store: DescriptorStore) -> tuple[list[str], set[
     return store.ids, None
 
 
-def search_one(cfg: Config, model_name: str, query_id: str, query_fv: torch.Tensor,
+def configured_model(cfg: Config, model_name: str):
+    """The temporal model ``models.<model_name>`` of the config."""
+    return build_model(cfg.get(f"models.{model_name}"), cfg.get("dataset.max_length_s"))
+
+
+def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor,
                query_mean: np.ndarray, q_feats, index, store: DescriptorStore,
                features: FeatureLookup | None, allowed: set[str] | None) -> list[Match]:
-    """FAISS candidates -> offset re-ranking -> segments, for one query."""
+    """FAISS candidates -> offset re-ranking with ``model`` -> segments, for one query."""
     s = cfg["search"]
-    model = build_model(cfg.get(f"models.{model_name}"), cfg.get("dataset.max_length_s"))
     _, names = index.search(query_mean[None], int(s["top_k"]) + 1, int(cfg.get("index.nprobe", 32)))
     cands = [c for c in names[0] if c != query_id and (allowed is None or c in allowed) and c in store]
     if not cands:
@@ -348,10 +339,11 @@ def run_search(cfg: Config, model_name: str, progress: bool = True) -> Path:
     mean_of = dict(zip(ids, means, strict=True))
     features = FeatureLookup(cfg)
     queries, allowed = search_queries(cfg, store)
+    model = configured_model(cfg, model_name)
     rows: list[Match] = []
     for q in tqdm(queries, unit="query", desc=f"search {model_name}", disable=not progress):
         qf = features.get(q) if q in features.where else None
-        rows += search_one(cfg, model_name, q, store.get([q]), mean_of[q], qf, idx, store, features, allowed)
+        rows += search_one(cfg, model, q, store.get([q]), mean_of[q], qf, idx, store, features, allowed)
     return write_search_results(search_dir(cfg, model_name), rows, {"model": model_name,
                                                                     "dataset": cfg.name,
                                                                     "n_queries": len(queries)})
@@ -401,8 +393,8 @@ def read_search_results(directory: Path) -> list[Match]:
             for i in range(len(dec[0]))]
 
 
-def describe_new_video(cfg: Config, path: Path, model_name: str):
-    """Features and descriptor of a video outside the corpus (``python -m pipeline query``)."""
+def new_video_features(cfg: Config, path: Path):
+    """Frame features of a video outside the corpus (``python -m pipeline query``)."""
     from extractors.decode import decode_video, to_model_input
     from pipeline.artifacts import VideoFeatures
 
@@ -412,10 +404,7 @@ def describe_new_video(cfg: Config, path: Path, model_name: str):
     bs = int(cfg.get("features.batch_size", 32))
     for b0 in range(0, len(d.frames), bs):
         feats.append(ex(torch.from_numpy(to_model_input(d.frames[b0:b0 + bs]))).numpy())
-    vf = VideoFeatures(str(path), np.concatenate(feats), d.timestamps_s, {})
-    model = build_model(cfg.get(f"models.{model_name}"), cfg.get("dataset.max_length_s"))
-    fv = describe_video(model, vf.features, vf.timestamps_s * 15.0)
-    return vf, fv, model
+    return VideoFeatures(str(path), np.concatenate(feats), d.timestamps_s, {})
 
 
 def config_from_index(directory: Path) -> Config:
@@ -433,7 +422,7 @@ def run_evaluate(cfg: Config, model_name: str) -> Path:
     rows = read_search_results(search_dir(cfg, model_name))
     store = descriptor_store(cfg, model_name)
     durations = {v: n / 15.0 for v, n in store.n_frames.items()}
-    result = evaluate(cfg, model_name, rows, FeatureLookup(cfg), durations)
+    result = evaluate(cfg, model_name, rows, FeatureLookup(cfg), durations, store)
     result["metrics"] = {k: (float(v) if isinstance(v, np.floating) else v) for k, v in result["metrics"].items()}
     result["search_results"] = str(search_dir(cfg, model_name))
     return write_report(report_dir(cfg, model_name), cfg.name, model_name, result, cfg.data)

@@ -80,6 +80,9 @@ def test_refresh_detects_added_changed_removed_and_publishes_versions(corpus):
     assert idx.index.ntotal == 5
     problems, _ = verify(str(cfg.work_dir))
     assert problems == []
+    cache = cfg.work_dir / "fingerprints.json"
+    stamp = cache.stat().st_mtime_ns
+    assert not run_refresh(cfg, progress=False).published and cache.stat().st_mtime_ns == stamp
     # the changed video now matches its new content, not the old one
     _, names = idx.search(np.asarray(_mean_frame(cfg, man["videos"]["v1"]))[None], 1)
     assert names[0] == ["v1"]
