@@ -28,7 +28,8 @@ import torch
 
 from extractors.decode import iter_samples, to_model_input
 from extractors.features import ExtractorSettings, FrameFeatureExtractor
-from pipeline.extract import ExtractionSettings, extract_shard
+from pipeline.extract import ExtractionSettings
+from pipeline.extract import extract_shard_videos as extract_shard
 
 log = logging.getLogger("bench_extract")
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +78,7 @@ def main() -> None:
     rows = []
     for workers, threads in layouts:
         torch.set_num_threads(threads)
-        ex(torch.from_numpy(to_model_input(decoded[0])))  # warm-up, precision calibration
+        ex(torch.from_numpy(to_model_input(decoded[0])))  # warm-up
         t0 = time.perf_counter()
         for frames in decoded:
             ex(torch.from_numpy(to_model_input(frames)))

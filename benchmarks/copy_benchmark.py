@@ -180,7 +180,7 @@ def main() -> None:
 
     from extractors.resnet import WeightsNotFoundError, resolve_weights
     from pipeline.config import load_config
-    from pipeline.runner import report_dir
+    from pipeline.layout import Layout
     from tasks import Evaluate
 
     clips = sorted(p for p in args.videos.glob("*") if p.suffix.lower() in (".mp4", ".avi", ".mkv", ".mov"))
@@ -208,7 +208,7 @@ def main() -> None:
     print("| model | segment max-F1 | PR-AUC | loc. acc. < 0.1 s | < 1 s | < 10 s | mAP | copies found |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for m in cfg.get("evaluate.models"):
-        doc = json.loads((report_dir(cfg, m) / "report.json").read_text())
+        doc = json.loads((Layout(cfg).report_dir(m) / "report.json").read_text())
         x = doc["metrics"]
         print(f"| {m} | {x['segment_max_F1']:.3f} | {x['segment_PR_AUC']:.3f} | "
               f"{x['localisation_accuracy_below_0.1s']:.3f} | {x['localisation_accuracy_below_1s']:.3f} | "

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from extractors.timestamps import DEFAULT_CONTAINER_FPS, FPS
+from extractors.timebase import FPS
+from extractors.timestamps import DEFAULT_CONTAINER_FPS
 
 log = logging.getLogger(__name__)
 

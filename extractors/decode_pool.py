@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 
 from extractors.decode import DecodeError, iter_samples
+from extractors.timebase import FPS
 
 
 def file_fingerprint(path: str) -> str:
@@ -67,7 +68,7 @@ def _decode_one(i: int, path: str, settings: dict) -> Iterator[tuple]:
     try:
         with time_limit(float(settings.get("video_time_limit_s", 0) or 0)):
             fp = file_fingerprint(path)
-            for chunk in iter_samples(path, settings["image_area"], settings["fps"], chunk=settings["batch_size"],
+            for chunk in iter_samples(path, settings["image_area"], FPS, chunk=settings["batch_size"],
                                       threads=settings["decode_threads"], max_pixels=settings["max_pixels"],
                                       hwaccel=settings.get("hwaccel")):
                 frames, ts, src, info = chunk

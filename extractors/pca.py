@@ -12,19 +12,14 @@ here and stored in HDF5 with its provenance.
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 
-SCHEMA = "videoalign/pca"
-SCHEMA_VERSION = 1
 EIG_EPS = 1e-7
 
 
@@ -72,8 +67,7 @@ def fit_pca(x: np.ndarray, n_components: int | None = None) -> tuple[np.ndarray,
 def train_pca(x: np.ndarray, provenance: dict, n_components: int | None = None) -> PCAWhitening:
     """Fit a whitening on regional vectors ``x (n, C)`` and record how it was made."""
     mean, dvt = fit_pca(x, n_components)
-    prov = {"name": "trained", "n_vectors": int(x.shape[0]),
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), **provenance}
+    prov = {"name": "trained", "n_vectors": int(x.shape[0]), **provenance}
     return PCAWhitening(mean, dvt, prov)
 
 
@@ -100,35 +94,3 @@ def load_published(prefix: str | os.PathLike, level: int = 29) -> PCAWhitening:
         arrays.append(t.float().numpy())
     return PCAWhitening(arrays[0], arrays[1], {"name": Path(str(prefix)).name, "source": "published",
                                                "files": [str(mean_p), str(dvt_p)], "level": level})
-
-
-def save_pca(pca: PCAWhitening, path: str | os.PathLike) -> Path:
-    """Write ``pca`` to HDF5 atomically (``mean``, ``DVt``, provenance as JSON)."""
-    from pipeline.artifacts import atomic_h5
-
-    path = Path(path)
-    with atomic_h5(path) as f:
-        f.attrs["schema"] = SCHEMA
-        f.attrs["schema_version"] = SCHEMA_VERSION
-        f.create_dataset("mean", data=pca.mean)
-        f.create_dataset("DVt", data=pca.dvt)
-        f.attrs["provenance"] = json.dumps(pca.provenance, sort_keys=True)
-        f.attrs["pca_id"] = pca.pca_id
-    return path
-
-
-def load_pca(path: str | os.PathLike) -> PCAWhitening:
-    """Read a PCA written by :func:`save_pca` (refuses other schemas)."""
-    p = Path(path)
-    if not p.is_file():
-        raise PCAError(f"{p}: PCA file not found")
-    try:
-        with h5py.File(p, "r") as f:
-            if f.attrs.get("schema") != SCHEMA:
-                raise PCAError(f"{p}: not a PCA file (schema {f.attrs.get('schema')!r})")
-            if int(f.attrs.get("schema_version", -1)) != SCHEMA_VERSION:
-                raise PCAError(f"{p}: PCA schema version {f.attrs.get('schema_version')} "
-                               f"is not supported (expected {SCHEMA_VERSION})")
-            return PCAWhitening(f["mean"][()], f["DVt"][()], json.loads(f.attrs["provenance"]))
-    except OSError as exc:
-        raise PCAError(f"{p}: unreadable HDF5 ({exc})") from None

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-FPS = 15.0
+from extractors.timebase import FPS, frames_to_seconds, seconds_to_frames
+
 DEFAULT_CONTAINER_FPS = 25.0
 """Frame rate the reference assumes when the container's cannot be read."""
 
@@ -32,11 +33,5 @@ def source_frame_indices(n_frames: int, container_fps: float, fps: float = FPS) 
     return np.round(n * container_fps / fps).astype(np.int64)
 
 
-def seconds_to_frames(seconds: np.ndarray | float, fps: float = FPS) -> np.ndarray:
-    """Seconds -> 1/``fps``-s kernel units."""
-    return np.asarray(seconds, dtype=np.float64) * fps
-
-
-def frames_to_seconds(frames: np.ndarray | float, fps: float = FPS) -> np.ndarray:
-    """1/``fps``-s kernel units -> seconds."""
-    return np.asarray(frames, dtype=np.float64) / fps
+__all__ = ["DEFAULT_CONTAINER_FPS", "FPS", "frames_to_seconds", "sampling_timestamps", "seconds_to_frames",
+           "source_frame_indices"]

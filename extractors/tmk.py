@@ -31,9 +31,6 @@ import numpy as np
 import torch
 from torch import nn
 
-FPS = 15.0
-"""Sampling rate of the frame stream; 1 kernel time unit = 1/FPS seconds."""
-
 NORMS = ("freq", "feat", "feat_freq", "matrix", "none")
 EPS = 1e-8
 FEAT_SCALE = 512.0
@@ -68,15 +65,10 @@ def von_mises_coefficients(beta: float, m: int, clamp_min: float = 1e-7) -> np.n
 def _bessel_ive(orders: np.ndarray, x: float) -> np.ndarray:
     """Exponentially scaled modified Bessel functions ``I_k(x) e^-x``, float64.
 
-    Uses scipy when importable; otherwise Miller's downward recurrence,
-    normalised by ``I_0(x) + 2 sum_k I_k(x) = e^x``, accurate to ~1e-15.
+    Miller's downward recurrence, normalised by ``I_0(x) + 2 sum_k I_k(x) = e^x``,
+    accurate to ~1e-15 (checked against scipy in the tests).  Always this code,
+    never an optional library, so the coefficients do not depend on what is installed.
     """
-    try:
-        from scipy.special import ive  # type: ignore[import-untyped]
-
-        return np.asarray(ive(orders, x), dtype=np.float64)
-    except ImportError:  # pragma: no cover - scipy is present in the test env
-        pass
     n_max = int(orders.max())
     start = n_max + 30 + int(math.sqrt(40.0 * max(n_max, x) + 1.0)) + int(x)
     vals = np.zeros(start + 2, dtype=np.float64)

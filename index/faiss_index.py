@@ -1,36 +1,17 @@
-"""FAISS inner-product index over L2-normalised mean-frame vectors.
-
-An index directory holds ``index.faiss`` and ``meta.h5`` (schema
-``videoalign/index``: ``video_ids`` in FAISS id order, the index type, the
-model, the build's configuration).  Both are written atomically, the
-metadata last; a reader checks that they agree.
-"""
+"""FAISS inner-product index over L2-normalised mean-frame vectors (no file I/O here:
+``pipeline.index_store`` reads and writes index directories)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import h5py
 import numpy as np
 
-from index.faiss_backend import faiss_build, gpu_count, load_faiss
+from index.faiss_backend import gpu_count, load_faiss
 
 log = logging.getLogger(__name__)
-
-INDEX_SCHEMA = "videoalign/index"
-INDEX_VERSION = 1
-INDEX_FILE = "index.faiss"
-META_FILE = "meta.h5"
-
-
-class IndexFileError(ValueError):
-    """An index directory that is missing or inconsistent (message names the file)."""
-
 
 def choose_index_type(n: int, kind: str = "auto", ivf_threshold: int = 50_000) -> str:
     """``flat`` for small corpora, ``ivf<nlist>`` (nlist ~ 4 sqrt(n)) at and above the threshold."""
@@ -104,55 +85,3 @@ class VideoIndex:
         scores, idx = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
         names = [[self._name[int(i)] for i in row if i >= 0] for row in idx]
         return scores, names
-
-
-def write_index(directory: str | os.PathLike, index, video_ids: list[str], attrs: dict,
-                faiss_ids: np.ndarray | None = None) -> Path:
-    """Write ``index.faiss`` then ``meta.h5`` into ``directory`` (each atomically)."""
-    from pipeline.artifacts import atomic_h5, atomic_path, clean_stale_temporaries
-
-    faiss = load_faiss()
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    clean_stale_temporaries(d)
-    with atomic_path(d / INDEX_FILE) as tmp:
-        faiss.write_index(index, str(tmp))
-    with atomic_h5(d / META_FILE) as f:
-        f.attrs["schema"] = INDEX_SCHEMA
-        f.attrs["schema_version"] = INDEX_VERSION
-        f.attrs["faiss_build"] = faiss_build()
-        f.attrs["ntotal"] = int(index.ntotal)
-        for k, v in attrs.items():
-            f.attrs[k] = v if isinstance(v, str | int | float) else json.dumps(v, sort_keys=True)
-        f.create_dataset("video_ids", data=np.array(video_ids, dtype=object),
-                         dtype=h5py.string_dtype("utf-8"))
-        fid = np.arange(len(video_ids), dtype=np.int64) if faiss_ids is None else np.asarray(faiss_ids, np.int64)
-        f.create_dataset("faiss_ids", data=fid)
-    return d
-
-
-def read_index(directory: str | os.PathLike) -> VideoIndex:
-    """Load an index directory, checking that index and metadata agree."""
-    from pipeline.artifacts import ArtifactError, open_checked
-
-    d = Path(directory)
-    faiss = load_faiss()
-    try:
-        meta = open_checked(d / META_FILE, INDEX_SCHEMA, INDEX_VERSION)
-    except ArtifactError as exc:
-        raise IndexFileError(str(exc)) from None
-    with meta:
-        ids = [s.decode() if isinstance(s, bytes) else s for s in meta["video_ids"][()]]
-        fids = meta["faiss_ids"][()] if "faiss_ids" in meta else None
-        attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in meta.attrs.items()}
-    if not (d / INDEX_FILE).is_file():
-        raise IndexFileError(f"{d / INDEX_FILE}: index file not found")
-    try:
-        index = faiss.read_index(str(d / INDEX_FILE))
-    except RuntimeError as exc:
-        raise IndexFileError(f"{d / INDEX_FILE}: unreadable FAISS index ({str(exc).splitlines()[0]})") from None
-    if index.ntotal != len(ids):
-        raise IndexFileError(f"{d}: index holds {index.ntotal} vectors but the metadata lists {len(ids)} ids")
-    if fids is not None and len(fids) != len(ids):
-        raise IndexFileError(f"{d / META_FILE}: {len(fids)} FAISS ids for {len(ids)} videos")
-    return VideoIndex(index, ids, attrs, fids)

@@ -14,10 +14,9 @@ import numpy as np
 import torch
 
 from extractors.cte import CTE
+from extractors.timebase import FPS
 from extractors.tmk import TMK
 from index.query_expansion import expand_query
-
-FPS = 15.0
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-__version__ = "0.1.0"
+from pipeline.version import __version__  # noqa: F401
 
 if "luigi" in sys.modules:  # pragma: no cover - exercised by the luigi CLI tests
     from tasks import *  # noqa: F403

@@ -10,7 +10,10 @@ refuse any other schema or version with a one-line :class:`ArtifactError`.
 Files are written to a temporary name in the same directory, fsynced and
 renamed, so a crash never leaves a half-written artifact under a final name.
 The file format is pinned to the HDF5 1.8 feature set (``libver=('earliest',
-'v108')``) so older HDF5 tools can read it.  See ``docs/artifacts.md``.
+'v108')``) so older HDF5 tools can read it.  Artifacts carry no wall-clock
+time, so the same inputs and settings give byte-identical files whichever
+entry point (CLI or Luigi) made them; ``task_runs.log`` records when.
+See ``docs/artifacts.md``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from pipeline import __version__
+from extractors.timebase import FPS, frame_count_seconds
+from pipeline.version import __version__
 
 LIBVER = ("earliest", "v108")
 FEATURES_SCHEMA = "videoalign/features"
@@ -120,7 +124,6 @@ def atomic_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
     """An HDF5 file opened for writing that appears at ``path`` only once complete."""
     with atomic_path(path) as tmp, h5py.File(tmp, "w", libver=LIBVER) as f:
         f.attrs["package_version"] = __version__
-        f.attrs["created"] = utc_now()
         yield f
 
 
@@ -317,7 +320,7 @@ def describe(path: str | os.PathLike, video: str | None = None) -> str:
             lines.append(f"  videos ({len(ids)}):")
             for vid, n in zip(ids[:50], counts[:50], strict=False):
                 vid = vid.decode() if isinstance(vid, bytes) else vid
-                lines.append(f"    {vid}: {int(n)} frames ({int(n) / 15:.1f} s at 15 fps)")
+                lines.append(f"    {vid}: {int(n)} frames ({frame_count_seconds(int(n)):.1f} s at {FPS:g} fps)")
             if len(ids) > 50:
                 lines.append(f"    ... {len(ids) - 50} more")
         if f.attrs.get("schema") == FEATURES_SCHEMA and "features" in f:

@@ -29,75 +29,50 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_build(args: argparse.Namespace) -> int:
+    """The batch chain without a scheduler (same steps and completeness checks as the Luigi tasks)."""
+    from pipeline.config import load_config
+    from pipeline.layout import Layout
+    from pipeline.steps import build
+
+    cfg = load_config(args.dataset, args.overrides)
+    summary = build(Layout(cfg), until=args.until, models=args.model or None, show_progress=not args.quiet)
+    sys.stdout.write(f"build {cfg.name} until {args.until}: {len(summary.ran)} step(s) run, "
+                     f"{summary.skipped} already complete, {len(summary.failures)} file(s) failed\n")
+    for f in summary.failures:
+        sys.stderr.write(f"failed: {f}\n")
+    return EXIT_FAILED_FILES if summary.failures else 0
+
+
 def _cmd_query(args: argparse.Namespace) -> int:
     import json
+    from dataclasses import asdict
 
-    from extractors.decode import DecodeError
-    from index.faiss_index import read_index
-    from pipeline.config import ConfigError, load_config
-    from pipeline.descriptors import DescriptorStore, describe_video, mean_frame_component
-    from pipeline.publish import current_version, read_manifest
-    from pipeline.refresh import published_root
-    from pipeline.runner import (
-        FeatureLookup,
-        config_from_index,
-        configured_model,
-        descriptor_store,
-        index_dir,
-        new_video_features,
-        search_one,
-    )
+    from pipeline.config import load_config
+    from pipeline.steps import find_index, query
 
-    try:
-        manifest = None
-        if args.index:
-            cfg = config_from_index(Path(args.index))
-            idx_path = Path(args.index)
-        else:
-            cfg = load_config(args.dataset, args.overrides)
-            published = current_version(published_root(cfg))
-            idx_path = published if published is not None else index_dir(cfg)
-        if (idx_path / "manifest.json").is_file():
-            manifest = read_manifest(idx_path)
-        idx = read_index(idx_path)
-        model_name = args.model or cfg.get("search.model")
-        cfg.data["search"]["keep"] = args.top
-        cfg.data["search"]["top_k"] = max(int(cfg.get("search.top_k")), args.top)
-        vf = new_video_features(cfg, Path(args.video))  # decoded and described once
-        times = vf.timestamps_s * 15.0
-        model = configured_model(cfg, model_name)
-        fv = describe_video(model, vf.features, times)
-        index_model = cfg.get("index.model")
-        imodel = model if index_model == model_name else configured_model(cfg, index_model)
-        ifv = fv if imodel is model else describe_video(imodel, vf.features, times)
-        mean = mean_frame_component(imodel, ifv[None]).numpy()[0]
-        if manifest is not None:
-            store = DescriptorStore.from_manifest(manifest["videos"], model_name)
-        else:
-            store = descriptor_store(cfg, model_name)
-        rows = search_one(cfg, model, str(args.video), fv[None], mean, vf, idx, store,
-                          FeatureLookup(cfg, manifest), None)
-    except (DecodeError, ConfigError, ValueError, OSError) as exc:
-        log.error("%s", exc)
-        return 2
-    if args.json:
-        from dataclasses import asdict
-
-        sys.stdout.write(json.dumps({"query": str(args.video), "model": model_name,
-                                     "units": "seconds; offset = t_query - t_match",
-                                     "matches": [asdict(r) for r in rows]}, indent=2) + "\n")
+    if args.index:
+        idx_path = Path(args.index)
     else:
-        sys.stdout.write(f"{args.video}: {len(vf.features)} frames ({len(vf.features) / 15:.1f} s), "
-                         f"model {model_name}, index {idx_path}\n")
-        sys.stdout.write(f"{'rank':>4}  {'score':>9}  {'offset (s)':>10}  {'query span (s)':>17}  "
-                         f"{'match span (s)':>17}  match\n")
-        for r in rows:
-            qs = f"{r.query_start_s:7.2f}-{r.query_end_s:<7.2f}" if r.query_start_s == r.query_start_s else "-"
-            ms = f"{r.match_start_s:7.2f}-{r.match_end_s:<7.2f}" if r.match_start_s == r.match_start_s else "-"
-            sys.stdout.write(f"{r.rank:>4}  {r.score:9.4f}  {r.offset_s:+10.2f}  {qs:>17}  {ms:>17}  {r.match}\n")
+        idx_path = find_index(load_config(args.dataset, args.overrides), explicit_settings=bool(args.overrides))
+    res = query(Path(args.video), idx_path, args.model or None, args.top)
+    if args.json:
+        sys.stdout.write(json.dumps({"query": res.video, "model": res.model, "index": str(res.index_dir),
+                                     "units": "seconds; offset = t_query - t_match",
+                                     "matches": [asdict(r) for r in res.matches]}, indent=2) + "\n")
+        return 0
+    sys.stdout.write(f"{res.video}: {res.n_frames} frames ({res.duration_s:.1f} s), "
+                     f"model {res.model}, index {res.index_dir}\n")
+    sys.stdout.write(f"{'rank':>4}  {'score':>9}  {'offset (s)':>10}  {'query span (s)':>17}  "
+                     f"{'match span (s)':>17}  match\n")
+    for r in res.matches:
+        qs = f"{r.query_start_s:7.2f}-{r.query_end_s:<7.2f}" if r.query_start_s == r.query_start_s else "-"
+        ms = f"{r.match_start_s:7.2f}-{r.match_end_s:<7.2f}" if r.match_start_s == r.match_start_s else "-"
+        sys.stdout.write(f"{r.rank:>4}  {r.score:9.4f}  {r.offset_s:+10.2f}  {qs:>17}  {ms:>17}  {r.match}\n")
     return 0
 
 
+EXIT_ERROR = 2
 EXIT_FAILED_FILES = 3
 EXIT_LOCKED = 75
 
@@ -106,25 +81,20 @@ def _cmd_refresh(args: argparse.Namespace) -> int:
     """Cron entry: 0 success, 3 some files failed (the rest is published), 75 another run holds
     the lock, 1 any other error; always one line on stderr saying why when non-zero."""
     from pipeline.config import load_config
-    from pipeline.lock import LockHeldError, exclusive_lock
-    from pipeline.refresh import run_refresh
+    from pipeline.layout import Layout
+    from pipeline.lock import LockHeldError
+    from pipeline.refresh import locked_refresh
 
     try:
-        cfg = load_config(args.dataset, args.overrides)
-        if cfg.get("features.pca") == "trained":
-            from pipeline.runner import pca_path, run_train_pca
-
-            if not pca_path(cfg).is_file():
-                with exclusive_lock(cfg.work_dir / "refresh.lock"):
-                    run_train_pca(cfg)
-        with exclusive_lock(cfg.work_dir / "refresh.lock"):
-            res = run_refresh(cfg, keep=args.keep, progress=not args.quiet)
+        res = locked_refresh(Layout(load_config(args.dataset, args.overrides)), keep=args.keep,
+                             progress=not args.quiet)
     except LockHeldError as exc:
         sys.stderr.write(f"refresh: {exc}\n")
         return EXIT_LOCKED
     except Exception as exc:  # cron wants one line, not a traceback
         log.debug("refresh failed", exc_info=True)
-        sys.stderr.write(f"refresh: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}\n")
+        text = str(exc).strip().splitlines()
+        sys.stderr.write(f"refresh: {type(exc).__name__}: {text[0] if text else ''}\n")
         return 1
     sys.stdout.write(res.summary() + "\n")
     if res.failures:
@@ -137,15 +107,10 @@ def _cmd_refresh(args: argparse.Namespace) -> int:
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
-    from pipeline.publish import PublishError, rollback
-    from pipeline.refresh import published_root
+    from pipeline.layout import Layout
+    from pipeline.publish import rollback
 
-    try:
-        cfg = load_config(args.dataset, args.overrides)
-        target = rollback(published_root(cfg), args.to)
-    except (PublishError, ValueError) as exc:
-        sys.stderr.write(f"rollback: {exc}\n")
-        return 1
+    target = rollback(Layout(load_config(args.dataset, args.overrides)).published_root, args.to)
     sys.stdout.write(f"current -> {target.name}\n")
     return 0
 
@@ -160,8 +125,15 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0 if not problems else 1
 
 
+def program_name() -> str:
+    """``videoalign`` when run as the installed script, else ``python -m pipeline``."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return name if name and name not in ("__main__.py", "-c", "-m") and not name.endswith(".py") \
+        else "python -m pipeline"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipeline",
+    p = argparse.ArgumentParser(prog=program_name(),
                                 description="Video copy detection and temporal alignment pipeline.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
@@ -171,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, default=1, help="Luigi workers")
     demo.add_argument("--regenerate", action="store_true", help="regenerate the demo corpus")
     demo.set_defaults(func=_cmd_demo)
+    b = sub.add_parser("build", help="run the batch chain without a scheduler (same steps and outputs as Luigi)")
+    b.add_argument("--dataset", required=True, help="configs/<NAME>.yaml or a path to a YAML file")
+    b.add_argument("--overrides", default="", help="config overrides 'key.path=value;...'")
+    b.add_argument("--until", default="index", choices=["features", "descriptors", "index", "search", "evaluate"],
+                   help="last stage to run (default: index)")
+    b.add_argument("--model", action="append", help="search/evaluate only this model (repeatable)")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.set_defaults(func=_cmd_build)
     insp = sub.add_parser("inspect", help="print a readable summary of an artifact file or shard")
     insp.add_argument("path", help="an HDF5 artifact (features, pack, descriptors, index) or a shard dir")
     insp.add_argument("--video", help="details of one video (by id)")
@@ -207,4 +187,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
-    return int(args.func(args))
+    from extractors.decode import DecodeError
+    from pipeline.artifacts import ArtifactError
+    from pipeline.config import ConfigError
+    from pipeline.index_store import IndexFileError
+    from pipeline.publish import PublishError
+    from pipeline.steps import StepError
+
+    try:
+        return int(args.func(args))
+    except (ConfigError, StepError, ArtifactError, IndexFileError, PublishError, DecodeError, OSError,
+            ValueError) as exc:  # one line that says what is wrong, not a traceback
+        log.debug("%s failed", args.command, exc_info=True)
+        text = str(exc).strip().splitlines()
+        sys.stderr.write(f"{args.command}: {text[0] if text else type(exc).__name__}\n")
+        return EXIT_ERROR

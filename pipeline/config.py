@@ -1,38 +1,241 @@
-"""Configuration: ``configs/base.yaml`` + ``configs/<dataset>.yaml`` + overrides.
+"""Configuration: ``configs/base.yaml`` + ``configs/<dataset>.yaml`` + overrides, validated.
 
-``--dataset NAME`` resolves ``configs/NAME.yaml`` (case-insensitive; searched in
-``$VIDEOALIGN_CONFIGS``, ``./configs`` and the project's ``configs/``) or a path
-to a YAML file.  Overrides are ``key.path=value`` items (values parsed as
-YAML), separated by ``;`` or given as a list.  YAML is read with
-``yaml.safe_load`` only.  Data roots come from the config or the environment,
-never from code.
+``--dataset NAME`` resolves ``NAME.yaml`` (case-insensitive) in
+``$VIDEOALIGN_CONFIGS``, then ``./configs``, then the configs shipped with the
+package (``configs`` is package data, so a non-editable install finds them);
+a path to a YAML file is taken as is.  Overrides are ``key.path=value`` items
+(values parsed as YAML), separated by ``;`` or given as a list.  YAML is read
+with ``yaml.safe_load`` only.
+
+Every default is defined once, in ``configs/base.yaml``.  The *types* are the
+dataclasses below: after merging, every key must be one of their fields and
+every value of the field's type, or :class:`ConfigError` names the key, the
+value and what was expected.  Data roots come from the config or the
+environment, never from code.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import os
+import types
+import typing
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union
 
 import yaml
 
-PROJECT_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
 
 class ConfigError(ValueError):
-    """A configuration that cannot be loaded or is inconsistent (message names the file/key)."""
+    """A configuration that cannot be loaded or is invalid (the message names the file or key)."""
+
+
+# --------------------------------------------------------------------------- typed sections
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    kind: str
+    name: str
+    root: str | None
+    root_env: str | None
+    videos_dir: str
+    extensions: list[str]
+    max_length_s: float
+    gt_file: str | None
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    extractor: Literal["resnet34_rmac"]
+    level: int
+    weights: str
+    download_weights: bool
+    seed: int
+    pca: str
+    pca_frames_per_video: int
+    image_area: int
+    dtype: Literal["float16", "float32"]
+    batch_size: int
+    decode_workers: int
+    torch_threads: int
+    device: str
+    precision: Literal["auto", "float32", "bfloat16", "float16"]
+    max_pixels: int
+    video_time_limit_s: float
+    worker_memory_mb: int
+    hwaccel: str
+
+
+@dataclass(frozen=True)
+class ShardsConfig:
+    size: int
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    model: str
+    type: Literal["auto", "flat", "ivf"]
+    ivf_threshold: int
+    nprobe: int
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    model: str
+    top_k: int
+    keep: int
+    query_expansion: Literal["none", "aqe", "don"]
+    qe_n1: int
+    qe_n2: int
+    qe_mode: Literal["corrected", "reference"]
+    segment_threshold: float
+    segment_max_gap_s: float
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    models: list[str]
+    vcdb_mode: Literal["corrected", "reference"]
+
+
+@dataclass(frozen=True)
+class TMKModelConfig:
+    type: Literal["tmk"]
+    preset: str | None = None
+    periods: list[float] | None = None
+    m: int | None = None
+    beta: float | None = None
+    norm: Literal["freq", "feat", "feat_freq", "matrix", "none"] | None = None
+    trainable: bool | None = None
+
+
+@dataclass(frozen=True)
+class CTEModelConfig:
+    type: Literal["cte"]
+    m: int | None = None
+    lam: float | None = None
+    max_length_s: float | None = None
+
+
+SECTIONS: dict[str, type] = {"dataset": DatasetConfig, "features": FeaturesConfig, "shards": ShardsConfig,
+                             "index": IndexConfig, "search": SearchConfig, "evaluate": EvaluateConfig}
+MODEL_TYPES: dict[str, type] = {"tmk": TMKModelConfig, "cte": CTEModelConfig}
+TOP_LEVEL: dict[str, Any] = {"storage": str | None, "work_dir": str, "reports_dir": str}
+
+# Constraints beyond the type (key -> (predicate, what is expected)).
+_MIN: dict[str, float] = {
+    "dataset.max_length_s": 1e-9, "features.level": 1, "features.pca_frames_per_video": 1,
+    "features.image_area": 64, "features.batch_size": 1, "features.decode_workers": -1,
+    "features.torch_threads": 0, "features.max_pixels": 1, "features.video_time_limit_s": 0,
+    "features.worker_memory_mb": 0, "shards.size": 1, "index.ivf_threshold": 1, "index.nprobe": 1,
+    "search.top_k": 1, "search.keep": 1, "search.qe_n1": 1, "search.qe_n2": 1, "search.segment_max_gap_s": 0,
+}
+
+REMOVED: dict[str, str] = {
+    "features.fps": "features.fps was removed: every video is sampled at 15 fps, the pipeline's one time base "
+                    "(extractors/timebase.py)",
+}
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+            type(None): "null"}.get(tp, str(tp))
+
+
+def _check(value: Any, tp: Any) -> Any:
+    """``value`` converted to ``tp`` (int -> float only), or raise ``TypeError``."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise TypeError
+    if origin in (Union, types.UnionType):
+        for alt in typing.get_args(tp):
+            try:
+                return _check(value, alt)
+            except TypeError:
+                continue
+        raise TypeError
+    if origin is list:
+        if not isinstance(value, list):
+            raise TypeError
+        return [_check(v, typing.get_args(tp)[0]) for v in value]
+    if tp is type(None):
+        if value is None:
+            return None
+        raise TypeError
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeError
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise TypeError
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise TypeError
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise TypeError
+    raise TypeError
+
+
+def _validate_record(cls: type, data: Any, where: str, source: str) -> Any:
+    """Build ``cls`` from the mapping ``data``: unknown keys, missing keys and bad types are errors."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: '{where}' must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        dotted = f"{where}.{key}"
+        if dotted in REMOVED:
+            raise ConfigError(f"{source}: {REMOVED[dotted]}")
+        if key not in fields:
+            raise ConfigError(f"{source}: unknown key '{dotted}' (known: {', '.join(sorted(fields))})")
+    values = {}
+    for name, f in fields.items():
+        dotted = f"{where}.{name}"
+        if name not in data:
+            if f.default is dataclasses.MISSING:
+                raise ConfigError(f"{source}: missing key '{dotted}' (configs/base.yaml defines every default)")
+            continue
+        try:
+            values[name] = _check(data[name], hints[name])
+        except TypeError:
+            raise ConfigError(f"{source}: '{dotted}' must be {_type_name(hints[name])}, "
+                              f"got {data[name]!r}") from None
+        lo = _MIN.get(dotted)
+        if lo is not None and values[name] is not None and values[name] < lo:
+            raise ConfigError(f"{source}: '{dotted}' must be >= {lo:g}, got {data[name]!r}")
+    return cls(**values)
+
+
+# --------------------------------------------------------------------------- files
 
 
 def config_dirs() -> list[Path]:
     dirs = []
     if os.environ.get("VIDEOALIGN_CONFIGS"):
         dirs.append(Path(os.environ["VIDEOALIGN_CONFIGS"]))
-    dirs += [Path.cwd() / "configs", PROJECT_CONFIGS]
+    dirs.append(Path.cwd() / "configs")
+    dirs.append(Path(str(resources.files("configs"))))
     return dirs
 
 
@@ -50,21 +253,32 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+def is_config_path(name: str) -> bool:
+    return Path(name).suffix in (".yaml", ".yml") or os.sep in name
+
+
 def resolve_dataset_file(name: str) -> Path:
-    """``NAME`` -> ``configs/NAME.yaml``; a path to a YAML file is taken as is."""
-    p = Path(name)
-    if p.suffix in (".yaml", ".yml") or os.sep in name:
+    """``NAME`` -> ``<configs>/NAME.yaml``; a path to a YAML file is taken as is."""
+    if is_config_path(name):
+        p = Path(name)
         if not p.is_file():
             raise ConfigError(f"{p}: config file not found")
         return p
     for d in config_dirs():
         if not d.is_dir():
             continue
-        for cand in d.glob("*.y*ml"):
+        for cand in sorted(d.glob("*.y*ml")):
             if cand.stem.lower() == name.lower() and cand.stem != "base":
                 return cand
     known = sorted({c.stem for d in config_dirs() if d.is_dir() for c in d.glob("*.yaml")} - {"base"})
     raise ConfigError(f"unknown dataset {name!r}: no configs/{name}.yaml (known: {', '.join(known)})")
+
+
+def base_file() -> Path:
+    for d in config_dirs():
+        if (d / "base.yaml").is_file():
+            return d / "base.yaml"
+    raise ConfigError("configs/base.yaml not found (set VIDEOALIGN_CONFIGS)")
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -97,17 +311,59 @@ def parse_overrides(overrides: str | Iterable[str] | None) -> dict:
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override {item!r} conflicts with an earlier one")
+            node = nxt
         node[parts[-1]] = value
     return out
 
 
+# --------------------------------------------------------------------------- the config
+
+
 @dataclass
 class Config:
-    """A resolved configuration (plain nested dict plus helpers)."""
+    """A validated configuration: typed sections plus the plain dict it came from."""
 
     data: dict
     source: str
+
+    def __post_init__(self) -> None:
+        self.dataset: DatasetConfig = _validate_record(DatasetConfig, self.data.get("dataset"), "dataset",
+                                                       self.source)
+        self.features: FeaturesConfig = _validate_record(FeaturesConfig, self.data.get("features"), "features",
+                                                         self.source)
+        self.shards: ShardsConfig = _validate_record(ShardsConfig, self.data.get("shards"), "shards", self.source)
+        self.index: IndexConfig = _validate_record(IndexConfig, self.data.get("index"), "index", self.source)
+        self.search: SearchConfig = _validate_record(SearchConfig, self.data.get("search"), "search", self.source)
+        self.evaluate: EvaluateConfig = _validate_record(EvaluateConfig, self.data.get("evaluate"), "evaluate",
+                                                         self.source)
+        models = self.data.get("models")
+        if not isinstance(models, dict) or not models:
+            raise ConfigError(f"{self.source}: 'models' must be a non-empty mapping of name -> model")
+        self.models: dict[str, TMKModelConfig | CTEModelConfig] = {}
+        for name, spec in models.items():
+            kind = spec.get("type") if isinstance(spec, dict) else None
+            if kind not in MODEL_TYPES:
+                raise ConfigError(f"{self.source}: 'models.{name}.type' must be one of "
+                                  f"{', '.join(map(repr, MODEL_TYPES))}, got {kind!r}")
+            self.models[name] = _validate_record(MODEL_TYPES[kind], spec, f"models.{name}", self.source)
+        for key in self.data:
+            if key not in SECTIONS and key not in TOP_LEVEL and key != "models":
+                known = sorted([*SECTIONS, *TOP_LEVEL, "models"])
+                raise ConfigError(f"{self.source}: unknown key '{key}' (known: {', '.join(known)})")
+        for key, tp in TOP_LEVEL.items():
+            try:
+                _check(self.data.get(key), tp)
+            except TypeError:
+                raise ConfigError(f"{self.source}: '{key}' must be {_type_name(tp)}, "
+                                  f"got {self.data.get(key)!r}") from None
+        for key, value in (("index.model", self.index.model), ("search.model", self.search.model),
+                           *((f"evaluate.models[{i}]", m) for i, m in enumerate(self.evaluate.models))):
+            if value not in self.models:
+                raise ConfigError(f"{self.source}: '{key}' is {value!r}, which is not a model in 'models' "
+                                  f"({', '.join(self.models)})")
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
@@ -120,61 +376,77 @@ class Config:
             node = node[part]
         return node
 
+    def model_spec(self, name: str) -> dict:
+        """The plain spec of ``models.<name>`` (keys that were given)."""
+        if name not in self.models:
+            raise ConfigError(f"{self.source}: no model {name!r} in 'models' ({', '.join(self.models)})")
+        return dict(self.data["models"][name])
+
     @property
     def name(self) -> str:
-        return str(self.data["dataset"]["name"])
+        return self.dataset.name
 
     @property
     def root(self) -> Path:
-        return Path(self.data["dataset"]["root"])
+        return Path(str(self.dataset.root))
 
     @property
     def work_dir(self) -> Path:
         return Path(self.data["work_dir"]) / self.name
 
+    @property
+    def reports_dir(self) -> Path:
+        return Path(self.data["reports_dir"]) / self.name
+
     def section_hash(self, *keys: str) -> str:
-        """Short hash of the named config sections (dotted keys), for output paths."""
+        """Short hash of the named config values (dotted keys)."""
         payload = {k: self.get(k) for k in keys}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:8]
-
-    def features_hash(self) -> str:
-        return self.section_hash("features.level", "features.weights", "features.seed",
-                                 "features.pca", "features.image_area", "features.fps",
-                                 "features.dtype", "features.pca_frames_per_video")
 
     def to_json(self) -> str:
         return json.dumps(self.data, sort_keys=True, default=str)
 
 
-def load_config(dataset: str, overrides: str | Iterable[str] | None = None) -> Config:
-    """Base defaults, then the dataset file, then ``overrides``; resolves the data root."""
-    base_path = next((d / "base.yaml" for d in config_dirs() if (d / "base.yaml").is_file()), None)
-    if base_path is None:
-        raise ConfigError("configs/base.yaml not found (set VIDEOALIGN_CONFIGS)")
-    ds_path = resolve_dataset_file(dataset)
-    data = deep_merge(_read_yaml(base_path), _read_yaml(ds_path))
-    data = deep_merge(data, parse_overrides(overrides))
+def _finish(data: dict, source: str, name_default: str) -> Config:
+    from pipeline.dataset_kinds import kind_names
+
     ds = data.setdefault("dataset", {})
-    ds.setdefault("name", ds_path.stem)
-    if ds.get("kind") not in ("evve", "vcdb", "climbing", "madonna", "folder", "demo"):
-        raise ConfigError(f"{ds_path}: dataset.kind must be evve/vcdb/climbing/madonna/folder/demo, "
+    if not isinstance(ds, dict):
+        raise ConfigError(f"{source}: 'dataset' must be a mapping")
+    ds.setdefault("name", name_default)
+    if ds.get("kind") not in kind_names():
+        raise ConfigError(f"{source}: 'dataset.kind' must be one of {', '.join(kind_names())}, "
                           f"got {ds.get('kind')!r}")
     if not ds.get("root"):
         env = ds.get("root_env")
         if env and os.environ.get(env):
             ds["root"] = os.environ[env]
         elif os.environ.get("VIDEOALIGN_DATA"):
-            ds["root"] = str(Path(os.environ["VIDEOALIGN_DATA"]) / ds["name"])
+            ds["root"] = str(Path(os.environ["VIDEOALIGN_DATA"]) / str(ds["name"]))
         else:
-            raise ConfigError(f"dataset {ds['name']}: no data root: set dataset.root in {ds_path}, "
+            raise ConfigError(f"dataset {ds['name']}: no data root: set dataset.root in {source}, "
                               f"${env or 'VIDEOALIGN_DATA'}, or --overrides 'dataset.root=/path'")
     ds["root"] = str(Path(os.path.expanduser(str(ds["root"]))).resolve())
     for key in ("work_dir", "reports_dir"):
-        data[key] = str(Path(os.path.expanduser(str(data.get(key) or key.split("_")[0]))).resolve())
-    for m in data.get("models", {}).values():
-        if m.get("type") not in ("tmk", "cte"):
-            raise ConfigError(f"models: type must be tmk or cte, got {m.get('type')!r}")
-    for key in ("index.model", "search.model"):
-        if data.get(key.split(".")[0], {}).get(key.split(".")[1]) not in data.get("models", {}):
-            raise ConfigError(f"{key} names a model that is not in 'models'")
-    return Config(data, str(ds_path))
+        if isinstance(data.get(key), str) or data.get(key) is None:
+            data[key] = str(Path(os.path.expanduser(str(data.get(key) or key.split("_")[0]))).resolve())
+    return Config(data, source)
+
+
+def load_config(dataset: str, overrides: str | Iterable[str] | None = None) -> Config:
+    """Base defaults, then the dataset file, then ``overrides``; validated; data root resolved."""
+    ds_path = resolve_dataset_file(dataset)
+    data = deep_merge(_read_yaml(base_file()), _read_yaml(ds_path))
+    over = parse_overrides(overrides)
+    data = deep_merge(data, over)
+    source = f"{ds_path}" + (" + --overrides" if over else "")
+    return _finish(data, source, ds_path.stem)
+
+
+def config_from_json(text: str, source: str) -> Config:
+    """A configuration stored with an artifact (validated again)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{source}: stored configuration is not JSON ({exc})") from None
+    return Config(data, source)

@@ -22,30 +22,46 @@ from pipeline.datasets import (
     CopyPair,
     EvveEntry,
     align_ground_truth,
-    parse_align,
-    parse_evve_dat,
-    parse_vcdb_annotation,
 )
 
 
 @dataclass(frozen=True)
 class Video:
+    """One video of the corpus: id, path, and the size/mtime seen when the corpus was listed
+    (``size == -1`` when the file could not be stat'ed)."""
+
     id: str
     path: Path
+    size: int = -1
+    mtime: float = 0.0
+
+
+def videos_dir(cfg: Config) -> Path:
+    return cfg.root / cfg.dataset.videos_dir
 
 
 def list_videos(cfg: Config) -> list[Video]:
-    """Every video under ``<root>/<videos_dir>``, sorted by id."""
-    vdir = cfg.root / cfg.get("dataset.videos_dir", "videos")
+    """Every video under ``<root>/<videos_dir>`` with its size and mtime, sorted by id."""
+    vdir = videos_dir(cfg)
     if not vdir.is_dir():
-        raise ConfigError(f"dataset {cfg.name}: video directory {vdir} does not exist")
-    exts = {"." + e.lower().lstrip(".") for e in cfg.get("dataset.extensions", [])}
+        from pipeline.dataset_kinds import kind_of
+
+        hint = kind_of(cfg).missing_root_hint
+        raise ConfigError(f"dataset {cfg.name}: video directory {vdir} does not exist{hint}")
+    exts = {"." + e.lower().lstrip(".") for e in cfg.dataset.extensions}
     found: dict[str, Path] = {}
     for p in sorted(vdir.rglob("*")):
         if p.suffix.lower() in exts and (p.is_file() or p.is_symlink()):
             vid = p.relative_to(vdir).with_suffix("").as_posix()
             found.setdefault(vid, p)  # first extension wins for duplicate stems
-    return [Video(k, v) for k, v in sorted(found.items())]
+    out = []
+    for k, p in sorted(found.items()):
+        try:
+            st = p.stat()
+            out.append(Video(k, p, st.st_size, st.st_mtime))
+        except OSError:
+            out.append(Video(k, p))
+    return out
 
 
 def shard_videos(videos: list[Video], size: int) -> list[list[Video]]:
@@ -142,36 +158,3 @@ def _map_ids(pairs: list[CopyPair], ids: list[str]) -> list[CopyPair]:
         if a and b:
             out.append(CopyPair(a, b, p.a_begin_s, p.a_end_s, p.b_begin_s, p.b_end_s))
     return out
-
-
-def load_ground_truth(cfg: Config, videos: list[Video]) -> GroundTruth:
-    """Read the dataset's ground truth in its own on-disk format."""
-    kind = cfg.get("dataset.kind")
-    root = cfg.root
-    ids = [v.id for v in videos]
-    gt = GroundTruth(kind)
-    if kind == "evve":
-        files = sorted((root / "annotations").glob("*.dat"))
-        if not files:
-            raise ConfigError(f"{root / 'annotations'}: no EVVE .dat files")
-        for f in files:
-            gt.evve += parse_evve_dat(f)
-        known = set(ids)
-        gt.queries = [e.key for e in gt.evve if e.split == "query" and e.key in known]
-        gt.database = [e.key for e in gt.evve if e.split == "database" and e.key in known]
-    elif kind in ("vcdb", "demo"):
-        ann = root / "annotation"
-        txts = sorted(ann.glob("*.txt")) if ann.is_dir() else []
-        raw: list[CopyPair] = []
-        for f in txts:
-            raw += parse_vcdb_annotation(f)
-        label = root / "label_file.json"
-        if label.is_file():
-            pair_file = root / "pair_file.csv"
-            raw += parse_vcdb_json(label, pair_file if pair_file.is_file() else None)
-        if not txts and not label.is_file():
-            raise ConfigError(f"{root}: no annotation/<topic>.txt and no label_file.json")
-        gt.pairs = _map_ids(raw, ids)
-    elif kind in ("climbing", "madonna"):
-        gt.align = parse_align(root / cfg.get("dataset.gt_file"), kind=kind.capitalize())
-    return gt

@@ -123,7 +123,9 @@ def parse_vcdb_annotation(source: str | Path, text: str | None = None,
     """Parse an original VCDB ``annotation/<topic>.txt``.
 
     Lines: ``<A file>,<B file>,<A begin>,<A end>,<B begin>,<B end>`` with times in
-    ``HH:MM:SS``.  Video ids are ``<topic>/<file stem>``.
+    ``HH:MM:SS``.  Video ids are ``<topic>/<file stem>``.  Self-lines (``A == B``,
+    present in the real VCDB files) are dropped, as the converted-JSON reader does:
+    copies inside one video are never searched, so they are not copy pairs.
     """
     name, lines = _lines(source, text)
     topic = topic if topic is not None else Path(str(source)).stem
@@ -141,6 +143,8 @@ def parse_vcdb_annotation(source: str | Path, text: str | None = None,
             raise AnnotationError(f"{name}:{no}: times must be HH:MM:SS integers: "
                                   f"{line.strip()!r}") from None
         va, vb = (f"{topic}/{Path(f).stem}" for f in fields[:2])
+        if va == vb:
+            continue
         pairs.append(CopyPair(va, vb, *times))
     return pairs
 

@@ -1,31 +1,24 @@
 """The bundled demo: generate a small corpus with planted copies, run the whole chain.
 
-``python -m pipeline demo`` writes ``demo_data/`` (synthetic scenes, copies
-with realistic attacks at known offsets, VCDB-format ground truth), then runs
-``Evaluate --dataset demo`` with Luigi's local scheduler: features, PCA
-trained on the corpus, TMK/CTE descriptors, FAISS index, re-ranking with
-offsets, reports under ``reports/demo/<model>/``.
+``python -m pipeline demo`` runs ``Evaluate --dataset demo`` with Luigi's local
+scheduler: the chain's first task generates ``demo_data/`` (synthetic scenes,
+copies with realistic attacks at known offsets, VCDB-format ground truth), then
+features, PCA trained on the corpus, TMK/CTE descriptors, FAISS index,
+re-ranking with offsets, reports under ``reports/demo/<model>/``.
+(An entry point: it drives Luigi.)
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
+
+from pipeline.synthetic import DEMO_MARKER, ensure_demo_corpus
 
 log = logging.getLogger(__name__)
 
-
-def ensure_demo_corpus(root: Path, regenerate: bool = False) -> None:
-    from pipeline.synthetic import make_demo_corpus
-
-    if regenerate and root.exists():
-        shutil.rmtree(root)
-    if (root / "annotation" / "demo.txt").is_file():
-        return
-    log.info("generating the demo corpus in %s", root)
-    make_demo_corpus(root)
+__all__ = ["DEMO_MARKER", "ensure_demo_corpus", "run_demo", "summarize"]
 
 
 def run_demo(root: Path, overrides: str = "", workers: int = 1, regenerate: bool = False) -> list[Path]:
@@ -33,17 +26,19 @@ def run_demo(root: Path, overrides: str = "", workers: int = 1, regenerate: bool
     import luigi
 
     from pipeline.config import load_config
-    from pipeline.runner import report_dir
+    from pipeline.layout import Layout
     from tasks import Evaluate
 
-    ensure_demo_corpus(root, regenerate)
+    if regenerate:
+        ensure_demo_corpus(root, regenerate=True)
     ov = ";".join(x for x in (f"dataset.root={root.resolve()}", overrides) if x)
     task = Evaluate(dataset="demo", overrides=ov)
     ok = luigi.build([task], local_scheduler=True, workers=workers, log_level="WARNING")
     if not ok:
         raise RuntimeError("the demo pipeline failed (see the log above)")
     cfg = load_config("demo", ov)
-    return [report_dir(cfg, m) / "report.json" for m in cfg.get("evaluate.models")]
+    layout = Layout(cfg)
+    return [layout.report_dir(m) / "report.json" for m in cfg.evaluate.models]
 
 
 def summarize(reports: list[Path]) -> str:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from extractors.cte import CTE
+from extractors.timebase import FPS
 from extractors.tmk import TMK
 from pipeline.artifacts import (
     ArtifactError,
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 
 DESCRIPTORS_SCHEMA = "videoalign/descriptors"
 DESCRIPTORS_VERSION = 1
-FPS = 15.0
 DEFAULT_CTE_MAX_LENGTH_S = 1200.0
 
 TemporalModel = TMK | CTE

@@ -26,14 +26,15 @@ from collections import defaultdict
 import numpy as np
 import torch
 
+from extractors.timebase import FPS
 from index.search import Match, offset_range
 from pipeline import metrics
 from pipeline.config import Config
-from pipeline.corpus import GroundTruth, list_videos, load_ground_truth
+from pipeline.corpus import GroundTruth
+from pipeline.dataset_kinds import kind_of, load_ground_truth
 from pipeline.descriptors import DescriptorStore, build_model, describe_video
 
 log = logging.getLogger(__name__)
-FPS = 15.0
 
 
 def _finite(x: float) -> bool:
@@ -132,7 +133,7 @@ def evaluate_pairs(gt: GroundTruth, rows: list[Match], durations: dict[str, floa
 
 def evaluate_alignment(cfg: Config, gt: GroundTruth, model_name: str, features) -> dict:
     """Climbing/Madonna: every item vs every other, cropped to its span (spec 5.1)."""
-    model = build_model(cfg.get(f"models.{model_name}"), cfg.get("dataset.max_length_s"))
+    model = build_model(cfg.model_spec(model_name), cfg.dataset.max_length_s)
     items = gt.align
     descs, keep = [], []
     for i, it in enumerate(items):
@@ -146,7 +147,7 @@ def evaluate_alignment(cfg: Config, gt: GroundTruth, model_name: str, features) 
         t = vf.timestamps_s[lo:hi] if lo < hi else vf.timestamps_s
         descs.append(describe_video(model, feats.astype(np.float32), (t - t[0]) * FPS))
         keep.append(i)
-    L = round(float(cfg.get("dataset.max_length_s")) * FPS)
+    L = round(cfg.dataset.max_length_s * FPS)
     offsets = np.arange(-L, L)
     pair_index = np.array(list(itertools.combinations(range(len(keep)), 2))).reshape(-1, 2)
     pmax, poff = [], []
@@ -169,20 +170,26 @@ def evaluate_alignment(cfg: Config, gt: GroundTruth, model_name: str, features) 
                            "AP": float(ap[i])} for i, e in enumerate(errors)]}
 
 
+def evaluate_summary(rows: list[Match]) -> dict:
+    """No ground truth (``folder``): what the search found."""
+    return {"metrics": {"queries": len({r.query for r in rows}), "results": len(rows)},
+            "per_query": [{"query": r.query, "top_match": r.match, "score": r.score,
+                           "offset_s": r.offset_s} for r in rows if r.rank == 1]}
+
+
 def evaluate(cfg: Config, model_name: str, rows: list[Match], features, durations: dict[str, float],
-             store: DescriptorStore) -> dict:
-    kind = cfg.get("dataset.kind")
-    gt = load_ground_truth(cfg, list_videos(cfg)) if kind != "folder" else GroundTruth("folder")
-    if kind == "evve":
+             store: DescriptorStore, ids: list[str]) -> dict:
+    """Run the dataset kind's evaluation protocol (``pipeline.dataset_kinds``)."""
+    kind = kind_of(cfg)
+    gt = load_ground_truth(cfg, ids)
+    if kind.protocol == "event_retrieval":
         out = evaluate_evve(gt, rows)
-    elif kind in ("vcdb", "demo"):
-        out = evaluate_pairs(gt, rows, durations, str(cfg.get("evaluate.vcdb_mode", "corrected")))
-    elif kind in ("climbing", "madonna"):
+    elif kind.protocol == "copy_pairs":
+        out = evaluate_pairs(gt, rows, durations, cfg.evaluate.vcdb_mode)
+    elif kind.protocol == "alignment":
         out = evaluate_alignment(cfg, gt, model_name, features)
     else:
-        out = {"metrics": {"queries": len({r.query for r in rows}), "results": len(rows)},
-               "per_query": [{"query": r.query, "top_match": r.match, "score": r.score,
-                              "offset_s": r.offset_s} for r in rows if r.rank == 1]}
+        out = evaluate_summary(rows)
     out["samples"] = sample_curves(cfg, model_name, rows, gt, store)
     return out
 
@@ -190,7 +197,7 @@ def evaluate(cfg: Config, model_name: str, rows: list[Match], features, duration
 def sample_curves(cfg: Config, model_name: str, rows: list[Match], gt: GroundTruth, store: DescriptorStore,
                   n: int = 3) -> list[dict]:
     """Score-versus-offset curves of a few top results, with the ground-truth offset when known."""
-    model = build_model(cfg.get(f"models.{model_name}"), cfg.get("dataset.max_length_s"))
+    model = build_model(cfg.model_spec(model_name), cfg.dataset.max_length_s)
     pairs = _pair_index(gt)
     chosen = [r for r in rows if r.rank == 1][:n]
     out = []

@@ -22,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from extractors.decode import DEFAULT_IMAGE_AREA, to_model_input
 from extractors.decode_pool import decode_messages
 from extractors.features import FrameFeatureExtractor
+from extractors.progress import progress
+from extractors.timebase import FPS
 from pipeline.artifacts import (
     ArtifactError,
     ShardPack,
@@ -46,10 +47,9 @@ SAMPLING_RULE = ("nearest source frame to each n/15 s instant by presentation ti
 
 @dataclass
 class ExtractionSettings:
-    """Knobs of the decode + CNN loop (not of the features themselves, except the first four)."""
+    """Knobs of the decode + CNN loop (not of the features themselves, except the first two)."""
 
     image_area: int = DEFAULT_IMAGE_AREA
-    fps: float = 15.0
     feature_dtype: str = "float16"
     batch_size: int = 32
     decode_workers: int = -1  # -1: auto (see resolve_layout)
@@ -106,14 +106,15 @@ def feature_config_id(extractor: FrameFeatureExtractor, settings: ExtractionSett
     """Hash of everything that changes the numbers in a feature file."""
     cfg = {"model": extractor.model_id, "weights": extractor.weights_id,
            "pca": extractor.pca.pca_id if extractor.pca else "none",
-           "image_area": settings.image_area, "fps": settings.fps, "dtype": settings.feature_dtype}
+           "image_area": settings.image_area, "fps": FPS, "dtype": settings.feature_dtype,
+           "precision": extractor.precision}
     return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
 
 
 # --------------------------------------------------------------------------- shard extraction
 
 
-def extract_shard(videos: Sequence[tuple[str, str | os.PathLike]], shard_dir: str | os.PathLike,
+def extract_shard_videos(videos: Sequence[tuple[str, str | os.PathLike]], shard_dir: str | os.PathLike,
                   extractor: FrameFeatureExtractor,
                   settings: ExtractionSettings | None = None,
                   extra_attrs: dict | None = None) -> ShardResult:
@@ -144,7 +145,7 @@ def extract_shard(videos: Sequence[tuple[str, str | os.PathLike]], shard_dir: st
 
     t0 = time.perf_counter()
     buffers: dict[int, list] = {}
-    bar = tqdm(total=len(todo), unit="video", disable=not settings.progress, desc=shard.name)
+    bar = progress(total=len(todo), unit="video", wanted=settings.progress, desc=shard.name)
     for msg in decode_messages(todo, asdict(settings)):
         kind, i = msg[0], msg[1]
         if kind == "start":
@@ -195,7 +196,7 @@ def _video_attrs(info: dict, extractor: FrameFeatureExtractor, settings: Extract
         "codec": info["codec"],
         "source_width": int(info["width"]),
         "source_height": int(info["height"]),
-        "sampling_fps": float(settings.fps),
+        "sampling_fps": float(FPS),
         "sampling_rule": SAMPLING_RULE,
         "input_size_wh": np.array([hw[1], hw[0]], dtype=np.int64),
         "image_area": int(settings.image_area),
@@ -246,9 +247,9 @@ def train_pca_on_videos(paths: Sequence[str | os.PathLike], extractor: FrameFeat
     settings = resolve_layout(settings or ExtractionSettings(), extractor.device.type)
     rng = np.random.default_rng(seed)
     vectors, used = [], []
-    for p in tqdm(paths, unit="video", desc="PCA", disable=not settings.progress):
+    for p in progress(paths, unit="video", desc="PCA", wanted=settings.progress):
         try:
-            d = decode_video(p, settings.image_area, settings.fps, max_pixels=settings.max_pixels)
+            d = decode_video(p, settings.image_area, FPS, max_pixels=settings.max_pixels)
         except DecodeError as exc:
             log.warning("PCA training: skipping %s", exc)
             continue
@@ -283,7 +284,7 @@ def reuse_earlier_features(video_ids: Sequence[str], shard: Path, features_root:
                            extractor: FrameFeatureExtractor, settings: ExtractionSettings,
                            fingerprints: Callable[[list[str]], dict[str, str]]) -> int:
     """Hard-link feature files computed earlier in another shard of ``features_root`` into
-    ``shard`` (so :func:`extract_shard` skips them), when they were made with the same
+    ``shard`` (so :func:`extract_shard_videos` skips them), when they were made with the same
     settings from content with the same fingerprint; returns how many.
 
     ``fingerprints`` maps video ids to the current content fingerprints of their sources.

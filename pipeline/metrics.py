@@ -25,7 +25,6 @@ from typing import Literal
 import numpy as np
 
 ACCURACY_THRESHOLDS_S = (0.1, 1.0, 10.0)
-FPS = 15.0
 
 # --------------------------------------------------------------------------- localisation
 

@@ -8,11 +8,15 @@ file is not reprocessed).  New and changed videos are extracted into delta
 shards (``features-<h>/delta-<version>-<k>``); a crashed refresh resumes them.
 The index is updated by id (remove + add) while its type stays right for the
 corpus size, and rebuilt from the stored mean frames otherwise.
+
+A refresh is the batch steps (``pipeline.steps``: PCA, extraction, descriptors,
+index writing, failure reports) applied to the delta, with paths from the same
+:class:`pipeline.layout.Layout`; the command line and the ``RefreshCorpus``
+Luigi task both call :func:`run_refresh`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -23,14 +27,14 @@ import numpy as np
 from h5py import File as H5File
 
 from extractors.decode_pool import file_fingerprint
-from index.faiss_index import build_faiss, choose_index_type, read_index, update_faiss, write_index
+from index.faiss_index import build_faiss, choose_index_type, update_faiss
+from pipeline import steps
 from pipeline.artifacts import atomic_path, read_pack, read_video_features, utc_now
 from pipeline.config import Config
-from pipeline.corpus import list_videos
-from pipeline.descriptors import compute_shard_descriptors
-from pipeline.extract import Failure, extract_shard, reuse_earlier_features
+from pipeline.extract import Failure
+from pipeline.index_store import read_index, write_index
+from pipeline.layout import Layout, listing_hash
 from pipeline.publish import MANIFEST, current_version, new_version, read_manifest, versions
-from pipeline.runner import descriptors_dir, extraction_settings, features_dir, load_configured_pca, make_extractor
 
 log = logging.getLogger(__name__)
 
@@ -53,40 +57,22 @@ class RefreshResult:
                 f"({self.seconds:.1f} s)")
 
 
-def published_root(cfg: Config) -> Path:
-    return cfg.work_dir / "published"
+def inventory(layout: Layout) -> dict[str, dict]:
+    """Every video now on disk: id -> {path, size, mtime} (from the layout's one listing)."""
+    return {v.id: {"path": str(v.path.resolve()), "size": v.size, "mtime": v.mtime}
+            for v in layout.videos if v.size >= 0}
 
 
-def inventory(cfg: Config) -> dict[str, dict]:
-    """Every video now on disk: id -> {path, size, mtime}."""
-    out = {}
-    for v in list_videos(cfg):
-        try:
-            st = v.path.stat()
-        except FileNotFoundError:
-            continue
-        out[v.id] = {"path": str(v.path.resolve()), "size": st.st_size, "mtime": st.st_mtime}
-    return out
-
-
-def inventory_hash(inv: dict[str, dict]) -> str:
-    payload = json.dumps({k: [v["size"], v["mtime"]] for k, v in sorted(inv.items())})
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def is_up_to_date(cfg: Config) -> bool:
+def is_up_to_date(layout: Layout) -> bool:
     """Cheap check (listing + stat only): the published manifest matches the files on disk."""
-    m = read_manifest(current_version(published_root(cfg)))
-    return m.get("inventory_hash") == inventory_hash(inventory(cfg)) and m.get("config_hash") == _config_hash(cfg)
+    m = read_manifest(current_version(layout.published_root))
+    return (m.get("inventory_hash") == listing_hash([v for v in layout.videos if v.size >= 0])
+            and m.get("config_hash") == layout.refresh_settings_hash())
 
 
-def _config_hash(cfg: Config) -> str:
-    return cfg.section_hash("features", "models", "index", "dataset.max_length_s")
-
-
-def _fingerprints(cfg: Config, inv: dict[str, dict], ids: list[str]) -> dict[str, str]:
+def _fingerprints(layout: Layout, inv: dict[str, dict], ids: list[str]) -> dict[str, str]:
     """Content fingerprints, cached by (size, mtime) in the work dir."""
-    cache_path = cfg.work_dir / "fingerprints.json"
+    cache_path = layout.fingerprint_cache
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     out, added = {}, False
     for vid in ids:
@@ -105,22 +91,24 @@ def _fingerprints(cfg: Config, inv: dict[str, dict], ids: list[str]) -> dict[str
     return out
 
 
-def run_refresh(cfg: Config, keep: int = 3, progress: bool = True) -> RefreshResult:
+def run_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> RefreshResult:
+    """Process what changed since the published version and publish a new one (or nothing)."""
     t0 = time.perf_counter()
-    root = published_root(cfg)
+    cfg = layout.cfg
+    root = layout.published_root
     cur = current_version(root)
     manifest = read_manifest(cur)
     res = RefreshResult()
-    inv = inventory(cfg)
+    inv = inventory(layout)
     old = manifest["videos"]
-    cfg_hash = _config_hash(cfg)
+    cfg_hash = layout.refresh_settings_hash()
     if cur is not None and manifest.get("config_hash") != cfg_hash:
         log.warning("configuration changed since %s: every video is reprocessed", cur.name)
         old = {}
     res.added = sorted(v for v in inv if v not in old)
     res.removed = sorted(v for v in old if v not in inv)
     maybe = [v for v in inv if v in old and (inv[v]["size"], inv[v]["mtime"]) != (old[v]["size"], old[v]["mtime"])]
-    fps = _fingerprints(cfg, inv, maybe)
+    fps = _fingerprints(layout, inv, maybe)
     res.changed = sorted(v for v in maybe if fps.get(v) != old[v]["fingerprint"])
     touched = [v for v in maybe if v not in res.changed]
     if not (res.added or res.removed or res.changed) and cur is not None:
@@ -132,7 +120,8 @@ def run_refresh(cfg: Config, keep: int = 3, progress: bool = True) -> RefreshRes
     todo = res.added + res.changed
     new_entries: dict[str, dict] = {}
     if todo:
-        new_entries = _process(cfg, todo, inv, number, res, progress)
+        steps.ensure_pca(layout, progress)
+        new_entries = _process(layout, todo, inv, number, res, progress)
     videos = {k: v for k, v in old.items() if k not in res.removed and k not in res.changed}
     for v in touched:  # identical content, new mtime: just record it
         videos[v] = {**old[v], "size": inv[v]["size"], "mtime": inv[v]["mtime"]}
@@ -144,45 +133,36 @@ def run_refresh(cfg: Config, keep: int = 3, progress: bool = True) -> RefreshRes
     index, how = _update_index(cfg, cur if old else None, videos, old, res, new_entries)
     res.index_update = how
     doc = {"dataset": cfg.name, "version": number, "created": utc_now(), "config_hash": cfg_hash,
-           "inventory_hash": inventory_hash(inv), "next_faiss_id": next_id, "index": how,
-           "index_model": cfg.get("index.model"), "videos": videos,
+           "inventory_hash": listing_hash([v for v in layout.videos if v.size >= 0]),
+           "next_faiss_id": next_id, "index": how,
+           "index_model": cfg.index.model, "videos": videos,
            "changes": {"added": res.added, "changed": res.changed, "removed": res.removed}}
     with new_version(root, keep) as stage:
         ids = sorted(videos, key=lambda k: videos[k]["faiss_id"])
-        write_index(stage, index, ids, {"index_type": how.split(":")[0], "model": cfg.get("index.model"),
-                                        "dataset": cfg.name, "config": cfg.to_json(), "n_videos": len(ids)},
+        write_index(stage, index, ids, steps.index_attrs(cfg, how.split(":")[0], len(ids)),
                     faiss_ids=np.array([videos[k]["faiss_id"] for k in ids], dtype=np.int64))
         (stage / MANIFEST).write_text(json.dumps(doc, indent=1), encoding="utf-8")
-        (stage / "failures.csv").write_text("file,stage,cause\n" + "".join(
-            f"\"{f.path}\",{f.stage},\"{f.cause}\"\n" for f in res.failures), encoding="utf-8")
+        steps.write_failures(layout.failures_file(stage), res.failures)
     res.version, res.published = current_version(root), True
     res.seconds = time.perf_counter() - t0
     return res
 
 
-def _process(cfg: Config, todo: list[str], inv: dict[str, dict], number: int, res: RefreshResult,
+def _process(layout: Layout, todo: list[str], inv: dict[str, dict], number: int, res: RefreshResult,
              progress: bool) -> dict[str, dict]:
     """Extract + describe ``todo`` into delta shards; manifest entries of the videos that worked."""
-    size = int(cfg.get("shards.size", 500))
-    extractor = make_extractor(cfg, load_configured_pca(cfg))
-    settings = extraction_settings(cfg, progress)
-    if len(todo) < 10:
-        # a handful of videos: starting a decode process (~1 s) costs more than the overlap gains
-        settings.decode_workers = 0
+    cfg = layout.cfg
+    size = cfg.shards.size
+    extractor = steps.make_extractor(cfg, steps.load_configured_pca(layout))
+    by_id = {v.id: v for v in layout.videos}
     entries: dict[str, dict] = {}
     for k in range(0, len(todo), size):
         chunk = todo[k:k + size]
-        name = f"delta-{number:06d}-{k // size:05d}"
-        shard = features_dir(cfg) / name
-        reuse_earlier_features(chunk, shard, features_dir(cfg), extractor, settings,
-                               lambda ids: _fingerprints(cfg, inv, ids))
-        r = extract_shard([(v, inv[v]["path"]) for v in chunk], shard, extractor, settings, {"dataset": cfg.name})
+        shard = layout.delta_shard_dir(number, k // size)
+        r = steps.extract_videos(layout, [by_id[v] for v in chunk], shard,
+                                 lambda ids: _fingerprints(layout, inv, ids), progress, extractor)
         res.failures += r.failures
-        files = {}
-        for model, spec in cfg["models"].items():
-            out = descriptors_dir(cfg, model) / f"{name}.h5"
-            compute_shard_descriptors(shard, out, model, spec, cfg.get("dataset.max_length_s"))
-            files[model] = out
+        files = {model: steps.describe_shard(layout, shard, model) for model in cfg.models}
         pack = read_pack(shard)
         for row, (vid, fname, n) in enumerate(zip(pack.video_ids, pack.files, pack.frame_counts, strict=True)):
             fp = read_video_features(shard / fname).attrs.get("source_fingerprint")
@@ -193,7 +173,7 @@ def _process(cfg: Config, todo: list[str], inv: dict[str, dict], number: int, re
 
 
 def _mean_frames(cfg: Config, entries: dict[str, dict], ids: list[str]) -> np.ndarray:
-    model = cfg.get("index.model")
+    model = cfg.index.model
     by_file: dict[str, list[tuple[int, int]]] = {}
     for i, vid in enumerate(ids):
         f, row = entries[vid]["descriptors"][model]
@@ -212,7 +192,7 @@ def _mean_frames(cfg: Config, entries: dict[str, dict], ids: list[str]) -> np.nd
 def _update_index(cfg: Config, cur: Path | None, videos: dict[str, dict], old: dict[str, dict],
                   res: RefreshResult, new_entries: dict[str, dict]):
     n = len(videos)
-    kind = choose_index_type(n, cfg.get("index.type", "auto"), int(cfg.get("index.ivf_threshold")))
+    kind = choose_index_type(n, cfg.index.type, cfg.index.ivf_threshold)
     prev = read_index(cur) if cur is not None else None
     prev_kind = str(prev.attrs.get("index_type", "")) if prev else ""
     drift = kind.startswith("ivf") and prev is not None and n > 2 * int(prev.attrs.get("n_videos", n))
@@ -229,3 +209,11 @@ def _update_index(cfg: Config, cur: Path | None, videos: dict[str, dict], old: d
     vec = _mean_frames(cfg, videos, ids)
     index = build_faiss(vec, kind, ids=np.array([videos[k]["faiss_id"] for k in ids], np.int64))
     return index, f"{kind}:rebuilt({len(ids)})"
+
+
+def locked_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> RefreshResult:
+    """:func:`run_refresh` under the dataset's refresh lock (raises ``LockHeldError`` naming the holder)."""
+    from pipeline.lock import exclusive_lock
+
+    with exclusive_lock(layout.refresh_lock):
+        return run_refresh(layout, keep=keep, progress=progress)

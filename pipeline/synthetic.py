@@ -139,3 +139,22 @@ def make_demo_corpus(root: str | Path, n_sources: int = 5, n_copies: int = 4, n_
              f"{hms(c.source_start_s + c.duration_s)}" for c in copies]
     (ann / "demo.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return copies
+
+
+DEMO_MARKER = "annotation/demo.txt"
+"""Written last by :func:`make_demo_corpus`: the demo corpus is complete when it exists."""
+
+
+def ensure_demo_corpus(root: str | Path, regenerate: bool = False) -> bool:
+    """Generate the demo corpus under ``root`` unless it is complete; True when it was generated."""
+    import logging
+    import shutil
+
+    root = Path(root)
+    if regenerate and root.exists():
+        shutil.rmtree(root)
+    if (root / DEMO_MARKER).is_file():
+        return False
+    logging.getLogger(__name__).info("generating the demo corpus in %s", root)
+    make_demo_corpus(root)
+    return True

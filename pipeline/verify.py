@@ -103,7 +103,7 @@ def _check_h5(p: Path, problems: list[str]) -> None:
 
 
 def _check_index(d: Path, problems: list[str]) -> None:
-    from index.faiss_index import IndexFileError, read_index
+    from pipeline.index_store import IndexFileError, read_index
 
     try:
         idx = read_index(d)
@@ -154,12 +154,12 @@ def verify_path(target: Path) -> tuple[list[str], int]:
 
 
 def verify(target: str, overrides: str = "") -> tuple[list[str], int]:
-    """Verify a dataset's work directory (by config name) or one artifact path."""
-    p = Path(target)
-    if p.exists():
-        return verify_path(p)
-    from pipeline.config import ConfigError, load_config
+    """Verify a dataset's work directory (by config name or YAML file) or one artifact path."""
+    from pipeline.config import ConfigError, is_config_path, load_config
 
+    p = Path(target)
+    if p.exists() and not (p.is_file() and is_config_path(target)):
+        return verify_path(p)
     try:
         cfg = load_config(target, overrides)
     except ConfigError as exc:

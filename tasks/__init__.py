@@ -1,13 +1,14 @@
-"""Luigi tasks: thin wrappers around ``pipeline.runner`` (all logic lives there).
+"""Luigi tasks: they only wire ``requires`` / ``input`` / ``output`` to ``pipeline.steps``.
 
     luigi --module pipeline BuildIndex --dataset EVVE --local-scheduler
     luigi --module pipeline Evaluate --dataset demo --overrides "search.top_k=20"
 
 Tasks work on shards of videos (``shards.size`` per task), never one task per
 video: the central scheduler's cost grows quickly with the number of tasks.
-Every output is written atomically by the runner; a task is complete when its
-output exists, so re-running a finished pipeline does nothing and deleting
-one shard's output redoes only that shard.
+Every path comes from ``pipeline.layout``.  A task is complete only when each
+of its outputs passes its validity check (``pipeline.completeness``) *and*
+everything it requires is complete, so re-running after damage or deletion
+redoes exactly the missing outputs and what is made from them.
 """
 
 from __future__ import annotations
@@ -15,10 +16,35 @@ from __future__ import annotations
 from functools import cached_property
 
 import luigi
+from luigi.task import flatten
 
-from pipeline import runner
-from pipeline.config import Config, load_config
-from pipeline.storage import Storage, storage_for
+from pipeline import completeness, steps
+from pipeline.config import Config, ConfigError, load_config
+from pipeline.corpus import Video, list_videos
+from pipeline.dataset_kinds import kind_of
+from pipeline.layout import Layout
+from tasks.luigi_settings import apply_defaults, log_failures
+from tasks.storage import Storage, storage_for
+
+apply_defaults()
+log_failures()
+
+_LISTINGS: dict[str, list[Video]] = {}
+
+
+def shared_listing(cfg: Config) -> list[Video]:
+    """One corpus listing per configuration and process: every task of a run sees the same
+    corpus, and hundreds of shard tasks do not each walk it.  (A corpus that cannot be listed
+    yet, e.g. a demo corpus before generation, is not remembered.)"""
+    key = cfg.to_json()
+    if key not in _LISTINGS:
+        _LISTINGS[key] = list_videos(cfg)
+    return _LISTINGS[key]
+
+
+def forget_listings() -> None:
+    """Forget the listings (the corpus changed; a new run in the same process must see it)."""
+    _LISTINGS.clear()
 
 
 class DatasetTask(luigi.Task):
@@ -31,33 +57,81 @@ class DatasetTask(luigi.Task):
     def cfg(self) -> Config:
         return load_config(self.dataset, self.overrides)
 
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.cfg, shared_listing)
+
     @cached_property
     def store(self) -> Storage:
         """Where outputs live (local/shared filesystem or object storage): targets and staging."""
         return storage_for(self.cfg)
 
-    def _same(self, cls, **kw):
-        return cls(dataset=self.dataset, overrides=self.overrides, **kw)
+    def outputs_valid(self) -> bool:
+        return all(t.exists() for t in flatten(self.output()))
 
-    def _fetch_descriptors(self, models) -> None:
-        for m in models:
-            for s in range(runner.n_shards(self.cfg)):
-                self.store.fetch(runner.descriptor_path(self.cfg, m, s))
+    def complete(self) -> bool:
+        """Every output valid *and* every requirement complete, so a damaged or deleted
+        artifact anywhere below is found and redone.  A task scheduled only because
+        something below it was missing keeps its own valid outputs: every path hashes
+        everything upstream and the steps are deterministic, so they are still right
+        (``run`` returns at once, as ``python -m pipeline build`` skips them)."""
+        if not self.outputs_valid():
+            return False
+        return all(r.complete() for r in flatten(self.requires()))
 
-    def _fetch_features(self) -> None:
-        for s in range(runner.n_shards(self.cfg)):
-            self.store.fetch(runner.feature_shard_dir(self.cfg, s))
+    def corpus_ready(self) -> list[luigi.Task]:
+        """The task that produces the corpus, for kinds the pipeline generates (demo)."""
+        return [self.clone(GenerateCorpus)] if kind_of(self.cfg).generated else []
+
+    def corpus_listed(self) -> bool:
+        """True when the corpus can be listed now (a generated one may not exist yet)."""
+        try:
+            _ = self.layout.videos
+        except ConfigError:
+            if kind_of(self.cfg).generated:
+                return False
+            raise
+        return True
+
+    def record(self, **params: object) -> None:
+        steps.record_run(self.layout, type(self).__name__, **params)
+
+
+class GenerateCorpus(DatasetTask):
+    """A corpus the pipeline makes itself (``dataset.kind: demo``: planted copies + ground truth)."""
+
+    def requires(self):
+        return []
+
+    def output(self):
+        from pipeline.synthetic import DEMO_MARKER
+
+        return luigi.LocalTarget(str(self.cfg.root / DEMO_MARKER))
+
+    def run(self):
+        from pipeline.synthetic import ensure_demo_corpus
+
+        ensure_demo_corpus(self.cfg.root)
+        forget_listings()
 
 
 class TrainPCA(DatasetTask):
     """PCA-whitening trained on the corpus (only when ``features.pca: trained``)."""
 
+    def requires(self):
+        if not self.outputs_valid():
+            steps.check_weights(self.cfg)  # missing data fails at scheduling, with what to do
+        return self.corpus_ready()
+
     def output(self):
-        return self.store.target(runner.pca_path(self.cfg))
+        return self.store.target(self.layout.pca_path, completeness.pca_complete)
 
     def run(self):
-        runner.run_train_pca(self.cfg)
-        self.store.publish(runner.pca_path(self.cfg))
+        if self.outputs_valid():
+            return
+        steps.train_pca(self.layout)
+        self.store.publish(self.output().local)
+        self.record()
 
 
 class ExtractFeatures(DatasetTask):
@@ -66,19 +140,24 @@ class ExtractFeatures(DatasetTask):
     shard = luigi.IntParameter()
 
     def requires(self):
-        return [self._same(TrainPCA)] if runner.pca_needs_training(self.cfg) else []
+        if not self.outputs_valid():
+            steps.check_weights(self.cfg)  # missing data fails at scheduling, with what to do
+        return [self.clone(TrainPCA)] if steps.pca_needed(self.layout) else self.corpus_ready()
 
     def output(self):
-        return self.store.target(runner.feature_shard_dir(self.cfg, self.shard) / "_pack.h5")
+        return self.store.target(self.layout.feature_shard_dir(self.shard) / "_pack.h5",
+                                 lambda p: completeness.feature_shard_complete(p.parent))
 
     def run(self):
-        if runner.pca_needs_training(self.cfg):
-            self.store.fetch(runner.pca_path(self.cfg))
-        shard = runner.feature_shard_dir(self.cfg, self.shard)
+        if self.outputs_valid():
+            return
+        if steps.pca_needed(self.layout):
+            self.store.fetch(self.input()[0].local)
+        shard = self.output().local.parent
         self.store.fetch(shard)  # videos finished by an interrupted attempt are kept
-        runner.run_extract_shard(self.cfg, self.shard)
+        steps.extract_shard(self.layout, self.shard)
         self.store.publish(shard, last=shard / "_pack.h5")
-        runner.record_run(self.cfg, "ExtractFeatures", shard=self.shard)
+        self.record(shard=self.shard)
 
 
 class ComputeDescriptors(DatasetTask):
@@ -88,33 +167,52 @@ class ComputeDescriptors(DatasetTask):
     model = luigi.Parameter()
 
     def requires(self):
-        return self._same(ExtractFeatures, shard=self.shard)
+        return self.clone(ExtractFeatures)
 
     def output(self):
-        return self.store.target(runner.descriptor_path(self.cfg, self.model, self.shard))
+        return self.store.target(self.layout.descriptor_path(self.model, self.shard),
+                                 completeness.descriptors_complete)
 
     def run(self):
-        self.store.fetch(runner.feature_shard_dir(self.cfg, self.shard))
-        runner.run_descriptors(self.cfg, self.shard, self.model)
-        self.store.publish(runner.descriptor_path(self.cfg, self.model, self.shard))
-        runner.record_run(self.cfg, "ComputeDescriptors", shard=self.shard, model=self.model)
+        if self.outputs_valid():
+            return
+        feature_shard = self.input().local.parent
+        self.store.fetch(feature_shard)
+        steps.describe_shard(self.layout, feature_shard, self.model)
+        self.store.publish(self.output().local)
+        self.record(shard=self.shard, model=self.model)
 
 
 class BuildIndex(DatasetTask):
     """FAISS index over every shard (descriptors of all configured models are computed too)."""
 
+    def descriptor_tasks(self) -> list[luigi.Task]:
+        return [self.clone(ComputeDescriptors, shard=s, model=m)
+                for s in range(self.layout.n_shards) for m in self.cfg.models]
+
     def requires(self):
-        return [self._same(ComputeDescriptors, shard=s, model=m)
-                for s in range(runner.n_shards(self.cfg)) for m in self.cfg["models"]]
+        if not self.corpus_listed():
+            return self.corpus_ready()
+        return self.corpus_ready() + self.descriptor_tasks()
 
     def output(self):
-        return self.store.target(runner.index_dir(self.cfg) / "meta.h5")
+        if not self.corpus_listed():
+            return self.store.target(self.layout.work / ".corpus-not-generated-yet")
+        return self.store.target(self.layout.index_dir / "meta.h5",
+                                 lambda p: completeness.index_complete(p.parent))
 
     def run(self):
-        self._fetch_descriptors([self.cfg.get("index.model")])
-        runner.run_build_index(self.cfg)
-        self.store.publish(runner.index_dir(self.cfg), last=runner.index_dir(self.cfg) / "meta.h5")
-        runner.record_run(self.cfg, "BuildIndex")
+        # a generated corpus exists only now: its shards become dynamic dependencies
+        deps = self.descriptor_tasks()
+        yield deps
+        if self.outputs_valid():
+            return
+        for t in deps:
+            if t.model == self.cfg.index.model:
+                self.store.fetch(t.output().local)
+        out = steps.build_index(self.layout)
+        self.store.publish(out, last=out / "meta.h5")
+        self.record()
 
 
 class Search(DatasetTask):
@@ -124,21 +222,28 @@ class Search(DatasetTask):
 
     @property
     def model_name(self) -> str:
-        return self.model or self.cfg.get("search.model")
+        return self.model or self.cfg.search.model
 
     def requires(self):
-        return self._same(BuildIndex)
+        return self.clone(BuildIndex)
 
     def output(self):
-        return self.store.target(runner.search_dir(self.cfg, self.model_name) / "results.h5")
+        if not self.corpus_listed():
+            return self.store.target(self.layout.work / ".corpus-not-generated-yet")
+        return self.store.target(self.layout.search_dir(self.model_name) / "results.h5",
+                                 lambda p: completeness.search_complete(p.parent))
 
     def run(self):
-        self.store.fetch(runner.index_dir(self.cfg))
-        self._fetch_descriptors({self.model_name, self.cfg.get("index.model")})
-        self._fetch_features()
-        runner.run_search(self.cfg, self.model_name)
-        out = runner.search_dir(self.cfg, self.model_name)
+        if self.outputs_valid():
+            return
+        self.store.fetch(self.input().local.parent)
+        for s in range(self.layout.n_shards):
+            for m in {self.model_name, self.cfg.index.model}:
+                self.store.fetch(self.layout.descriptor_path(m, s))
+            self.store.fetch(self.layout.feature_shard_dir(s))
+        out = steps.search(self.layout, self.model_name)
         self.store.publish(out, last=out / "results.h5")
+        self.record(model=self.model_name)
 
 
 class Evaluate(DatasetTask):
@@ -148,62 +253,66 @@ class Evaluate(DatasetTask):
 
     @property
     def models(self) -> list[str]:
-        return [self.model] if self.model else list(self.cfg.get("evaluate.models"))
+        return [self.model] if self.model else list(self.cfg.evaluate.models)
 
     def requires(self):
-        return [self._same(Search, model=m) for m in self.models]
+        return [self.clone(Search, model=m) for m in self.models]
 
     def output(self):
-        return [self.store.target(runner.report_dir(self.cfg, m) / "report.json") for m in self.models]
-
-    def complete(self):
-        """Reports exist *and* were made from the current search results (the corpus may have
-        changed since: ``reports/<dataset>/<model>/`` has no hash in its path)."""
-        import json
-
+        """The three report files of each model; ``report.json`` must name the current search results."""
+        if not self.corpus_listed():
+            return [self.store.target(self.layout.work / ".corpus-not-generated-yet")]
+        out = []
         for m in self.models:
-            target = self.store.target(runner.report_dir(self.cfg, m) / "report.json")
-            if not target.exists():
-                return False
-            with target.open("r") as f:
-                if json.load(f).get("search_results") != str(runner.search_dir(self.cfg, m)):
-                    return False
-        return True
+            d, s = self.layout.report_dir(m), self.layout.search_dir(m)
+            out += [self.store.target(d / name, lambda _p, d=d, s=s: completeness.reports_complete(d, s))
+                    for name in Layout.REPORT_FILES]
+        return out
 
     def run(self):
-        self._fetch_descriptors(self.models)
-        self._fetch_features()
+        if self.outputs_valid():
+            return
+        for s in range(self.layout.n_shards):
+            for m in self.models:
+                self.store.fetch(self.layout.descriptor_path(m, s))
+            self.store.fetch(self.layout.feature_shard_dir(s))
         for m in self.models:
-            self.store.fetch(runner.search_dir(self.cfg, m))
-            runner.run_evaluate(self.cfg, m)
-            out = runner.report_dir(self.cfg, m)
+            self.store.fetch(self.layout.search_dir(m))
+            out = steps.evaluate(self.layout, m)
             self.store.publish(out, last=out / "report.json")
+            self.record(model=m)
 
 
 class RefreshCorpus(DatasetTask):
     """Incremental refresh: process new/changed videos, drop removed ones, publish a new index version.
 
-    Complete when the published manifest matches the files on disk (a listing and
-    ``stat`` only), so a cron run with nothing new returns in seconds.
+    The same step as ``python -m pipeline refresh`` (PCA training included when the
+    settings need one).  Complete when the published manifest matches the files on
+    disk (a listing and ``stat`` only), so a cron run with nothing new returns in seconds.
     """
 
     keep = luigi.IntParameter(default=3, description="published versions kept for rollback")
 
+    def requires(self):
+        return self.corpus_ready()
+
+    def output(self):
+        return []
+
     def complete(self):
         from pipeline.refresh import is_up_to_date
 
-        return is_up_to_date(self.cfg)
+        return self.corpus_listed() and is_up_to_date(self.layout)
 
     def run(self):
-        from pipeline.lock import exclusive_lock
-        from pipeline.refresh import run_refresh
+        from pipeline.refresh import locked_refresh
 
         if self.store.remote:
             raise RuntimeError("RefreshCorpus publishes versions behind a symbolic link and needs a POSIX "
                                "work_dir (storage: null); object storage is supported by the batch tasks")
-        with exclusive_lock(self.cfg.work_dir / "refresh.lock"):
-            run_refresh(self.cfg, keep=self.keep)
+        locked_refresh(self.layout, keep=self.keep)
+        self.record()
 
 
-__all__ = ["BuildIndex", "ComputeDescriptors", "Evaluate", "ExtractFeatures", "RefreshCorpus", "Search",
-           "TrainPCA"]
+__all__ = ["BuildIndex", "ComputeDescriptors", "Evaluate", "ExtractFeatures", "GenerateCorpus", "RefreshCorpus",
+           "Search", "TrainPCA", "forget_listings"]

@@ -23,7 +23,8 @@ from pipeline.artifacts import (
     video_filename,
     write_video_features,
 )
-from pipeline.extract import ExtractionSettings, extract_shard
+from pipeline.extract import ExtractionSettings
+from pipeline.extract import extract_shard_videos as extract_shard
 from tests.videos import make_video
 
 
@@ -106,8 +107,9 @@ def test_shard_extraction_reports_failures_and_packs_the_rest(shard):
     np.testing.assert_allclose(np.linalg.norm(pack.mean_frames, axis=1), 1.0, atol=1e-5)
     vf = read_video_features(out / pack.files[0])
     for key in ("source_fingerprint", "weights_id", "pca_id", "level", "container_fps",
-                "input_size_wh", "sampling_rule", "package_version", "created"):
+                "input_size_wh", "sampling_rule", "package_version", "precision"):
         assert key in vf.attrs
+    assert "created" not in vf.attrs  # no wall-clock time: same inputs, same bytes
     assert vf.attrs["level"] == 29 and vf.attrs["weights_id"] == "random(seed=0)"
 
 

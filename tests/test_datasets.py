@@ -72,3 +72,24 @@ def test_evve_dat(tmp_path):
     f.write_text("q1 1 train\n")
     with pytest.raises(AnnotationError, match=":1: split"):
         parse_evve_dat(f)
+
+
+def test_vcdb_self_lines_are_not_copy_pairs(tmp_path):
+    """The real VCDB .txt files list each video against itself; like the JSON reader, the .txt
+    reader drops those lines, so a query never counts itself as a missed partner."""
+    from pipeline.config import load_config
+    from pipeline.dataset_kinds import load_ground_truth
+
+    (tmp_path / "annotation").mkdir()
+    (tmp_path / "annotation" / "t.txt").write_text(
+        "a.flv,a.flv,00:00:00,00:00:10,00:00:00,00:00:10\n"
+        "a.flv,b.mp4,00:00:01,00:00:05,00:00:11,00:00:15\n"
+        "b.mp4,b.mp4,00:00:00,00:00:20,00:00:00,00:00:20\n")
+    pairs = parse_vcdb_annotation(tmp_path / "annotation" / "t.txt")
+    assert [(p.video_a, p.video_b) for p in pairs] == [("t/a", "t/b")]
+    for n in ("a.flv", "b.mp4"):
+        (tmp_path / "videos" / "t").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "videos" / "t" / n).write_bytes(b"x")
+    cfg = load_config("VCDB", f"dataset.root={tmp_path}")
+    gt = load_ground_truth(cfg, ["t/a", "t/b"])
+    assert len(gt.pairs) == 1 and gt.pairs[0].video_a != gt.pairs[0].video_b

@@ -12,19 +12,15 @@ import luigi
 import numpy as np
 import pytest
 
-from index.faiss_index import IndexFileError, build_faiss, choose_index_type, read_index, write_index
+from index.faiss_index import build_faiss, choose_index_type
 from index.search import aligned_segment
 from pipeline.config import ConfigError, load_config, parse_overrides
-from pipeline.corpus import list_videos, load_ground_truth, parse_vcdb_json, shard_videos
+from pipeline.corpus import list_videos, parse_vcdb_json, shard_videos
+from pipeline.dataset_kinds import load_ground_truth
 from pipeline.datasets import AnnotationError
-from pipeline.runner import (
-    descriptor_path,
-    feature_shard_dir,
-    index_dir,
-    read_search_results,
-    report_dir,
-    search_dir,
-)
+from pipeline.index_store import IndexFileError, read_index, write_index
+from pipeline.layout import Layout
+from pipeline.search_results import read_search_results
 from pipeline.synthetic import make_demo_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,8 +36,9 @@ def test_config_layers_and_overrides(tmp_path, monkeypatch):
     assert cfg.root == tmp_path and Path(cfg["work_dir"]).is_absolute()
     assert parse_overrides("a.b=1;c=[1, 2];d=x") == {"a": {"b": 1}, "c": [1, 2], "d": "x"}
     other = load_config("demo", f"dataset.root={tmp_path};features.image_area=20000")
-    assert other.features_hash() != cfg.features_hash()  # a changed setting never reuses outputs
-    assert load_config("demo", f"dataset.root={tmp_path};search.top_k=3").features_hash() == cfg.features_hash()
+    assert Layout(other).features_dir != Layout(cfg).features_dir  # a changed setting never reuses outputs
+    same = load_config("demo", f"dataset.root={tmp_path};search.top_k=3")
+    assert Layout(same).features_dir == Layout(cfg).features_dir
     with pytest.raises(ConfigError, match=r"unknown dataset 'nope'.*EVVE"):
         load_config("nope")
     monkeypatch.delenv("EVVE_ROOT", raising=False)
@@ -110,7 +107,7 @@ def test_evve_ground_truth(tmp_path):
         (tmp_path / "videos" / "e1_party").mkdir(parents=True, exist_ok=True)
         (tmp_path / "videos" / "e1_party" / f"{n}.mp4").write_bytes(b"x")
     cfg = load_config("EVVE", f"dataset.root={tmp_path}")
-    gt = load_ground_truth(cfg, list_videos(cfg))
+    gt = load_ground_truth(cfg, [v.id for v in list_videos(cfg)])
     assert gt.queries == ["e1_party/q1"] and gt.database == ["e1_party/p1", "e1_party/x1"]
 
 
@@ -169,13 +166,13 @@ def built(tmp_path_factory):
 @pytest.mark.slow
 def test_planted_copies_are_found_with_offsets_within_0p1s(built):
     cfg, _, copies = built
-    rows = read_search_results(search_dir(cfg, "tmk_lamv"))
+    rows = read_search_results(Layout(cfg).search_dir("tmk_lamv"))
     for c in copies:
         top = next(r for r in rows if r.query == c.query and r.rank == 1)
         assert top.match == c.source
         assert abs(top.offset_s - c.offset_s) < 0.1, (c, top)
         assert abs(top.query_start_s - c.query_start_s) <= 0.5  # the copied span starts after the lead-in
-    csv_text = (search_dir(cfg, "tmk_lamv") / "results.csv").read_text()
+    csv_text = (Layout(cfg).search_dir("tmk_lamv") / "results.csv").read_text()
     assert csv_text.splitlines()[0] == ("query,match,score,offset_s,rank,query_start_s,query_end_s,"
                                         "match_start_s,match_end_s")
 
@@ -183,14 +180,14 @@ def test_planted_copies_are_found_with_offsets_within_0p1s(built):
 @pytest.mark.slow
 def test_reports_state_units_and_embed_plots(built):
     cfg, _, _ = built
-    d = report_dir(cfg, "tmk_lamv")
+    d = Layout(cfg).report_dir("tmk_lamv")
     doc = json.loads((d / "report.json").read_text())
     assert doc["metrics"]["localisation_accuracy_below_0.1s"] == 1.0
     assert doc["metrics"]["mAP"] == 1.0 and doc["units"].startswith("offsets and errors in seconds")
     html = (d / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 3 and "pr_curve.png" in html
     assert "| localisation_accuracy_below_0.1s | 1.0000 | fraction (0-1) |" in (d / "report.md").read_text()
-    assert (report_dir(cfg, "cte") / "report.json").is_file()
+    assert (Layout(cfg).report_dir("cte") / "report.json").is_file()
 
 
 def _mtimes(paths):
@@ -202,7 +199,7 @@ def test_rerun_does_nothing_and_a_deleted_shard_is_redone_alone(built):
     from tasks import ComputeDescriptors, Evaluate, ExtractFeatures
 
     cfg, ov, _ = built
-    s0, s1 = feature_shard_dir(cfg, 0), feature_shard_dir(cfg, 1)
+    s0, s1 = Layout(cfg).feature_shard_dir(0), Layout(cfg).feature_shard_dir(1)
     outputs = sorted(p for p in Path(cfg["work_dir"]).rglob("*") if p.is_file())
     before = _mtimes(outputs)
     assert luigi.build([Evaluate(dataset="demo", overrides=ov)], local_scheduler=True, log_level="WARNING")
@@ -215,7 +212,7 @@ def test_rerun_does_nothing_and_a_deleted_shard_is_redone_alone(built):
                        log_level="WARNING")
     assert (s1 / "_pack.h5").is_file() and _mtimes([p for p in s0.iterdir()]) == shard0
     assert ComputeDescriptors(dataset="demo", overrides=ov, shard=0, model="tmk_lamv").complete()
-    assert descriptor_path(cfg, "tmk_lamv", 1).is_file()
+    assert Layout(cfg).descriptor_path("tmk_lamv", 1).is_file()
 
 
 @pytest.mark.slow
@@ -227,7 +224,7 @@ def test_luigi_command_line_from_another_directory(built, tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "complete" in (out.stdout + out.stderr).lower() or ":)" in out.stdout + out.stderr
-    assert (index_dir(cfg) / "meta.h5").is_file()
+    assert (Layout(cfg).index_dir / "meta.h5").is_file()
 
 
 @pytest.mark.slow
@@ -266,9 +263,8 @@ def test_evve_evaluation_from_search_results():
 @pytest.mark.slow
 def test_alignment_evaluation_on_an_align_file(built):
     """Climbing/Madonna protocol on the demo videos: a source span and its copy on one timeline."""
-    from pipeline.corpus import load_ground_truth
     from pipeline.evaluate import evaluate_alignment
-    from pipeline.runner import FeatureLookup
+    from pipeline.steps import FeatureLookup
 
     cfg, ov, copies = built
     c = copies[0]
@@ -278,9 +274,9 @@ def test_alignment_evaluation_on_an_align_file(built):
         f"{c.query}.mp4 {c.query_start_s} {c.query_start_s + c.duration_s} {c.source_start_s - c.query_start_s}\n"
         "demo/other00.mp4 0 5 5000\n")
     acfg = load_config("demo", ov + ";dataset.kind=climbing;dataset.gt_file=gt_demo.align")
-    gt = load_ground_truth(acfg, list_videos(acfg))
+    gt = load_ground_truth(acfg, [v.id for v in list_videos(acfg)])
     assert gt.align_pairs()[0].tolist() == [[0, 1]]
-    out = evaluate_alignment(acfg, gt, "tmk_lamv", FeatureLookup(acfg))
+    out = evaluate_alignment(acfg, gt, "tmk_lamv", FeatureLookup.of_layout(Layout(acfg)))
     errors = [r["error_s"] for r in out["per_query"]]
     assert errors[0] is not None and errors[0] < 0.1 and errors[1] < 0.1 and errors[2] is None
     assert out["metrics"]["localisation_accuracy_below_0.1s"] == pytest.approx(2 / 3)

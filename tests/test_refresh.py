@@ -14,16 +14,26 @@ import numpy as np
 import pytest
 
 from extractors.decode_pool import decode_messages
-from index.faiss_index import read_index
-from pipeline.config import load_config
+from pipeline import refresh
+from pipeline.config import Config, load_config
+from pipeline.index_store import read_index
+from pipeline.layout import Layout
 from pipeline.lock import LockHeldError, exclusive_lock
 from pipeline.publish import current_version, new_version, read_manifest, rollback, versions
-from pipeline.refresh import published_root, run_refresh
 from pipeline.synthetic import Segment, render, write_video
 from pipeline.verify import verify
 from tests.videos import make_video, set_rotation, write_audio_only, write_image
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def published_root(cfg: Config) -> Path:
+    return Layout(cfg).published_root
+
+
+def run_refresh(cfg: Config, **kw) -> refresh.RefreshResult:
+    """One refresh as cron runs it: a fresh listing of the corpus."""
+    return refresh.run_refresh(Layout(cfg), **kw)
 
 
 def clip(path: Path, seed: int, seconds: float = 2.0, fps: float = 15.0, size=(96, 64)) -> Path:
@@ -320,23 +330,23 @@ def test_batch_pipeline_after_the_corpus_grew(corpus):
     import luigi
 
     from pipeline.artifacts import video_filename
-    from pipeline.runner import clear_listing_cache, feature_shard_dir, index_dir, n_shards
-    from tasks import BuildIndex
+    from tasks import BuildIndex, forget_listings
 
     ov = overrides(corpus, **{"shards.size": 2})
     assert luigi.build([BuildIndex(dataset="folder", overrides=ov)], local_scheduler=True, log_level="WARNING")
     cfg = load_config("folder", ov)
-    old_index = index_dir(cfg)
-    old_v0 = feature_shard_dir(cfg, 0) / video_filename("v0")
+    old_index = Layout(cfg).index_dir
+    old_v0 = Layout(cfg).feature_shard_dir(0) / video_filename("v0")
     assert read_index(old_index).video_ids == ["v0", "v1", "v2", "v3", "v4"]
 
     clip(corpus / "data" / "videos" / "a first.mp4", seed=123)  # sorts first: every shard shifts
-    clear_listing_cache()
+    forget_listings()
     cfg = load_config("folder", ov)
-    assert index_dir(cfg) != old_index and not BuildIndex(dataset="folder", overrides=ov).complete()
+    lay = Layout(cfg)
+    assert lay.index_dir != old_index and not BuildIndex(dataset="folder", overrides=ov).complete()
     assert luigi.build([BuildIndex(dataset="folder", overrides=ov)], local_scheduler=True, log_level="WARNING")
-    assert sorted(read_index(index_dir(cfg)).video_ids) == ["a first", "v0", "v1", "v2", "v3", "v4"]
-    assert n_shards(cfg) == 3
-    new_v0 = next(feature_shard_dir(cfg, s) / video_filename("v0") for s in range(3)
-                  if (feature_shard_dir(cfg, s) / video_filename("v0")).exists())
+    assert sorted(read_index(lay.index_dir).video_ids) == ["a first", "v0", "v1", "v2", "v3", "v4"]
+    assert lay.n_shards == 3
+    new_v0 = next(lay.feature_shard_dir(s) / video_filename("v0") for s in range(3)
+                  if (lay.feature_shard_dir(s) / video_filename("v0")).exists())
     assert new_v0 != old_v0 and new_v0.stat().st_ino == old_v0.stat().st_ino  # adopted, not recomputed

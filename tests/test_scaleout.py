@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from index.faiss_index import read_index
 from pipeline.config import load_config
-from pipeline.runner import index_dir, n_shards
+from pipeline.index_store import read_index
+from pipeline.layout import Layout
 from tests.test_refresh import clip, overrides
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ def test_two_workers_on_luigid_process_each_shard_once(tmp_path):
         else:
             pytest.fail("luigid did not start")
         cmd = ["luigi", "--module", "pipeline", "BuildIndex", "--dataset", "folder", "--overrides", ov,
-               "--workers", "2", "--scheduler-host", "127.0.0.1", "--scheduler-port", str(port)]
+               "--workers", "2", "--scheduler-host", "127.0.0.1", "--scheduler-port", str(port), "--no-lock"]
         workers = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     text=True) for _ in range(2)]
         outs = [w.communicate(timeout=600)[0] for w in workers]
@@ -59,9 +59,9 @@ def test_two_workers_on_luigid_process_each_shard_once(tmp_path):
     cfg = load_config("folder", ov)
     runs = [json.loads(line) for line in (cfg.work_dir / "task_runs.log").read_text().splitlines()]
     extract = Counter(r["shard"] for r in runs if r["task"] == "ExtractFeatures")
-    assert n_shards(cfg) == 4 and extract == {0: 1, 1: 1, 2: 1, 3: 1}  # every shard exactly once
+    assert Layout(cfg).n_shards == 4 and extract == {0: 1, 1: 1, 2: 1, 3: 1}  # every shard exactly once
     desc = Counter((r["shard"], r["model"]) for r in runs if r["task"] == "ComputeDescriptors")
     assert set(desc.values()) == {1} and len(desc) == 4 * len(cfg["models"])
     assert len({r["pid"] for r in runs if r["task"] != "BuildIndex"}) >= 2  # the work was shared
     assert sum(r["task"] == "BuildIndex" for r in runs) == 1
-    assert len(read_index(index_dir(cfg)).video_ids) == 8
+    assert len(read_index(Layout(cfg).index_dir).video_ids) == 8

@@ -9,8 +9,8 @@ import luigi
 import pytest
 
 from pipeline.config import load_config
-from pipeline.runner import feature_shard_dir, index_dir
-from pipeline.storage import storage_for
+from pipeline.layout import Layout
+from tasks.storage import storage_for
 from tests.test_refresh import clip, overrides
 
 
@@ -18,7 +18,7 @@ def test_local_storage_is_the_work_directory(tmp_path):
     clip(tmp_path / "data" / "videos" / "v0.mp4", seed=1)
     cfg = load_config("folder", overrides(tmp_path))
     store = storage_for(cfg)
-    p = feature_shard_dir(cfg, 0) / "_pack.h5"
+    p = Layout(cfg).feature_shard_dir(0) / "_pack.h5"
     t = store.target(p)
     assert isinstance(t, luigi.LocalTarget) and Path(t.path) == p
     assert store.fetch(p) == p and not store.remote
@@ -44,12 +44,12 @@ def test_pipeline_on_object_storage(tmp_path, monkeypatch):
         assert luigi.build([BuildIndex(dataset="folder", overrides=ov)], local_scheduler=True, log_level="WARNING")
         cfg = load_config("folder", ov)
         keys = {o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="bench-bucket")["Contents"]}
-        meta = "videoalign/" + storage_for(cfg).key(index_dir(cfg) / "meta.h5").split("/videoalign/", 1)[1]
+        meta = "videoalign/" + storage_for(cfg).key(Layout(cfg).index_dir / "meta.h5").split("/videoalign/", 1)[1]
         assert meta in keys
         assert any(k.endswith("/_pack.h5") for k in keys) and any("/descriptors/" in k for k in keys)
         # the scratch copy can go: completion is judged on the object store
         shutil.rmtree(cfg.work_dir)
         assert BuildIndex(dataset="folder", overrides=ov).complete()
         # a fresh machine stages the index back in
-        local = storage_for(cfg).fetch(index_dir(cfg))
+        local = storage_for(cfg).fetch(Layout(cfg).index_dir)
         assert (local / "meta.h5").is_file() and (local / "index.faiss").is_file()

@@ -1,4 +1,5 @@
-"""One storage abstraction for every task input and output.
+"""One storage abstraction for every Luigi task input and output (entry-point layer:
+it speaks Luigi targets; the steps below it only see local paths).
 
 ``storage: null`` (default): artifacts live in ``work_dir`` / ``reports_dir`` on
 a local or shared POSIX filesystem; Luigi targets are ``LocalTarget`` and
@@ -18,6 +19,7 @@ Object keys mirror the local layout: ``<prefix>/work/<dataset>/...`` and
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import luigi
@@ -25,6 +27,17 @@ import luigi
 from pipeline.config import Config
 
 log = logging.getLogger(__name__)
+
+
+class CheckedTarget(luigi.LocalTarget):
+    """A local file or directory that exists only when its validity check passes."""
+
+    def __init__(self, path: Path, valid: Callable[[Path], bool] | None = None) -> None:
+        super().__init__(str(path))
+        self.valid = valid
+
+    def exists(self) -> bool:
+        return self.valid(Path(self.path)) if self.valid is not None else super().exists()
 
 
 class Storage:
@@ -49,13 +62,21 @@ class Storage:
                 continue
         raise ValueError(f"{path} is neither under work_dir {self.work} nor reports_dir {self.reports}")
 
-    def target(self, path: Path) -> luigi.Target:
-        """The Luigi target standing for ``path`` (what ``Task.output`` returns)."""
-        if not self.remote:
-            return luigi.LocalTarget(str(path))
-        from luigi.contrib.s3 import S3Target
+    def target(self, path: Path, valid: Callable[[Path], bool] | None = None) -> luigi.Target:
+        """The Luigi target standing for ``path`` (what ``Task.output`` returns).
 
-        return S3Target(self.key(path))
+        Locally, ``valid`` (a check from ``pipeline.completeness``) decides whether the
+        output exists: a damaged or half-deleted output counts as missing and is redone.
+        Every target's ``local`` attribute is the local path the steps work on.
+        """
+        if not self.remote:
+            target: luigi.Target = CheckedTarget(path, valid)
+        else:
+            from luigi.contrib.s3 import S3Target
+
+            target = S3Target(self.key(path))
+        target.local = Path(path)  # type: ignore[attr-defined]  # where the steps read and write it
+        return target
 
     def _client(self):
         from luigi.contrib.s3 import S3Client
@@ -104,4 +125,4 @@ def describe_backends() -> str:
             "(luigi.contrib.s3.S3Target, credentials from the usual AWS environment/config)")
 
 
-__all__ = ["Storage", "describe_backends", "storage_for"]
+__all__ = ["CheckedTarget", "Storage", "describe_backends", "storage_for"]

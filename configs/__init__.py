@@ -1,0 +1,1 @@
+"""Dataset configurations shipped with the package (``base.yaml`` holds every default)."""

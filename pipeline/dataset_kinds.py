@@ -1,0 +1,106 @@
+"""The dataset registry: what each ``dataset.kind`` reads, searches and how it is evaluated.
+
+One record per kind replaces the switches on ``dataset.kind`` that used to be
+spread over the config, corpus, search and evaluation modules.  A new kind is
+one more entry in :data:`KINDS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pipeline.config import Config, ConfigError
+from pipeline.corpus import GroundTruth, _map_ids, parse_vcdb_json
+from pipeline.datasets import CopyPair, parse_align, parse_evve_dat, parse_vcdb_annotation
+
+
+def _evve_gt(cfg: Config, ids: list[str]) -> GroundTruth:
+    files = sorted((cfg.root / "annotations").glob("*.dat"))
+    if not files:
+        raise ConfigError(f"{cfg.root / 'annotations'}: no EVVE .dat files")
+    gt = GroundTruth("evve")
+    for f in files:
+        gt.evve += parse_evve_dat(f)
+    known = set(ids)
+    gt.queries = [e.key for e in gt.evve if e.split == "query" and e.key in known]
+    gt.database = [e.key for e in gt.evve if e.split == "database" and e.key in known]
+    return gt
+
+
+def _copy_pairs_gt(cfg: Config, ids: list[str]) -> GroundTruth:
+    root = cfg.root
+    ann = root / "annotation"
+    txts = sorted(ann.glob("*.txt")) if ann.is_dir() else []
+    raw: list[CopyPair] = []
+    for f in txts:
+        raw += parse_vcdb_annotation(f)
+    label = root / "label_file.json"
+    if label.is_file():
+        pair_file = root / "pair_file.csv"
+        raw += parse_vcdb_json(label, pair_file if pair_file.is_file() else None)
+    if not txts and not label.is_file():
+        raise ConfigError(f"{root}: no annotation/<topic>.txt and no label_file.json")
+    return GroundTruth(cfg.dataset.kind, pairs=_map_ids(raw, ids))
+
+
+def _align_gt(cfg: Config, ids: list[str]) -> GroundTruth:
+    if not cfg.dataset.gt_file:
+        raise ConfigError(f"{cfg.source}: dataset.gt_file must name the .align file for kind {cfg.dataset.kind}")
+    return GroundTruth(cfg.dataset.kind, align=parse_align(cfg.root / cfg.dataset.gt_file,
+                                                           kind=cfg.dataset.kind.capitalize()))
+
+
+def _no_gt(cfg: Config, ids: list[str]) -> GroundTruth:
+    return GroundTruth(cfg.dataset.kind)
+
+
+@dataclass(frozen=True)
+class DatasetKind:
+    """How one kind of dataset is read, searched and evaluated.
+
+    ``protocol`` names the evaluation (``pipeline.evaluate.PROTOCOLS``);
+    ``query_split``: queries and the searched database come from the ground truth
+    (EVVE) instead of every video against every other; ``generated``: the corpus is
+    produced by the pipeline itself (a task the chain requires).
+    """
+
+    name: str
+    ground_truth: Callable[[Config, list[str]], GroundTruth]
+    protocol: str
+    query_split: bool = False
+    generated: bool = False
+    missing_root_hint: str = ""
+
+
+KINDS: dict[str, DatasetKind] = {k.name: k for k in (
+    DatasetKind("evve", _evve_gt, "event_retrieval", query_split=True),
+    DatasetKind("vcdb", _copy_pairs_gt, "copy_pairs"),
+    DatasetKind("demo", _copy_pairs_gt, "copy_pairs", generated=True,
+                missing_root_hint=" (generate it: python -m pipeline demo, or any Luigi task with --dataset demo)"),
+    DatasetKind("climbing", _align_gt, "alignment"),
+    DatasetKind("madonna", _align_gt, "alignment"),
+    DatasetKind("folder", _no_gt, "summary"),
+)}
+
+
+def kind_names() -> list[str]:
+    return list(KINDS)
+
+
+def kind_of(cfg: Config) -> DatasetKind:
+    return KINDS[cfg.dataset.kind]
+
+
+def load_ground_truth(cfg: Config, ids: list[str]) -> GroundTruth:
+    """The dataset's ground truth in its own on-disk format, mapped onto corpus ids."""
+    return kind_of(cfg).ground_truth(cfg, ids)
+
+
+def search_scope(cfg: Config, ids: list[str]) -> tuple[list[str], set[str] | None]:
+    """The queries to run and the database they may match (None: every video)."""
+    if not kind_of(cfg).query_split:
+        return ids, None
+    gt = load_ground_truth(cfg, ids)
+    known = set(ids)
+    return [q for q in gt.queries if q in known], set(gt.database)

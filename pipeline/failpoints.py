@@ -1,0 +1,52 @@
+"""Deterministic failpoints for fault tests (no timers).
+
+``VIDEOALIGN_FAILPOINTS="name=action@hit,name2=action"`` arms named points;
+:func:`hit` is called at each point.  On the ``hit``-th call (default 1) in this
+process the action runs: ``raise`` (a :class:`FailpointError`, e.g. to test a
+retry policy), ``raise*`` (on every call from ``hit`` on) or ``kill`` (SIGKILL
+of the whole process group, like the OOM killer or ``kill -9``).  Unarmed
+points cost one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+ENV = "VIDEOALIGN_FAILPOINTS"
+
+_counts: dict[str, int] = {}
+
+
+class FailpointError(RuntimeError):
+    """Raised by an armed ``raise`` failpoint."""
+
+
+def _armed() -> dict[str, tuple[str, int]]:
+    out = {}
+    for item in os.environ.get(ENV, "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, _, rest = item.partition("=")
+        action, _, at = (rest or "raise").partition("@")
+        out[name.strip()] = (action.strip(), int(at) if at else 1)
+    return out
+
+
+def hit(name: str) -> None:
+    """Count one pass through failpoint ``name`` and fire it if armed for this pass."""
+    armed = _armed()
+    if name not in armed:
+        return
+    _counts[name] = _counts.get(name, 0) + 1
+    action, at = armed[name]
+    n = _counts[name]
+    if (action == "raise" and n == at) or (action == "raise*" and n >= at):
+        raise FailpointError(f"failpoint {name} (pass {n})")
+    if action == "kill" and n == at:
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+def reset() -> None:
+    _counts.clear()

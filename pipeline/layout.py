@@ -1,0 +1,258 @@
+"""Every path the pipeline reads or writes, in one place.
+
+Each output path carries a hash of *everything* upstream of it, so a changed
+setting (extractor, weights, PCA, precision, image size, model, index or search
+settings) or a changed corpus never reuses a stale output::
+
+    <work_dir>/<dataset>/
+        pca-<P>.h5                                   P = extractor without PCA + training settings
+        features-<F>/shard-00000-<M>/<video>.h5      F = extractor, weights, PCA, precision, ...
+                                  /_pack.h5, failures.csv     M = the shard's members (id, size, mtime)
+        features-<F>/delta-000003-00000/...           refresh delta shards (version, chunk)
+        descriptors/<model>-<D>/<feature shard>.h5   D = F + model spec + max length
+        index-<I>/{index.faiss, meta.h5}             I = D(index.model) + index settings + corpus listing
+        search/<model>-<S>/{results.h5, results.csv} S = I + D(model) + search settings + dataset kind
+        published/vNNNNNN/, published/current         refresh versions
+        refresh.lock, fingerprints.json, task_runs.log
+    <reports_dir>/<dataset>/<model>/{report.json, report.md, report.html}
+
+Nothing else in the package builds an artifact path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from extractors.timebase import FPS
+from pipeline.config import Config
+from pipeline.corpus import Video, list_videos, shard_videos
+
+FEATURE_LAYOUT_VERSION = 2
+"""Bumped when the meaning of a feature file changes (part of every feature hash)."""
+
+RMAC_LEVELS = 3
+
+
+def digest(payload: object, n: int = 10) -> str:
+    """Short, stable hash of a JSON-serialisable value."""
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+def _file_identity(path: str) -> str:
+    """``file:<resolved path>:<size>:<mtime_ns>`` (or ``:missing``): changes when the file does."""
+    p = Path(os.path.expanduser(path))
+    try:
+        st = p.stat()
+    except OSError:
+        return f"file:{p}:missing"
+    return f"file:{p.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def weights_identity(cfg: Config) -> str:
+    """What the CNN weights are: the published checkpoint, random with a seed, or a given file."""
+    w = cfg.features.weights
+    if w == "imagenet":
+        return "torchvision:resnet34-b627a593"
+    if w == "random":
+        return f"random:seed={cfg.features.seed}"
+    return _file_identity(w)
+
+
+def resolved_precision(cfg: Config) -> str:
+    """The precision the CNN runs at, decided from the settings alone (no measurement).
+
+    ``auto``: float32 on the CPU; bfloat16 on CUDA (float16 where bfloat16 is unsupported).
+    """
+    import torch
+
+    from extractors.features import resolve_precision
+
+    return resolve_precision(cfg.features.precision, torch.device(resolved_device(cfg)))
+
+
+def resolved_device(cfg: Config) -> str:
+    dev = cfg.features.device
+    if dev != "auto":
+        return dev
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass
+class Layout:
+    """Paths of one configuration's artifacts.
+
+    The corpus listing is taken once per layout, lazily, by ``lister`` (default: a
+    fresh :func:`pipeline.corpus.list_videos`; the Luigi tasks share one listing per
+    process so hundreds of shard tasks do not each walk the corpus).
+    """
+
+    cfg: Config
+    lister: Callable[[Config], list[Video]] = field(default=list_videos, repr=False)
+
+    # ------------------------------------------------------------------ corpus
+
+    @cached_property
+    def videos(self) -> list[Video]:
+        """Every video of the corpus with its size and mtime, sorted by id."""
+        return self.lister(self.cfg)
+
+    @cached_property
+    def shards(self) -> list[list[Video]]:
+        return shard_videos(self.videos, self.cfg.shards.size)
+
+    @property
+    def n_shards(self) -> int:
+        return len(self.shards)
+
+    @cached_property
+    def corpus_hash(self) -> str:
+        return listing_hash(self.videos)
+
+    # ------------------------------------------------------------------ roots
+
+    @property
+    def work(self) -> Path:
+        return self.cfg.work_dir
+
+    @property
+    def reports(self) -> Path:
+        return self.cfg.reports_dir
+
+    # ------------------------------------------------------------------ features
+
+    def extractor_identity(self, with_pca: bool = True) -> dict:
+        """Everything that changes the numbers of a frame descriptor."""
+        f = self.cfg.features
+        ident = {"layout": FEATURE_LAYOUT_VERSION, "extractor": f.extractor, "level": f.level,
+                 "rmac_levels": RMAC_LEVELS, "weights": weights_identity(self.cfg),
+                 "image_area": f.image_area, "fps": FPS, "precision": resolved_precision(self.cfg)}
+        if with_pca:
+            ident["pca"] = self.pca_identity()
+            ident["dtype"] = f.dtype
+        return ident
+
+    def pca_identity(self) -> str:
+        spec = self.cfg.features.pca
+        if spec in ("none", ""):
+            return "none"
+        if spec == "trained":
+            return f"trained:{self.pca_key}"
+        if spec.endswith(".h5"):
+            return _file_identity(spec)
+        from extractors.pca import published_paths
+
+        return "published:" + ",".join(_file_identity(str(p)) for p in published_paths(spec, self.cfg.features.level))
+
+    @cached_property
+    def pca_key(self) -> str:
+        return digest({"extractor": self.extractor_identity(with_pca=False),
+                       "frames_per_video": self.cfg.features.pca_frames_per_video})
+
+    @property
+    def pca_path(self) -> Path:
+        return self.work / f"pca-{self.pca_key}.h5"
+
+    @cached_property
+    def features_key(self) -> str:
+        return digest(self.extractor_identity())
+
+    @property
+    def features_dir(self) -> Path:
+        return self.work / f"features-{self.features_key}"
+
+    def shard_label(self, shard: int) -> str:
+        """``shard-00000-<h>``: ``h`` hashes the shard's members, so a shard whose membership or
+        files changed gets new outputs instead of reusing stale ones."""
+        return f"shard-{shard:05d}-{listing_hash(self.shards[shard])[:8]}"
+
+    def feature_shard_dir(self, shard: int) -> Path:
+        return self.features_dir / self.shard_label(shard)
+
+    def delta_shard_dir(self, version: int, chunk: int) -> Path:
+        """Feature shard of a refresh: the new and changed videos of ``version``, ``chunk``-th slice."""
+        return self.features_dir / f"delta-{version:06d}-{chunk:05d}"
+
+    @staticmethod
+    def failures_file(shard_dir: Path) -> Path:
+        return shard_dir / "failures.csv"
+
+    # ------------------------------------------------------------------ descriptors
+
+    def descriptors_key(self, model: str) -> str:
+        return digest({"features": self.features_key, "model": self.cfg.model_spec(model),
+                       "max_length_s": self.cfg.dataset.max_length_s})
+
+    def descriptors_dir(self, model: str) -> Path:
+        return self.work / "descriptors" / f"{model}-{self.descriptors_key(model)}"
+
+    def descriptor_file(self, model: str, feature_shard: Path) -> Path:
+        """Descriptors of ``model`` for the videos of one feature shard directory."""
+        return self.descriptors_dir(model) / f"{Path(feature_shard).name}.h5"
+
+    def descriptor_path(self, model: str, shard: int) -> Path:
+        return self.descriptor_file(model, self.feature_shard_dir(shard))
+
+    # ------------------------------------------------------------------ index, search, reports
+
+    @cached_property
+    def index_key(self) -> str:
+        return digest({"index": self.cfg.data["index"],
+                       "descriptors": self.descriptors_key(self.cfg.index.model), "corpus": self.corpus_hash})
+
+    @property
+    def index_dir(self) -> Path:
+        return self.work / f"index-{self.index_key}"
+
+    def search_key(self, model: str) -> str:
+        return digest({"search": self.cfg.data["search"], "index": self.index_key,
+                       "descriptors": self.descriptors_key(model), "kind": self.cfg.dataset.kind})
+
+    def search_dir(self, model: str) -> Path:
+        return self.work / "search" / f"{model}-{self.search_key(model)}"
+
+    def report_dir(self, model: str) -> Path:
+        return self.reports / model
+
+    REPORT_FILES = ("report.json", "report.md", "report.html")
+
+    # ------------------------------------------------------------------ operations
+
+    @property
+    def published_root(self) -> Path:
+        return self.work / "published"
+
+    @property
+    def refresh_lock(self) -> Path:
+        return self.work / "refresh.lock"
+
+    @property
+    def fingerprint_cache(self) -> Path:
+        return self.work / "fingerprints.json"
+
+    @property
+    def task_log(self) -> Path:
+        return self.work / "task_runs.log"
+
+    def refresh_settings_hash(self) -> str:
+        """Settings a published version was built with (a change reprocesses every video)."""
+        return digest({"features": self.features_key,
+                       "descriptors": {m: self.descriptors_key(m) for m in self.cfg.models},
+                       "index": self.cfg.data["index"]}, 16)
+
+
+def listing_hash(videos: list[Video]) -> str:
+    """Hash of a listing: ids, sizes and mtimes."""
+    return digest([[v.id, v.size, v.mtime] for v in videos], 16)
+
+
+def layout_for(cfg: Config) -> Layout:
+    return Layout(cfg)

@@ -1,0 +1,487 @@
+"""The pipeline's steps: one function per operation.
+
+The command line (``python -m pipeline build``, ``refresh``, ``query`` ...) and the
+Luigi tasks call exactly these functions with a :class:`pipeline.layout.Layout`,
+so both entry points compute the same paths and write the same bytes.  A
+refresh is these same steps applied to a delta of the corpus
+(``pipeline.refresh``).
+
+    train_pca -> extract_shard -> describe_shard -> build_index -> search -> evaluate
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from extractors.features import ExtractorSettings, FrameFeatureExtractor
+from extractors.pca import PCAWhitening, load_published
+from extractors.progress import progress
+from extractors.resnet import WeightsNotFoundError, resolve_weights
+from extractors.timebase import FPS, frame_count_seconds
+from index.faiss_index import build_faiss, choose_index_type
+from index.search import Match, aligned_segment, offset_range, rerank_with_expansion
+from pipeline import completeness, failpoints
+from pipeline.artifacts import VideoFeatures, atomic_path, read_pack, read_video_features, utc_now
+from pipeline.config import Config, ConfigError, config_from_json
+from pipeline.corpus import Video
+from pipeline.dataset_kinds import kind_of, search_scope
+from pipeline.descriptors import (
+    DescriptorStore,
+    build_model,
+    compute_shard_descriptors,
+    describe_video,
+    mean_frame_component,
+)
+from pipeline.extract import ExtractionSettings, Failure, ShardResult, extract_shard_videos, reuse_earlier_features
+from pipeline.index_store import read_index, write_index
+from pipeline.layout import Layout
+from pipeline.pca_store import load_pca, save_pca
+from pipeline.search_results import read_search_results, write_search_results
+
+log = logging.getLogger(__name__)
+
+
+class StepError(RuntimeError):
+    """A step that cannot run; the message is one line that says what to do."""
+
+
+# --------------------------------------------------------------------------- frame features
+
+
+def weights_hint(cfg: Config) -> str:
+    return ('give the checkpoint with --overrides "features.weights=/path/to/resnet34-b627a593.pth" '
+            "(or put it in torch's hub cache); offline, for tests only: "
+            '--overrides "features.weights=random"')
+
+
+def check_weights(cfg: Config) -> None:
+    """Fail fast, before any work, when the configured CNN weights cannot be found."""
+    try:
+        resolve_weights(cfg.features.weights, download=False)
+    except WeightsNotFoundError as exc:
+        if cfg.features.weights == "imagenet" and cfg.features.download_weights:
+            return  # make_extractor will try the download and fail with the same hint
+        raise StepError(f"{str(exc).split(':')[0]}: {weights_hint(cfg)}") from None
+
+
+def make_extractor(cfg: Config, pca: PCAWhitening | None) -> FrameFeatureExtractor:
+    f = cfg.features
+    settings = ExtractorSettings(level=f.level, weights=f.weights, download_weights=f.download_weights,
+                                 seed=f.seed, device=f.device, precision=f.precision)
+    try:
+        return FrameFeatureExtractor(settings, pca)
+    except WeightsNotFoundError as exc:
+        first = str(exc).split(" (or set")[0]
+        raise StepError(f"{first}; {weights_hint(cfg)}") from None
+
+
+def extraction_settings(cfg: Config, show_progress: bool = True) -> ExtractionSettings:
+    f = cfg.features
+    return ExtractionSettings(image_area=f.image_area, feature_dtype=f.dtype, batch_size=f.batch_size,
+                              decode_workers=f.decode_workers, torch_threads=f.torch_threads,
+                              max_pixels=f.max_pixels, video_time_limit_s=f.video_time_limit_s,
+                              worker_memory_mb=f.worker_memory_mb, hwaccel=f.hwaccel, progress=show_progress)
+
+
+def pca_needed(layout: Layout) -> bool:
+    """True when features need a PCA trained on this corpus first."""
+    return layout.cfg.features.pca == "trained"
+
+
+def load_configured_pca(layout: Layout) -> PCAWhitening | None:
+    """The PCA the config asks for: none, trained (:func:`train_pca`'s output), a published prefix or a file."""
+    spec = layout.cfg.features.pca
+    if spec in ("none", ""):
+        return None
+    if spec == "trained":
+        if not layout.pca_path.is_file():
+            raise StepError(f"{layout.pca_path}: the trained PCA is missing; run TrainPCA "
+                            f"(any Luigi task or 'python -m pipeline build' trains it first)")
+        return load_pca(layout.pca_path)
+    if spec.endswith(".h5"):
+        return load_pca(spec)
+    return load_published(spec, layout.cfg.features.level)
+
+
+def train_pca(layout: Layout, show_progress: bool = True) -> Path:
+    """Train the corpus PCA-whitening (``features.pca: trained``) and save it with its provenance."""
+    from pipeline.extract import train_pca_on_videos
+
+    cfg = layout.cfg
+    check_weights(cfg)
+    ex = make_extractor(cfg, None)
+    pca = train_pca_on_videos([v.path for v in layout.videos], ex, extraction_settings(cfg, show_progress),
+                              frames_per_video=cfg.features.pca_frames_per_video,
+                              provenance={"dataset": cfg.name, "root": str(cfg.root),
+                                          "settings": layout.pca_key})
+    return save_pca(pca, layout.pca_path)
+
+
+def ensure_pca(layout: Layout, show_progress: bool = True) -> None:
+    """Train the PCA when the settings need one and it is not there yet."""
+    if pca_needed(layout) and not completeness.pca_complete(layout.pca_path):
+        train_pca(layout, show_progress)
+
+
+def write_failures(path: Path, failures: Sequence[Failure]) -> Path:
+    """``failures.csv``: one line per file that failed (file, stage, cause)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["file", "stage", "cause"])
+    for f in failures:
+        w.writerow([f.path, f.stage, f.cause])
+    with atomic_path(path) as tmp:
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
+    return path
+
+
+def extract_videos(layout: Layout, videos: Sequence[Video], shard_dir: Path,
+                   fingerprints, show_progress: bool = True,
+                   extractor: FrameFeatureExtractor | None = None) -> ShardResult:
+    """Frame features of ``videos`` into ``shard_dir`` (+ its pack and ``failures.csv``).
+
+    Feature files computed earlier in another shard from identical content with the
+    same settings are adopted instead of recomputed.  ``fingerprints`` maps video ids
+    to content fingerprints.
+    """
+    cfg = layout.cfg
+    ex = extractor or make_extractor(cfg, load_configured_pca(layout))
+    settings = extraction_settings(cfg, show_progress)
+    reuse_earlier_features([v.id for v in videos], shard_dir, layout.features_dir, ex, settings, fingerprints)
+    res = extract_shard_videos([(v.id, v.path) for v in videos], shard_dir, ex, settings, {"dataset": cfg.name})
+    write_failures(layout.failures_file(shard_dir), res.failures)
+    return res
+
+
+def extract_shard(layout: Layout, shard: int, show_progress: bool = True) -> ShardResult:
+    """Frame features of corpus shard ``shard``."""
+    from extractors.decode_pool import file_fingerprint
+
+    check_weights(layout.cfg)
+    videos = layout.shards[shard]
+    path_of = {v.id: v.path for v in videos}
+    return extract_videos(layout, videos, layout.feature_shard_dir(shard),
+                          lambda ids: {v: file_fingerprint(path_of[v]) for v in ids}, show_progress)
+
+
+def describe_shard(layout: Layout, feature_shard: Path, model: str) -> Path:
+    """Temporal descriptors of ``model`` for every video of one feature shard."""
+    out = layout.descriptor_file(model, feature_shard)
+    failpoints.hit("describe.before_write")
+    return compute_shard_descriptors(feature_shard, out, model, layout.cfg.model_spec(model),
+                                     layout.cfg.dataset.max_length_s)
+
+
+# --------------------------------------------------------------------------- index
+
+
+def descriptor_store(layout: Layout, model: str) -> DescriptorStore:
+    return DescriptorStore([layout.descriptor_path(model, s) for s in range(layout.n_shards)])
+
+
+def index_attrs(cfg: Config, kind: str, n: int) -> dict:
+    return {"index_type": kind, "model": cfg.index.model, "dataset": cfg.name, "config": cfg.to_json(),
+            "config_source": cfg.source, "n_videos": n}
+
+
+def build_index(layout: Layout) -> Path:
+    """FAISS index over the mean-frame components of ``index.model``."""
+    cfg = layout.cfg
+    ids, vectors = descriptor_store(layout, cfg.index.model).mean_frames()
+    if not ids:
+        raise StepError(f"dataset {cfg.name}: no video has features; nothing to index "
+                        f"(see failures.csv in {layout.features_dir})")
+    kind = choose_index_type(len(ids), cfg.index.type, cfg.index.ivf_threshold)
+    index = build_faiss(vectors, kind)
+    log.info("index %s: %d videos, %s", cfg.name, len(ids), kind)
+    return write_index(layout.index_dir, index, ids, index_attrs(cfg, kind, len(ids)))
+
+
+# --------------------------------------------------------------------------- search
+
+
+class FeatureLookup:
+    """Frame features by video id (through the shard packs, or a published manifest)."""
+
+    def __init__(self, where: dict[str, Path]) -> None:
+        self.where = where
+
+    @classmethod
+    def of_layout(cls, layout: Layout) -> FeatureLookup:
+        where: dict[str, Path] = {}
+        for s in range(layout.n_shards):
+            d = layout.feature_shard_dir(s)
+            if not completeness.feature_shard_complete(d):
+                continue
+            pack = read_pack(d)
+            for vid, name in zip(pack.video_ids, pack.files, strict=True):
+                where[vid] = d / name
+        return cls(where)
+
+    @classmethod
+    def of_manifest(cls, manifest: dict) -> FeatureLookup:
+        return cls({vid: Path(e["features"]) for vid, e in manifest["videos"].items()})
+
+    def get(self, vid: str) -> VideoFeatures:
+        return read_video_features(self.where[vid])
+
+
+def configured_model(cfg: Config, model_name: str):
+    """The temporal model ``models.<model_name>`` of the config."""
+    return build_model(cfg.model_spec(model_name), cfg.dataset.max_length_s)
+
+
+def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_mean: np.ndarray,
+               q_feats: VideoFeatures | None, index, store: DescriptorStore,
+               features: FeatureLookup | None, allowed: set[str] | None) -> list[Match]:
+    """FAISS candidates -> offset re-ranking with ``model`` -> segments, for one query."""
+    s = cfg.search
+    _, names = index.search(query_mean[None], s.top_k + 1, cfg.index.nprobe)
+    cands = [c for c in names[0] if c != query_id and (allowed is None or c in allowed) and c in store]
+    if not cands:
+        return []
+    q_frames = len(q_feats.features) if q_feats is not None else store.n_frames.get(query_id, 1)
+    offsets = offset_range(model, q_frames, max(store.n_frames[c] for c in cands))
+    scores, off_s = rerank_with_expansion(model, query_fv, store.get(cands), offsets, s.query_expansion,
+                                          s.qe_n1, s.qe_n2, s.qe_mode)
+    order = np.argsort(-scores, kind="stable")[: s.keep]
+    out = []
+    for rank, i in enumerate(order):
+        spans = (float("nan"),) * 4
+        if features is not None and q_feats is not None and cands[i] in features.where:
+            m = features.get(cands[i])
+            spans = aligned_segment(q_feats.features, q_feats.timestamps_s, m.features, m.timestamps_s,
+                                    float(off_s[i]), s.segment_threshold, s.segment_max_gap_s)
+        out.append(Match(query_id, cands[i], float(scores[i]), round(float(off_s[i]), 6), rank + 1, *spans))
+    return out
+
+
+def search(layout: Layout, model_name: str, show_progress: bool = True) -> Path:
+    """Every query of the dataset: candidates from the index, re-ranked with ``model_name``."""
+    cfg = layout.cfg
+    idx = read_index(layout.index_dir)
+    store = descriptor_store(layout, model_name)
+    index_model = cfg.index.model
+    index_store = store if index_model == model_name else descriptor_store(layout, index_model)
+    ids, means = index_store.mean_frames()
+    mean_of = dict(zip(ids, means, strict=True))
+    features = FeatureLookup.of_layout(layout)
+    queries, allowed = search_scope(cfg, store.ids)
+    model = configured_model(cfg, model_name)
+    rows: list[Match] = []
+    for q in progress(queries, unit="query", desc=f"search {model_name}", wanted=show_progress):
+        qf = features.get(q) if q in features.where else None
+        rows += search_one(cfg, model, q, store.get([q]), mean_of[q], qf, idx, store, features, allowed)
+    return write_search_results(layout.search_dir(model_name), rows,
+                                {"model": model_name, "dataset": cfg.name, "n_queries": len(queries)})
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate(layout: Layout, model_name: str) -> Path:
+    """Metrics and reports (JSON, Markdown, HTML) of one model's search results."""
+    from pipeline.evaluate import evaluate as run_protocol
+    from pipeline.report import write_report
+
+    cfg = layout.cfg
+    rows = read_search_results(layout.search_dir(model_name))
+    store = descriptor_store(layout, model_name)
+    durations = {v: frame_count_seconds(n) for v, n in store.n_frames.items()}
+    result = run_protocol(cfg, model_name, rows, FeatureLookup.of_layout(layout), durations, store,
+                          [v.id for v in layout.videos])
+    result["metrics"] = {k: (float(v) if isinstance(v, np.floating) else v) for k, v in result["metrics"].items()}
+    result["search_results"] = str(layout.search_dir(model_name))
+    return write_report(layout.report_dir(model_name), cfg.name, model_name, result, cfg.data)
+
+
+# --------------------------------------------------------------------------- the whole chain
+
+
+STAGES = ("features", "descriptors", "index", "search", "evaluate")
+
+
+@dataclass
+class BuildSummary:
+    ran: list[str]
+    skipped: int
+    failures: list[Failure]
+
+
+def build(layout: Layout, until: str = "index", models: Sequence[str] | None = None,
+          show_progress: bool = True) -> BuildSummary:
+    """Run the chain up to ``until`` without a scheduler, skipping every complete output
+    (the same completeness checks as the Luigi tasks, so both redo exactly what is missing)."""
+    if until not in STAGES:
+        raise ValueError(f"until must be one of {', '.join(STAGES)}, got {until!r}")
+    cfg = layout.cfg
+    stop = STAGES.index(until)
+    ran: list[str] = []
+    skipped = 0
+    failures: list[Failure] = []
+    if kind_of(cfg).generated:
+        from pipeline.synthetic import ensure_demo_corpus
+
+        ensure_demo_corpus(cfg.root)
+    if pca_needed(layout):
+        if completeness.pca_complete(layout.pca_path):
+            skipped += 1
+        else:
+            train_pca(layout, show_progress)
+            ran.append("TrainPCA")
+            record_run(layout, "TrainPCA")
+    for s in range(layout.n_shards):
+        if completeness.feature_shard_complete(layout.feature_shard_dir(s)):
+            skipped += 1
+        else:
+            failures += extract_shard(layout, s, show_progress).failures
+            ran.append(f"ExtractFeatures(shard={s})")
+            record_run(layout, "ExtractFeatures", shard=s)
+    if stop < 1:
+        return BuildSummary(ran, skipped, failures)
+    for s in range(layout.n_shards):
+        for m in cfg.models:
+            if completeness.descriptors_complete(layout.descriptor_path(m, s)):
+                skipped += 1
+            else:
+                describe_shard(layout, layout.feature_shard_dir(s), m)
+                ran.append(f"ComputeDescriptors(shard={s}, model={m})")
+                record_run(layout, "ComputeDescriptors", shard=s, model=m)
+    if stop < 2:
+        return BuildSummary(ran, skipped, failures)
+    if completeness.index_complete(layout.index_dir):
+        skipped += 1
+    else:
+        build_index(layout)
+        ran.append("BuildIndex")
+        record_run(layout, "BuildIndex")
+    if stop < 3:
+        return BuildSummary(ran, skipped, failures)
+    chosen = list(models) if models else (list(cfg.evaluate.models) if stop >= 4 else [cfg.search.model])
+    for m in chosen:
+        if completeness.search_complete(layout.search_dir(m)):
+            skipped += 1
+        else:
+            search(layout, m, show_progress)
+            ran.append(f"Search(model={m})")
+            record_run(layout, "Search", model=m)
+    if stop < 4:
+        return BuildSummary(ran, skipped, failures)
+    for m in chosen:
+        if completeness.reports_complete(layout.report_dir(m), layout.search_dir(m)):
+            skipped += 1
+        else:
+            evaluate(layout, m)
+            ran.append(f"Evaluate(model={m})")
+            record_run(layout, "Evaluate", model=m)
+    return BuildSummary(ran, skipped, failures)
+
+
+def record_run(layout: Layout, task: str, **params: object) -> None:
+    """Append one line per executed step to ``task_runs.log`` (who ran what, when)."""
+    line = json.dumps({"task": task, **params, "host": socket.gethostname(), "pid": os.getpid(),
+                       "time": utc_now()}) + "\n"
+    layout.work.mkdir(parents=True, exist_ok=True)
+    fd = os.open(layout.task_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line.encode())  # one small O_APPEND write: atomic across processes
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- query
+
+
+@dataclass
+class QueryResult:
+    video: str
+    model: str
+    index_dir: Path
+    n_frames: int
+    matches: list[Match]
+
+    @property
+    def duration_s(self) -> float:
+        return frame_count_seconds(self.n_frames)
+
+
+def find_index(cfg: Config, explicit_settings: bool) -> Path:
+    """The index a dataset serves: the published version, else the batch index of these
+    settings, else (when no settings were given) the newest batch index of the dataset."""
+    from pipeline.publish import current_version
+
+    layout = Layout(cfg)
+    published = current_version(layout.published_root)
+    if published is not None:
+        return published
+    try:
+        if completeness.index_complete(layout.index_dir):
+            return layout.index_dir
+    except ConfigError:
+        pass  # the corpus is not reachable from here: fall back to what was built
+    built = sorted((d for d in layout.work.glob("index-*") if completeness.index_complete(d)),
+                   key=lambda d: (d / "meta.h5").stat().st_mtime)
+    if built and not explicit_settings:
+        return built[-1]
+    how = (f'luigi --module pipeline BuildIndex --dataset {cfg.name} --local-scheduler'
+           f' (or python -m pipeline build --dataset {cfg.name})')
+    raise StepError(f"dataset {cfg.name}: no index built with these settings under {layout.work}; build it "
+                    f"first: {how}, with the same --overrides")
+
+
+def query_features(cfg: Config, layout: Layout, path: Path) -> VideoFeatures:
+    """Frame features of a video outside the corpus, with the index's own settings."""
+    from extractors.decode import decode_video, to_model_input
+
+    ex = make_extractor(cfg, load_configured_pca(layout))
+    d = decode_video(path, cfg.features.image_area, FPS, max_pixels=cfg.features.max_pixels)
+    bs = cfg.features.batch_size
+    feats = [ex(torch.from_numpy(to_model_input(d.frames[b0:b0 + bs]))).numpy()
+             for b0 in range(0, len(d.frames), bs)]
+    return VideoFeatures(str(path), np.concatenate(feats), d.timestamps_s, {})
+
+
+def query(video: Path, index_dir: Path, model_name: str | None = None, top: int = 10) -> QueryResult:
+    """Rank the indexed videos that contain a copy of ``video``, with offsets and spans (seconds).
+
+    Every setting (weights, PCA, models) comes from the configuration stored with the index.
+    """
+    from pipeline.publish import MANIFEST, read_manifest
+
+    idx = read_index(index_dir)
+    cfg = config_from_json(str(idx.attrs["config"]), f"{index_dir / 'meta.h5'} (stored configuration)")
+    layout = Layout(cfg)
+    model_name = model_name or cfg.search.model
+    if model_name not in cfg.models:
+        raise StepError(f"model {model_name!r} is not one of this index's models ({', '.join(cfg.models)})")
+    cfg.data["search"]["keep"] = top
+    cfg.data["search"]["top_k"] = max(cfg.search.top_k, top)
+    cfg = Config(cfg.data, cfg.source)
+    manifest = read_manifest(index_dir) if (index_dir / MANIFEST).is_file() else None
+    if manifest is not None:
+        store = DescriptorStore.from_manifest(manifest["videos"], model_name)
+        features = FeatureLookup.of_manifest(manifest)
+    else:
+        store = descriptor_store(layout, model_name)
+        features = FeatureLookup.of_layout(layout)
+    vf = query_features(cfg, layout, video)  # decoded and described once
+    times = vf.timestamps_s * FPS
+    model = configured_model(cfg, model_name)
+    fv = describe_video(model, vf.features, times)
+    imodel = model if cfg.index.model == model_name else configured_model(cfg, cfg.index.model)
+    ifv = fv if imodel is model else describe_video(imodel, vf.features, times)
+    mean = mean_frame_component(imodel, ifv[None]).numpy()[0]
+    rows = search_one(cfg, model, str(video), fv[None], mean, vf, idx, store, features, None)
+    return QueryResult(str(video), model_name, index_dir, len(vf.features), rows)

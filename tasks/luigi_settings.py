@@ -1,0 +1,55 @@
+"""The Luigi settings the pipeline needs, applied from any working directory.
+
+Luigi reads ``luigi.cfg`` only from the current directory (and ``/etc/luigi``,
+``$LUIGI_CONFIG_PATH``), so a cron job started elsewhere used to run with exit
+code 0 on failure, DEBUG logging and no retries.  :func:`apply_defaults` adds
+``configs/luigi.cfg`` (shipped with the package) for every option the user's
+configuration leaves unset, and :func:`log_failures` prints one line per failed
+task that says what went wrong.
+"""
+
+from __future__ import annotations
+
+import configparser
+import logging
+from importlib import resources
+
+import luigi
+import luigi.configuration
+
+log = logging.getLogger("pipeline")
+
+
+def defaults() -> configparser.ConfigParser:
+    parser = configparser.ConfigParser()
+    parser.read_string(resources.files("configs").joinpath("luigi.cfg").read_text(encoding="utf-8"))
+    return parser
+
+
+def apply_defaults() -> None:
+    """Set every option of ``configs/luigi.cfg`` that the user's configuration does not set."""
+    config = luigi.configuration.get_config()
+    ours = defaults()
+    for section in ours.sections():
+        for key, value in ours.items(section):
+            if not config.has_option(section, key):
+                if not config.has_section(section):
+                    config.add_section(section)
+                config.set(section, key, value)
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def log_failures() -> None:
+    """After Luigi's traceback, one line per failed task: which task, what to do."""
+
+    @luigi.Task.event_handler(luigi.Event.FAILURE)
+    def _failed(task: luigi.Task, exc: BaseException) -> None:
+        log.error("FAILED %s: %s", task.task_id, one_line(exc))
+
+    @luigi.Task.event_handler(luigi.Event.BROKEN_TASK)
+    def _broken(task: luigi.Task, exc: BaseException) -> None:
+        log.error("CANNOT SCHEDULE %s: %s", task.task_id, one_line(exc))

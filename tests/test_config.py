@@ -1,0 +1,91 @@
+"""Typed, validated configuration: unknown keys, bad types, removed keys, shipped configs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import ConfigError, base_file, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_mistyped_key_is_rejected_with_its_name(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key 'features\.weight' \(known: .*weights"):
+        load_config("demo", f"dataset.root={tmp_path};features.weight=random")
+    with pytest.raises(ConfigError, match=r"unknown key 'serach'"):
+        load_config("demo", f"dataset.root={tmp_path};serach.top_k=3")
+    with pytest.raises(ConfigError, match=r"unknown key 'models\.cte\.lambda'"):
+        load_config("demo", f"dataset.root={tmp_path};models.cte.lambda=0.2")
+
+
+def test_a_bad_value_names_the_key_and_the_expected_type(tmp_path):
+    with pytest.raises(ConfigError, match=r"'search\.top_k' must be an integer, got 'abc'"):
+        load_config("demo", f"dataset.root={tmp_path};search.top_k=abc")
+    with pytest.raises(ConfigError, match=r"'features\.dtype' must be one of 'float16', 'float32', got 'int8'"):
+        load_config("demo", f"dataset.root={tmp_path};features.dtype=int8")
+    with pytest.raises(ConfigError, match=r"'shards\.size' must be >= 1, got 0"):
+        load_config("demo", f"dataset.root={tmp_path};shards.size=0")
+    with pytest.raises(ConfigError, match=r"'features\.download_weights' must be true or false, got 'maybe'"):
+        load_config("demo", f"dataset.root={tmp_path};features.download_weights=maybe")
+    with pytest.raises(ConfigError, match=r"'search\.model' is 'tmk_x', which is not a model"):
+        load_config("demo", f"dataset.root={tmp_path};search.model=tmk_x")
+    with pytest.raises(ConfigError, match=r"'models\.tmk_lamv\.norm' must be one of"):
+        load_config("demo", f"dataset.root={tmp_path};models.tmk_lamv.norm=l3")
+
+
+def test_values_are_typed(tmp_path):
+    cfg = load_config("demo", f"dataset.root={tmp_path};search.segment_threshold=1;features.weights=random")
+    assert cfg.search.segment_threshold == 1.0 and isinstance(cfg.search.segment_threshold, float)
+    assert cfg.features.weights == "random" and cfg.shards.size == 6 and cfg.index.model == "tmk_lamv"
+    assert cfg.dataset.max_length_s == 40.0 and cfg.models["cte"].m == 256
+
+
+def test_features_fps_is_gone_with_a_reason(tmp_path):
+    with pytest.raises(ConfigError, match=r"features\.fps was removed: every video is sampled at 15 fps"):
+        load_config("demo", f"dataset.root={tmp_path};features.fps=25")
+
+
+def test_every_default_is_in_base_yaml_once():
+    """Loading base.yaml alone with a root validates: every typed field has its default there."""
+    import yaml
+
+    data = yaml.safe_load(base_file().read_text())
+    for section in ("dataset", "features", "shards", "index", "search", "evaluate"):
+        assert isinstance(data[section], dict)
+    assert "fps" not in data["features"]
+
+
+def test_dataset_yaml_is_a_config_not_an_artifact_for_verify(tmp_path):
+    from pipeline.verify import verify
+
+    yml = tmp_path / "mine.yaml"
+    yml.write_text(f"dataset: {{name: mine, kind: folder, root: {tmp_path}}}\nwork_dir: {tmp_path / 'work'}\n")
+    problems, checked = verify(str(yml))
+    assert checked == 0 and problems == [f"{tmp_path / 'work' / 'mine'}: no work directory for dataset mine "
+                                         f"(nothing built yet)"]
+
+
+@pytest.mark.slow
+def test_configs_ship_in_the_wheel(tmp_path):
+    """A non-editable install finds the configs: they are package data of the ``configs`` package."""
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
+                          "-w", str(tmp_path), "-q"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    wheel = next(tmp_path.glob("*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"configs/base.yaml", "configs/demo.yaml", "configs/EVVE.yaml", "configs/luigi.cfg",
+            "configs/__init__.py"} <= names
+    # and they are found from outside the source tree through the installed package
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    code = ("import pipeline.config as c; p = c.base_file(); print(p); "
+            "assert 'site' in str(p), p; print(c.load_config('demo', 'dataset.root=/tmp').source)")
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "site/configs/demo.yaml" in run.stdout
