@@ -51,10 +51,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
     from pipeline.steps import find_index, query
 
-    if args.index:
-        idx_path = Path(args.index)
-    else:
-        idx_path = find_index(load_config(args.dataset, args.overrides), explicit_settings=bool(args.overrides))
+    idx_path = Path(args.index) if args.index else find_index(load_config(args.dataset, args.overrides))
     res = query(Path(args.video), idx_path, args.model or None, args.top)
     if args.json:
         sys.stdout.write(json.dumps({"query": res.video, "model": res.model, "index": str(res.index_dir),

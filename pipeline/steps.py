@@ -417,9 +417,10 @@ class QueryResult:
         return frame_count_seconds(self.n_frames)
 
 
-def find_index(cfg: Config, explicit_settings: bool) -> Path:
-    """The index a dataset serves: the published version, else the batch index of these
-    settings, else (when no settings were given) the newest batch index of the dataset."""
+def find_index(cfg: Config) -> Path:
+    """The index a dataset serves: its published version; else the batch index built with exactly
+    these settings; else the newest batch index of the dataset (a warning names it: queries always
+    run with the settings stored with the index they use)."""
     from pipeline.publish import current_version
 
     layout = Layout(cfg)
@@ -430,15 +431,16 @@ def find_index(cfg: Config, explicit_settings: bool) -> Path:
         if completeness.index_complete(layout.index_dir):
             return layout.index_dir
     except ConfigError:
-        pass  # the corpus is not reachable from here: fall back to what was built
+        pass  # the corpus is not reachable from here: use what was built
     built = sorted((d for d in layout.work.glob("index-*") if completeness.index_complete(d)),
-                   key=lambda d: (d / "meta.h5").stat().st_mtime)
-    if built and not explicit_settings:
+                   key=lambda d: (d / "meta.h5").stat().st_mtime_ns)
+    if built:
+        log.warning("no index built with exactly these settings; using %s with the settings stored in it",
+                    built[-1])
         return built[-1]
-    how = (f'luigi --module pipeline BuildIndex --dataset {cfg.name} --local-scheduler'
-           f' (or python -m pipeline build --dataset {cfg.name})')
-    raise StepError(f"dataset {cfg.name}: no index built with these settings under {layout.work}; build it "
-                    f"first: {how}, with the same --overrides")
+    how = (f"luigi --module pipeline BuildIndex --dataset {cfg.name} --local-scheduler"
+           f" (or python -m pipeline build --dataset {cfg.name}), with the same --overrides")
+    raise StepError(f"dataset {cfg.name}: no index under {layout.work}; build it first: {how}")
 
 
 def query_features(cfg: Config, layout: Layout, path: Path) -> VideoFeatures:

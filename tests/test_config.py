@@ -73,7 +73,7 @@ def test_dataset_yaml_is_a_config_not_an_artifact_for_verify(tmp_path):
 @pytest.mark.slow
 def test_configs_ship_in_the_wheel(tmp_path):
     """A non-editable install finds the configs: they are package data of the ``configs`` package."""
-    out = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps",
                           "-w", str(tmp_path), "-q"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     wheel = next(tmp_path.glob("*.whl"))

@@ -280,3 +280,81 @@ def test_alignment_evaluation_on_an_align_file(built):
     errors = [r["error_s"] for r in out["per_query"]]
     assert errors[0] is not None and errors[0] < 0.1 and errors[1] < 0.1 and errors[2] is None
     assert out["metrics"]["localisation_accuracy_below_0.1s"] == pytest.approx(2 / 3)
+
+
+@pytest.mark.slow
+def test_repairs_redo_exactly_what_is_missing(built):
+    """Damage or delete any artifact below Evaluate: re-running Evaluate finds it and redoes it,
+    and only what was missing (the other shard's files are left alone)."""
+    from tasks import Evaluate
+
+    cfg, ov, _ = built
+    lay = Layout(cfg)
+    ev = Evaluate(dataset="demo", overrides=ov)
+    assert ev.complete()
+    # a run killed after report.json: the other report files are still owed
+    (lay.report_dir("tmk_lamv") / "report.md").unlink()
+    assert not ev.complete()
+    assert luigi.build([ev], local_scheduler=True, log_level="WARNING")
+    assert (lay.report_dir("tmk_lamv") / "report.md").is_file() and ev.complete()
+    # a damaged index (truncated file)
+    idx_file = lay.index_dir / "index.faiss"
+    idx_file.write_bytes(idx_file.read_bytes()[:100])
+    assert not ev.complete()
+    assert luigi.build([ev], local_scheduler=True, log_level="WARNING")
+    assert read_index(lay.index_dir).index.ntotal == len(lay.videos)
+    # a deleted shard (as the README documents): redone alone
+    s0, s1 = lay.feature_shard_dir(0), lay.feature_shard_dir(1)
+    shard0 = _mtimes(list(s0.iterdir()))
+    desc0 = lay.descriptor_path("tmk_lamv", 0).stat().st_mtime_ns
+    import shutil
+
+    shutil.rmtree(s1)
+    assert not ev.complete()
+    assert luigi.build([ev], local_scheduler=True, log_level="WARNING")
+    assert (s1 / "_pack.h5").is_file() and ev.complete()
+    assert _mtimes(list(s0.iterdir())) == shard0 and lay.descriptor_path("tmk_lamv", 0).stat().st_mtime_ns == desc0
+
+
+@pytest.mark.slow
+def test_query_uses_the_settings_stored_with_the_index(built, tmp_path):
+    """The dataset config asks for ImageNet weights, the index was built with random ones:
+    query uses the index's settings and does not ask for weights."""
+    cfg, _, copies = built
+    video = cfg.root / "videos" / "demo" / "copy00.mp4"
+    locate = f"dataset.root={cfg.root};work_dir={cfg['work_dir']};reports_dir={cfg['reports_dir']}"
+    # folder config + features.weights=imagenet would fail at extraction if query used it
+    out = subprocess.run([sys.executable, "-m", "pipeline", "query", str(video), "--dataset", "demo",
+                          "--overrides", locate + ";features.weights=imagenet;features.download_weights=false",
+                          "--top", "3", "--json"], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    doc = json.loads(out.stdout)
+    assert doc["matches"][0]["match"] == copies[0].source
+    assert abs(doc["matches"][0]["offset_s"] - copies[0].offset_s) < 0.1
+
+
+@pytest.mark.slow
+def test_query_with_a_cte_index(built):
+    """``index.model=cte``: the index of those settings is built, then queried (no 'meta.h5: file not found')."""
+    from tasks import BuildIndex
+
+    cfg, ov, copies = built
+    ov_cte = ov + ";index.model=cte;search.model=cte"
+    video = cfg.root / "videos" / "demo" / "copy01.mp4"
+    before = subprocess.run([sys.executable, "-m", "pipeline", "query", str(video), "--dataset", "demo",
+                             "--overrides", ov_cte, "--json"], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    # no CTE index yet: the existing one is used with its own settings, and the user is told which
+    assert before.returncode == 0, before.stderr[-2000:]
+    assert "no index built with exactly these settings; using" in before.stderr
+    assert json.loads(before.stdout)["model"] == "tmk_lamv"
+    assert luigi.build([BuildIndex(dataset="demo", overrides=ov_cte)], local_scheduler=True, log_level="WARNING")
+    out = subprocess.run([sys.executable, "-m", "pipeline", "query", str(video), "--dataset", "demo",
+                          "--overrides", ov_cte, "--top", "3", "--json"], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    doc = json.loads(out.stdout)
+    assert doc["model"] == "cte" and Layout(load_config("demo", ov_cte)).index_dir.name in doc["index"]
+    partner = next(m for m in doc["matches"] if m["match"] == copies[1].source)
+    assert abs(partner["offset_s"] - copies[1].offset_s) < 0.2
