@@ -93,6 +93,25 @@ class DatasetTask(luigi.Task):
             raise
         return True
 
+    def preflight(self) -> None:
+        """Fail at scheduling, before any work, when frame features are still owed and the CNN
+        weights are missing.  Every task calls it from ``requires``, so the root task of a run
+        fails at once (a failing dependency would leave the root pending until the worker's
+        idle limit)."""
+        try:
+            steps.check_weights(self.cfg)
+        except steps.StepError:
+            if self.extraction_pending():
+                raise
+
+    def extraction_pending(self) -> bool:
+        if not self.corpus_listed():
+            return True
+        lay = self.layout
+        if steps.pca_needed(lay) and not completeness.pca_complete(lay.pca_path):
+            return True
+        return not all(completeness.feature_shard_complete(lay.feature_shard_dir(s)) for s in range(lay.n_shards))
+
     def record(self, **params: object) -> None:
         steps.record_run(self.layout, type(self).__name__, **params)
 
@@ -119,8 +138,7 @@ class TrainPCA(DatasetTask):
     """PCA-whitening trained on the corpus (only when ``features.pca: trained``)."""
 
     def requires(self):
-        if not self.outputs_valid():
-            steps.check_weights(self.cfg)  # missing data fails at scheduling, with what to do
+        self.preflight()
         return self.corpus_ready()
 
     def output(self):
@@ -140,8 +158,7 @@ class ExtractFeatures(DatasetTask):
     shard = luigi.IntParameter()
 
     def requires(self):
-        if not self.outputs_valid():
-            steps.check_weights(self.cfg)  # missing data fails at scheduling, with what to do
+        self.preflight()
         return [self.clone(TrainPCA)] if steps.pca_needed(self.layout) else self.corpus_ready()
 
     def output(self):
@@ -167,6 +184,7 @@ class ComputeDescriptors(DatasetTask):
     model = luigi.Parameter()
 
     def requires(self):
+        self.preflight()
         return self.clone(ExtractFeatures)
 
     def output(self):
@@ -191,6 +209,7 @@ class BuildIndex(DatasetTask):
                 for s in range(self.layout.n_shards) for m in self.cfg.models]
 
     def requires(self):
+        self.preflight()
         if not self.corpus_listed():
             return self.corpus_ready()
         return self.corpus_ready() + self.descriptor_tasks()
@@ -225,6 +244,7 @@ class Search(DatasetTask):
         return self.model or self.cfg.search.model
 
     def requires(self):
+        self.preflight()
         return self.clone(BuildIndex)
 
     def output(self):
@@ -256,6 +276,7 @@ class Evaluate(DatasetTask):
         return [self.model] if self.model else list(self.cfg.evaluate.models)
 
     def requires(self):
+        self.preflight()
         return [self.clone(Search, model=m) for m in self.models]
 
     def output(self):
@@ -294,6 +315,8 @@ class RefreshCorpus(DatasetTask):
     keep = luigi.IntParameter(default=3, description="published versions kept for rollback")
 
     def requires(self):
+        if not self.complete():
+            self.preflight()
         return self.corpus_ready()
 
     def output(self):

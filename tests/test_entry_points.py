@@ -90,7 +90,7 @@ def test_luigi_exits_non_zero_from_any_directory_with_one_line_that_says_what_to
                "--local-scheduler"], elsewhere, LUIGI_CONFIG_PATH=str(fast_luigi(elsewhere)))
     text = out.stdout + out.stderr
     assert out.returncode == 35, text[-3000:]  # [retcode] scheduling_error, applied without a luigi.cfg here
-    lines = [ln for ln in text.splitlines() if ln.startswith("CANNOT SCHEDULE ExtractFeatures")]
+    lines = [ln for ln in text.splitlines() if ln.startswith("CANNOT SCHEDULE BuildIndex")]
     assert lines and 'missing-resnet34.pth does not exist' in lines[0]
     assert '--overrides "features.weights=/path/to/resnet34-b627a593.pth"' in lines[0]
     assert "DEBUG:" not in text  # INFO logging by default

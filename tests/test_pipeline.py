@@ -330,8 +330,8 @@ def test_query_uses_the_settings_stored_with_the_index(built, tmp_path):
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr[-2000:]
     doc = json.loads(out.stdout)
-    assert doc["matches"][0]["match"] == copies[0].source
-    assert abs(doc["matches"][0]["offset_s"] - copies[0].offset_s) < 0.1
+    partner = next(m for m in doc["matches"] if m["match"] == copies[0].source)  # (the clip itself ranks first)
+    assert abs(partner["offset_s"] - copies[0].offset_s) < 0.1
 
 
 @pytest.mark.slow
