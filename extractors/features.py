@@ -92,6 +92,18 @@ class FrameFeatureExtractor:
         """Frame descriptors ``(B, D) float32`` on the CPU, unit L2 norm."""
         return self._describe_maps(self.feature_maps(frames)).cpu()
 
+    def describe(self, frames: np.ndarray) -> np.ndarray:
+        """``(B, H, W, 3) uint8`` RGB -> ``(B, D) float32`` (the :class:`FrameExtractor` interface)."""
+        from extractors.decode import to_model_input
+
+        return self(torch.from_numpy(to_model_input(frames))).numpy()
+
+    def pca_samples(self, frames: np.ndarray) -> np.ndarray:
+        """Regional vectors of ``(B, H, W, 3) uint8`` frames: what its PCA-whitening is fitted on."""
+        from extractors.decode import to_model_input
+
+        return self.regional(torch.from_numpy(to_model_input(frames))).numpy()
+
     def regional(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Un-whitened L2-normalised regional vectors ``(B * R, C)`` (PCA training data)."""
         fmap = self.feature_maps(frames)

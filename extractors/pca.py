@@ -51,8 +51,15 @@ class PCAWhitening:
         return (torch.from_numpy(self.mean).to(device), torch.from_numpy(self.dvt).to(device))
 
 
-def fit_pca(x: np.ndarray, n_components: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Fit on ``x (n, C)``: returns ``(mean (1, C), DVt (D, C))`` (float64 internally)."""
+def fit_pca(x: np.ndarray, n_components: int | None = None,
+            shrinkage: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Fit on ``x (n, C)``: returns ``(mean (1, C), DVt (D, C))`` (float64 internally).
+
+    ``shrinkage`` regularises the whitening: component ``i`` is divided by
+    ``sqrt(lambda_i + shrinkage * lambda_max)`` (0: plain whitening, the reference's;
+    1: weak components are no longer blown up, for corpora with fewer training
+    vectors than dimensions).
+    """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 2:
         raise PCAError(f"need at least 2 training vectors of shape (n, C), got {x.shape}")
@@ -60,14 +67,16 @@ def fit_pca(x: np.ndarray, n_components: int | None = None) -> tuple[np.ndarray,
     xc = x - mean
     eigval, eigvec = np.linalg.eigh(xc.T @ xc)
     order = np.argsort(eigval)[::-1][: n_components or x.shape[1]]
-    dvt = eigvec[:, order].T / np.sqrt(np.maximum(eigval[order], 0.0) + EIG_EPS)[:, None]
+    lam = np.maximum(eigval[order], 0.0)
+    dvt = eigvec[:, order].T / np.sqrt(lam + EIG_EPS + shrinkage * lam.max(initial=0.0))[:, None]
     return mean.astype(np.float32), dvt.astype(np.float32)
 
 
-def train_pca(x: np.ndarray, provenance: dict, n_components: int | None = None) -> PCAWhitening:
-    """Fit a whitening on regional vectors ``x (n, C)`` and record how it was made."""
-    mean, dvt = fit_pca(x, n_components)
-    prov = {"name": "trained", "n_vectors": int(x.shape[0]), **provenance}
+def train_pca(x: np.ndarray, provenance: dict, n_components: int | None = None,
+              shrinkage: float = 0.0) -> PCAWhitening:
+    """Fit a whitening on vectors ``x (n, C)`` and record how it was made."""
+    mean, dvt = fit_pca(x, n_components, shrinkage)
+    prov = {"name": "trained", "n_vectors": int(x.shape[0]), "shrinkage": shrinkage, **provenance}
     return PCAWhitening(mean, dvt, prov)
 
 

@@ -27,6 +27,16 @@ def pca_complete(path: Path) -> bool:
     return True
 
 
+def vocabulary_complete(path: Path) -> bool:
+    from pipeline.vocab_store import load_vocabulary
+
+    try:
+        load_vocabulary(path)
+    except (ArtifactError, OSError):
+        return False
+    return True
+
+
 def feature_shard_complete(shard: Path) -> bool:
     """The pack is readable and every file it lists exists with the frame count it records."""
     if not (shard / PACK_NAME).is_file():

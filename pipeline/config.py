@@ -53,14 +53,15 @@ class DatasetConfig:
 
 @dataclass(frozen=True)
 class FeaturesConfig:
-    extractor: Literal["resnet34_rmac"]
+    extractor: Literal["resnet34_rmac", "pdqf", "mvlad"]
     level: int
     weights: str
     download_weights: bool
     seed: int
     pca: str
     pca_frames_per_video: int
-    image_area: int
+    pca_shrinkage: float | Literal["auto"]
+    image_area: int | Literal["auto"]
     dtype: Literal["float16", "float32"]
     batch_size: int
     decode_workers: int
@@ -132,7 +133,7 @@ TOP_LEVEL: dict[str, Any] = {"storage": str | None, "work_dir": str, "reports_di
 # Constraints beyond the type (key -> (predicate, what is expected)).
 _MIN: dict[str, float] = {
     "dataset.max_length_s": 1e-9, "features.level": 1, "features.pca_frames_per_video": 1,
-    "features.image_area": 64, "features.batch_size": 1, "features.decode_workers": -1,
+    "features.image_area": 64, "features.pca_shrinkage": 0, "features.batch_size": 1, "features.decode_workers": -1,
     "features.torch_threads": 0, "features.max_pixels": 1, "features.video_time_limit_s": 0,
     "features.worker_memory_mb": 0, "shards.size": 1, "index.ivf_threshold": 1, "index.nprobe": 1,
     "search.top_k": 1, "search.keep": 1, "search.qe_n1": 1, "search.qe_n2": 1, "search.segment_max_gap_s": 0,
@@ -222,7 +223,7 @@ def _validate_record(cls: type, data: Any, where: str, source: str) -> Any:
             raise ConfigError(f"{source}: '{dotted}' must be {_type_name(hints[name])}, "
                               f"got {data[name]!r}") from None
         lo = _MIN.get(dotted)
-        if lo is not None and values[name] is not None and values[name] < lo:
+        if lo is not None and isinstance(values[name], int | float) and values[name] < lo:
             raise ConfigError(f"{source}: '{dotted}' must be >= {lo:g}, got {data[name]!r}")
     return cls(**values)
 
@@ -332,8 +333,8 @@ class Config:
     def __post_init__(self) -> None:
         self.dataset: DatasetConfig = _validate_record(DatasetConfig, self.data.get("dataset"), "dataset",
                                                        self.source)
-        self.features: FeaturesConfig = _validate_record(FeaturesConfig, self.data.get("features"), "features",
-                                                         self.source)
+        self.features: FeaturesConfig = _resolve_features(
+            _validate_record(FeaturesConfig, self.data.get("features"), "features", self.source))
         self.shards: ShardsConfig = _validate_record(ShardsConfig, self.data.get("shards"), "shards", self.source)
         self.index: IndexConfig = _validate_record(IndexConfig, self.data.get("index"), "index", self.source)
         self.search: SearchConfig = _validate_record(SearchConfig, self.data.get("search"), "search", self.source)
@@ -405,6 +406,18 @@ class Config:
 
     def to_json(self) -> str:
         return json.dumps(self.data, sort_keys=True, default=str)
+
+
+def _resolve_features(f: FeaturesConfig) -> FeaturesConfig:
+    """``auto`` values -> the extractor's recommended configuration
+    (``extractors.frame_extractor.RECOMMENDED``), so every later stage and hash sees numbers."""
+    from extractors.frame_extractor import RECOMMENDED
+
+    rec = RECOMMENDED[f.extractor]
+    return dataclasses.replace(
+        f, pca=rec.pca if f.pca == "auto" else f.pca,
+        image_area=rec.image_area if f.image_area == "auto" else f.image_area,
+        pca_shrinkage=rec.pca_shrinkage if f.pca_shrinkage == "auto" else f.pca_shrinkage)
 
 
 def _finish(data: dict, source: str, name_default: str) -> Config:

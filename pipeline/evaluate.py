@@ -68,8 +68,29 @@ def _pair_index(gt: GroundTruth) -> dict[tuple[str, str], list[tuple[float, floa
     return out
 
 
+def pair_level_metrics(gt: GroundTruth, rows: list[Match], n_videos: int) -> dict:
+    """Every unordered video pair ranked by its best score in either direction: pair AP, best F1,
+    candidate recall, and for the true pairs found, the share whose offset (from the
+    best-scoring direction) is within 1 s and 0.1 s of the truth."""
+    pairs = _pair_index(gt)
+    best: dict[frozenset, Match] = {}
+    for r in rows:
+        key = frozenset((r.query, r.match))
+        if len(key) == 2 and (key not in best or r.score > best[key].score):
+            best[key] = r
+    true = {frozenset(k) for k in pairs if k[0] != k[1]}
+    pl = metrics.pair_level({k: m.score for k, m in best.items()}, true, n_videos)
+    errors = [min(abs(m.offset_s - (g[0] - g[2])) for g in pairs[(m.query, m.match)])
+              for k, m in best.items() if k in true]
+    e = np.asarray(errors, dtype=np.float64)
+    return {"pair_AP": pl.ap, "pair_best_F1": pl.best_f1, "pair_recall_in_results": pl.recall_reported,
+            "true_pairs": pl.n_true, "pairs_ranked": pl.n_pairs,
+            "found_pairs_offset_within_1s": float((e < 1.0).mean()) if len(e) else float("nan"),
+            "found_pairs_offset_within_0.1s": float((e < 0.1).mean()) if len(e) else float("nan")}
+
+
 def evaluate_pairs(gt: GroundTruth, rows: list[Match], durations: dict[str, float],
-                   mode: str = "corrected") -> dict:
+                   mode: str = "corrected", n_videos: int | None = None) -> dict:
     """Copy detection + localisation on search results (VCDB-like ground truth)."""
     pairs = _pair_index(gt)
     scores, ok, qside = [], [], []
@@ -121,7 +142,8 @@ def evaluate_pairs(gt: GroundTruth, rows: list[Match], durations: dict[str, floa
                       "score": top.score if top else None, "offset_s": top.offset_s if top else None,
                       "true_partners": sorted(partners),
                       "offset_error_s": (found.get((q, top.match)) if top else None)})
-    return {"metrics": {"segment_max_F1": metrics.max_f1(precision, recall),
+    pair = pair_level_metrics(gt, rows, n_videos) if n_videos else {}
+    return {"metrics": {**pair, "segment_max_F1": metrics.max_f1(precision, recall),
                         "segment_PR_AUC": metrics.pr_auc(precision, recall),
                         **{f"localisation_accuracy_below_{t:g}s": v for t, v in acc.items()},
                         "mAP": float(np.mean(aps)) if aps else float("nan"),
@@ -185,7 +207,7 @@ def evaluate(cfg: Config, model_name: str, rows: list[Match], features, duration
     if kind.protocol == "event_retrieval":
         out = evaluate_evve(gt, rows)
     elif kind.protocol == "copy_pairs":
-        out = evaluate_pairs(gt, rows, durations, cfg.evaluate.vcdb_mode)
+        out = evaluate_pairs(gt, rows, durations, cfg.evaluate.vcdb_mode, len(ids))
     elif kind.protocol == "alignment":
         out = evaluate_alignment(cfg, gt, model_name, features)
     else:

@@ -16,16 +16,16 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from extractors.decode import DEFAULT_IMAGE_AREA, to_model_input
+from extractors.decode import DEFAULT_IMAGE_AREA
 from extractors.decode_pool import decode_messages
-from extractors.features import FrameFeatureExtractor
+from extractors.frame_extractor import FrameExtractor
 from extractors.progress import progress
 from extractors.timebase import FPS
 from pipeline.artifacts import (
@@ -102,7 +102,7 @@ def resolve_layout(settings: ExtractionSettings, device_type: str,
     return s
 
 
-def feature_config_id(extractor: FrameFeatureExtractor, settings: ExtractionSettings) -> str:
+def feature_config_id(extractor: FrameExtractor, settings: ExtractionSettings) -> str:
     """Hash of everything that changes the numbers in a feature file."""
     cfg = {"model": extractor.model_id, "weights": extractor.weights_id,
            "pca": extractor.pca.pca_id if extractor.pca else "none",
@@ -115,7 +115,7 @@ def feature_config_id(extractor: FrameFeatureExtractor, settings: ExtractionSett
 
 
 def extract_shard_videos(videos: Sequence[tuple[str, str | os.PathLike]], shard_dir: str | os.PathLike,
-                  extractor: FrameFeatureExtractor,
+                  extractor: FrameExtractor,
                   settings: ExtractionSettings | None = None,
                   extra_attrs: dict | None = None) -> ShardResult:
     """Extract features of ``videos`` (``(video_id, path)`` pairs) into ``shard_dir``.
@@ -152,7 +152,7 @@ def extract_shard_videos(videos: Sequence[tuple[str, str | os.PathLike]], shard_
             continue
         if kind == "chunk":
             frames, ts, src = msg[2], msg[3], msg[4]
-            feats = extractor(torch.from_numpy(to_model_input(frames))).numpy()
+            feats = extractor.describe(frames)
             b = buffers.setdefault(i, [[], [], [], frames.shape[1:3]])
             b[0].append(feats)
             b[1].append(ts)
@@ -180,7 +180,7 @@ def extract_shard_videos(videos: Sequence[tuple[str, str | os.PathLike]], shard_
     return result
 
 
-def _video_attrs(info: dict, extractor: FrameFeatureExtractor, settings: ExtractionSettings,
+def _video_attrs(info: dict, extractor: FrameExtractor, settings: ExtractionSettings,
                  cfg_id: str, hw: tuple[int, int], extra: dict | None) -> dict:
     return {
         "source_path": os.path.abspath(info["path"]),
@@ -201,7 +201,6 @@ def _video_attrs(info: dict, extractor: FrameFeatureExtractor, settings: Extract
         "input_size_wh": np.array([hw[1], hw[0]], dtype=np.int64),
         "image_area": int(settings.image_area),
         "model": extractor.model_id,
-        "level": int(extractor.settings.level),
         "weights_id": extractor.weights_id,
         "pca_id": extractor.pca.pca_id if extractor.pca else "none",
         "precision": str(extractor.precision),
@@ -232,32 +231,41 @@ def _write_shard_pack(videos: Sequence[tuple[str, str | os.PathLike]], shard: Pa
                                 {"config_id": cfg_id, "shard": shard.name}))
 
 
-def train_pca_on_videos(paths: Sequence[str | os.PathLike], extractor: FrameFeatureExtractor,
+def sampled_frames(paths: Sequence[str | os.PathLike], settings: ExtractionSettings, frames_per_video: int,
+                   what: str) -> Iterator[tuple[str, np.ndarray]]:
+    """``(path, (n, H, W, 3) uint8)`` evenly spaced frames of each video that decodes (others are
+    skipped with a warning): the sample every corpus fit (vocabulary, PCA) is made on."""
+    from extractors.decode import DecodeError, decode_video
+
+    for p in progress(paths, unit="video", desc=what, wanted=settings.progress):
+        try:
+            d = decode_video(p, settings.image_area, FPS, max_pixels=settings.max_pixels)
+        except DecodeError as exc:
+            log.warning("%s: skipping %s", what, exc)
+            continue
+        idx = np.unique(np.linspace(0, len(d.frames) - 1, min(frames_per_video, len(d.frames))).astype(int))
+        yield str(p), d.frames[idx]
+
+
+def train_pca_on_videos(paths: Sequence[str | os.PathLike], extractor: FrameExtractor,
                         settings: ExtractionSettings | None = None, frames_per_video: int = 300,
                         max_vectors: int = 500_000, seed: int = 0,
-                        provenance: dict | None = None):
-    """Train a PCA-whitening on the regional vectors of ``paths`` (evenly spaced frames).
+                        provenance: dict | None = None, n_components: int | None = None,
+                        shrinkage: float = 0.0):
+    """Train a PCA-whitening on the extractor's PCA samples of ``paths`` (evenly spaced frames).
 
     Videos that fail to decode are skipped with a warning.  Returns a
     :class:`extractors.pca.PCAWhitening` whose provenance records the corpus.
     """
-    from extractors.decode import DecodeError, decode_video
     from extractors.pca import train_pca
 
     settings = resolve_layout(settings or ExtractionSettings(), extractor.device.type)
     rng = np.random.default_rng(seed)
     vectors, used = [], []
-    for p in progress(paths, unit="video", desc="PCA", wanted=settings.progress):
-        try:
-            d = decode_video(p, settings.image_area, FPS, max_pixels=settings.max_pixels)
-        except DecodeError as exc:
-            log.warning("PCA training: skipping %s", exc)
-            continue
-        idx = np.unique(np.linspace(0, len(d.frames) - 1, min(frames_per_video, len(d.frames))).astype(int))
-        for b0 in range(0, len(idx), settings.batch_size):
-            batch = d.frames[idx[b0:b0 + settings.batch_size]]
-            vectors.append(extractor.regional(torch.from_numpy(to_model_input(batch))).numpy())
-        used.append(str(p))
+    for p, frames in sampled_frames(paths, settings, frames_per_video, "PCA"):
+        for b0 in range(0, len(frames), settings.batch_size):
+            vectors.append(extractor.pca_samples(frames[b0:b0 + settings.batch_size]))
+        used.append(p)
     if not vectors:
         raise ValueError("PCA training: no video could be decoded")
     x = np.concatenate(vectors)
@@ -265,7 +273,26 @@ def train_pca_on_videos(paths: Sequence[str | os.PathLike], extractor: FrameFeat
         x = x[rng.choice(len(x), max_vectors, replace=False)]
     prov = {"videos": len(used), "model": extractor.model_id, "weights_id": extractor.weights_id,
             "frames_per_video": frames_per_video, **(provenance or {})}
-    return train_pca(x, prov)
+    return train_pca(x, prov, n_components=n_components, shrinkage=shrinkage)
+
+
+def train_vocabulary_on_videos(paths: Sequence[str | os.PathLike], settings: ExtractionSettings,
+                               frames_per_video: int, provenance: dict | None = None):
+    """Fit MultiVLAD vocabularies on dense RootSIFT of evenly spaced frames of ``paths``
+    (descriptors of textured regions only, ``weight > 0.5``)."""
+    from extractors.mvlad import MVLADSettings, dense_sift, fit_vocabulary
+
+    ms = MVLADSettings()
+    local, used = [], []
+    for p, frames in sampled_frames(paths, settings, frames_per_video, "vocabulary"):
+        for b0 in range(0, len(frames), settings.batch_size):
+            d, w = dense_sift(frames[b0:b0 + settings.batch_size], ms.cell, ms.stride, ms.contrast)
+            local.append(d.reshape(-1, 128)[w.reshape(-1) > 0.5].numpy())
+        used.append(p)
+    if not local:
+        raise ValueError("vocabulary training: no video could be decoded")
+    return fit_vocabulary(np.concatenate(local), ms, {"videos": len(used), "frames_per_video": frames_per_video,
+                                                      **(provenance or {})})
 
 
 def existing_feature_files(features_root: Path) -> dict[str, Path]:
@@ -281,7 +308,7 @@ def existing_feature_files(features_root: Path) -> dict[str, Path]:
 
 
 def reuse_earlier_features(video_ids: Sequence[str], shard: Path, features_root: Path,
-                           extractor: FrameFeatureExtractor, settings: ExtractionSettings,
+                           extractor: FrameExtractor, settings: ExtractionSettings,
                            fingerprints: Callable[[list[str]], dict[str, str]]) -> int:
     """Hard-link feature files computed earlier in another shard of ``features_root`` into
     ``shard`` (so :func:`extract_shard_videos` skips them), when they were made with the same

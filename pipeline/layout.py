@@ -56,7 +56,12 @@ def _file_identity(path: str) -> str:
 
 
 def weights_identity(cfg: Config) -> str:
-    """What the CNN weights are: the published checkpoint, random with a seed, or a given file."""
+    """What the CNN weights are: the published checkpoint, random with a seed, or a given file
+    (``none`` for extractors without weights)."""
+    from extractors.frame_extractor import RECOMMENDED
+
+    if not RECOMMENDED[cfg.features.extractor].needs_weights:
+        return "none"
     w = cfg.features.weights
     if w == "imagenet":
         return "torchvision:resnet34-b627a593"
@@ -132,9 +137,12 @@ class Layout:
     def extractor_identity(self, with_pca: bool = True) -> dict:
         """Everything that changes the numbers of a frame descriptor."""
         f = self.cfg.features
-        ident = {"layout": FEATURE_LAYOUT_VERSION, "extractor": f.extractor, "level": f.level,
-                 "rmac_levels": RMAC_LEVELS, "weights": weights_identity(self.cfg),
-                 "image_area": f.image_area, "fps": FPS, "precision": resolved_precision(self.cfg)}
+        ident = {"layout": FEATURE_LAYOUT_VERSION, "extractor": f.extractor, "weights": weights_identity(self.cfg),
+                 "image_area": f.image_area, "fps": FPS}
+        if f.extractor == "resnet34_rmac":
+            ident.update(level=f.level, rmac_levels=RMAC_LEVELS, precision=resolved_precision(self.cfg))
+        if self.needs_vocabulary:
+            ident["vocabulary"] = self.vocab_key
         if with_pca:
             ident["pca"] = self.pca_identity()
             ident["dtype"] = f.dtype
@@ -155,7 +163,25 @@ class Layout:
     @cached_property
     def pca_key(self) -> str:
         return digest({"extractor": self.extractor_identity(with_pca=False),
-                       "frames_per_video": self.cfg.features.pca_frames_per_video})
+                       "frames_per_video": self.cfg.features.pca_frames_per_video,
+                       "shrinkage": self.cfg.features.pca_shrinkage})
+
+    @property
+    def needs_vocabulary(self) -> bool:
+        from extractors.frame_extractor import RECOMMENDED
+
+        return RECOMMENDED[self.cfg.features.extractor].needs_vocabulary
+
+    @cached_property
+    def vocab_key(self) -> str:
+        """The vocabulary's settings (fitted on this corpus's frames: see ``steps.train_vocabulary``)."""
+        f = self.cfg.features
+        return digest({"extractor": f.extractor, "image_area": f.image_area, "fps": FPS,
+                       "frames_per_video": f.pca_frames_per_video, "layout": FEATURE_LAYOUT_VERSION})
+
+    @property
+    def vocab_path(self) -> Path:
+        return self.work / f"vocab-{self.vocab_key}.h5"
 
     @property
     def pca_path(self) -> Path:

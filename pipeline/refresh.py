@@ -153,7 +153,7 @@ def _process(layout: Layout, todo: list[str], inv: dict[str, dict], number: int,
     """Extract + describe ``todo`` into delta shards; manifest entries of the videos that worked."""
     cfg = layout.cfg
     size = cfg.shards.size
-    extractor = steps.make_extractor(cfg, steps.load_configured_pca(layout))
+    extractor = steps.configured_extractor(layout)
     by_id = {v.id: v for v in layout.videos}
     entries: dict[str, dict] = {}
     for k in range(0, len(todo), size):

@@ -25,11 +25,11 @@ from pipeline.artifacts import atomic_path
 
 
 def _unit(name: str) -> str:
-    if "accuracy" in name:
+    if "accuracy" in name or name.startswith("found_pairs_offset"):
         return "fraction (0-1)"
     if name.endswith("_s"):
         return "seconds"
-    if name in ("ground_truth_pairs", "pairs_found", "queries", "results"):
+    if name in ("ground_truth_pairs", "pairs_found", "queries", "results", "true_pairs", "pairs_ranked"):
         return "count"
     return "(0-1)"
 

@@ -23,7 +23,10 @@ import numpy as np
 import torch
 
 from extractors.features import ExtractorSettings, FrameFeatureExtractor
+from extractors.frame_extractor import RECOMMENDED, FrameExtractor
+from extractors.mvlad import MultiVLADExtractor, Vocabulary
 from extractors.pca import PCAWhitening, load_published
+from extractors.pdqf import PDQFExtractor
 from extractors.progress import progress
 from extractors.resnet import WeightsNotFoundError, resolve_weights
 from extractors.timebase import FPS, frame_count_seconds
@@ -46,6 +49,7 @@ from pipeline.index_store import read_index, write_index
 from pipeline.layout import Layout
 from pipeline.pca_store import load_pca, save_pca
 from pipeline.search_results import read_search_results, write_search_results
+from pipeline.vocab_store import load_vocabulary, save_vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +63,18 @@ class StepError(RuntimeError):
 
 def weights_hint(cfg: Config) -> str:
     return ('give the checkpoint with --overrides "features.weights=/path/to/resnet34-b627a593.pth" '
-            "(or put it in torch's hub cache); offline, for tests only: "
-            '--overrides "features.weights=random"')
+            "(or put it in torch's hub cache), or use an extractor that needs no weights: "
+            '--overrides "features.extractor=mvlad" (or pdqf)')
+
+
+def needs_weights(cfg: Config) -> bool:
+    return RECOMMENDED[cfg.features.extractor].needs_weights
 
 
 def check_weights(cfg: Config) -> None:
     """Fail fast, before any work, when the configured CNN weights cannot be found."""
+    if not needs_weights(cfg):
+        return
     try:
         resolve_weights(cfg.features.weights, download=False)
     except WeightsNotFoundError as exc:
@@ -73,8 +83,15 @@ def check_weights(cfg: Config) -> None:
         raise StepError(f"{str(exc).split(':')[0]}: {weights_hint(cfg)}") from None
 
 
-def make_extractor(cfg: Config, pca: PCAWhitening | None) -> FrameFeatureExtractor:
+def make_extractor(cfg: Config, pca: PCAWhitening | None, vocab: Vocabulary | None = None) -> FrameExtractor:
+    """The configured frame-feature extractor (``features.extractor``)."""
     f = cfg.features
+    if f.extractor == "pdqf":
+        return PDQFExtractor(pca)
+    if f.extractor == "mvlad":
+        if vocab is None:
+            raise StepError("the MultiVLAD extractor needs its vocabulary (TrainVocabulary)")
+        return MultiVLADExtractor(vocab, pca)
     settings = ExtractorSettings(level=f.level, weights=f.weights, download_weights=f.download_weights,
                                  seed=f.seed, device=f.device, precision=f.precision)
     try:
@@ -82,6 +99,31 @@ def make_extractor(cfg: Config, pca: PCAWhitening | None) -> FrameFeatureExtract
     except WeightsNotFoundError as exc:
         first = str(exc).split(" (or set")[0]
         raise StepError(f"{first}; {weights_hint(cfg)}") from None
+
+
+def configured_extractor(layout: Layout) -> FrameExtractor:
+    """The extractor with everything fitted on the corpus that it uses (vocabulary, PCA)."""
+    return make_extractor(layout.cfg, load_configured_pca(layout), load_configured_vocabulary(layout))
+
+
+def load_configured_vocabulary(layout: Layout) -> Vocabulary | None:
+    if not layout.needs_vocabulary:
+        return None
+    if not completeness.vocabulary_complete(layout.vocab_path):
+        raise StepError(f"{layout.vocab_path}: the MultiVLAD vocabulary is missing; run TrainVocabulary "
+                        f"(any Luigi task or 'python -m pipeline build' fits it first)")
+    return load_vocabulary(layout.vocab_path)
+
+
+def train_vocabulary(layout: Layout, show_progress: bool = True) -> Path:
+    """Fit the MultiVLAD vocabularies on the corpus's own frames (no annotations) and save them."""
+    from pipeline.extract import train_vocabulary_on_videos
+
+    cfg = layout.cfg
+    vocab = train_vocabulary_on_videos([v.path for v in layout.videos], extraction_settings(cfg, show_progress),
+                                       cfg.features.pca_frames_per_video,
+                                       {"dataset": cfg.name, "root": str(cfg.root), "settings": layout.vocab_key})
+    return save_vocabulary(vocab, layout.vocab_path)
 
 
 def extraction_settings(cfg: Config, show_progress: bool = True) -> ExtractionSettings:
@@ -95,6 +137,11 @@ def extraction_settings(cfg: Config, show_progress: bool = True) -> ExtractionSe
 def pca_needed(layout: Layout) -> bool:
     """True when features need a PCA trained on this corpus first."""
     return layout.cfg.features.pca == "trained"
+
+
+def vocabulary_needed(layout: Layout) -> bool:
+    """True when features need vocabularies fitted on this corpus first."""
+    return layout.needs_vocabulary
 
 
 def load_configured_pca(layout: Layout) -> PCAWhitening | None:
@@ -118,16 +165,19 @@ def train_pca(layout: Layout, show_progress: bool = True) -> Path:
 
     cfg = layout.cfg
     check_weights(cfg)
-    ex = make_extractor(cfg, None)
+    ex = make_extractor(cfg, None, load_configured_vocabulary(layout))
     pca = train_pca_on_videos([v.path for v in layout.videos], ex, extraction_settings(cfg, show_progress),
                               frames_per_video=cfg.features.pca_frames_per_video,
-                              provenance={"dataset": cfg.name, "root": str(cfg.root),
-                                          "settings": layout.pca_key})
+                              provenance={"dataset": cfg.name, "root": str(cfg.root), "settings": layout.pca_key},
+                              n_components=RECOMMENDED[cfg.features.extractor].pca_dims,
+                              shrinkage=float(cfg.features.pca_shrinkage))
     return save_pca(pca, layout.pca_path)
 
 
 def ensure_pca(layout: Layout, show_progress: bool = True) -> None:
-    """Train the PCA when the settings need one and it is not there yet."""
+    """Fit what the features need from the corpus (vocabulary, PCA) when it is not there yet."""
+    if vocabulary_needed(layout) and not completeness.vocabulary_complete(layout.vocab_path):
+        train_vocabulary(layout, show_progress)
     if pca_needed(layout) and not completeness.pca_complete(layout.pca_path):
         train_pca(layout, show_progress)
 
@@ -149,7 +199,7 @@ def write_failures(path: Path, failures: Sequence[Failure]) -> Path:
 
 def extract_videos(layout: Layout, videos: Sequence[Video], shard_dir: Path,
                    fingerprints, show_progress: bool = True,
-                   extractor: FrameFeatureExtractor | None = None) -> ShardResult:
+                   extractor: FrameExtractor | None = None) -> ShardResult:
     """Frame features of ``videos`` into ``shard_dir`` (+ its pack and ``failures.csv``).
 
     Feature files computed earlier in another shard from identical content with the
@@ -157,7 +207,7 @@ def extract_videos(layout: Layout, videos: Sequence[Video], shard_dir: Path,
     to content fingerprints.
     """
     cfg = layout.cfg
-    ex = extractor or make_extractor(cfg, load_configured_pca(layout))
+    ex = extractor or configured_extractor(layout)
     settings = extraction_settings(cfg, show_progress)
     reuse_earlier_features([v.id for v in videos], shard_dir, layout.features_dir, ex, settings, fingerprints)
     res = extract_shard_videos([(v.id, v.path) for v in videos], shard_dir, ex, settings, {"dataset": cfg.name})
@@ -335,6 +385,13 @@ def build(layout: Layout, until: str = "index", models: Sequence[str] | None = N
         from pipeline.synthetic import ensure_demo_corpus
 
         ensure_demo_corpus(cfg.root)
+    if vocabulary_needed(layout):
+        if completeness.vocabulary_complete(layout.vocab_path):
+            skipped += 1
+        else:
+            train_vocabulary(layout, show_progress)
+            ran.append("TrainVocabulary")
+            record_run(layout, "TrainVocabulary")
     if pca_needed(layout):
         if completeness.pca_complete(layout.pca_path):
             skipped += 1
@@ -445,13 +502,12 @@ def find_index(cfg: Config) -> Path:
 
 def query_features(cfg: Config, layout: Layout, path: Path) -> VideoFeatures:
     """Frame features of a video outside the corpus, with the index's own settings."""
-    from extractors.decode import decode_video, to_model_input
+    from extractors.decode import decode_video
 
-    ex = make_extractor(cfg, load_configured_pca(layout))
+    ex = configured_extractor(layout)
     d = decode_video(path, cfg.features.image_area, FPS, max_pixels=cfg.features.max_pixels)
     bs = cfg.features.batch_size
-    feats = [ex(torch.from_numpy(to_model_input(d.frames[b0:b0 + bs]))).numpy()
-             for b0 in range(0, len(d.frames), bs)]
+    feats = [ex.describe(d.frames[b0:b0 + bs]) for b0 in range(0, len(d.frames), bs)]
     return VideoFeatures(str(path), np.concatenate(feats), d.timestamps_s, {})
 
 

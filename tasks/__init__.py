@@ -105,6 +105,8 @@ class DatasetTask(luigi.Task):
                 raise
 
     def extraction_pending(self) -> bool:
+        if not steps.needs_weights(self.cfg):
+            return False
         if not self.corpus_listed():
             return True
         lay = self.layout
@@ -134,11 +136,30 @@ class GenerateCorpus(DatasetTask):
         forget_listings()
 
 
+class TrainVocabulary(DatasetTask):
+    """MultiVLAD vocabularies fitted on the corpus's frames (only for ``features.extractor: mvlad``)."""
+
+    def requires(self):
+        return self.corpus_ready()
+
+    def output(self):
+        return self.store.target(self.layout.vocab_path, completeness.vocabulary_complete)
+
+    def run(self):
+        if self.outputs_valid():
+            return
+        steps.train_vocabulary(self.layout)
+        self.store.publish(self.output().local)
+        self.record()
+
+
 class TrainPCA(DatasetTask):
     """PCA-whitening trained on the corpus (only when ``features.pca: trained``)."""
 
     def requires(self):
         self.preflight()
+        if steps.vocabulary_needed(self.layout):
+            return [self.clone(TrainVocabulary)]
         return self.corpus_ready()
 
     def output(self):
@@ -147,6 +168,9 @@ class TrainPCA(DatasetTask):
     def run(self):
         if self.outputs_valid():
             return
+        for t in flatten(self.input()):
+            if hasattr(t, "local"):
+                self.store.fetch(t.local)
         steps.train_pca(self.layout)
         self.store.publish(self.output().local)
         self.record()
@@ -159,7 +183,12 @@ class ExtractFeatures(DatasetTask):
 
     def requires(self):
         self.preflight()
-        return [self.clone(TrainPCA)] if steps.pca_needed(self.layout) else self.corpus_ready()
+        if steps.pca_needed(self.layout):
+            return [self.clone(TrainPCA), *([self.clone(TrainVocabulary)] if steps.vocabulary_needed(self.layout)
+                                            else [])]
+        if steps.vocabulary_needed(self.layout):
+            return [self.clone(TrainVocabulary)]
+        return self.corpus_ready()
 
     def output(self):
         return self.store.target(self.layout.feature_shard_dir(self.shard) / "_pack.h5",
@@ -168,8 +197,9 @@ class ExtractFeatures(DatasetTask):
     def run(self):
         if self.outputs_valid():
             return
-        if steps.pca_needed(self.layout):
-            self.store.fetch(self.input()[0].local)
+        for t in flatten(self.input()):
+            if hasattr(t, "local"):
+                self.store.fetch(t.local)  # the fitted PCA / vocabulary
         shard = self.output().local.parent
         self.store.fetch(shard)  # videos finished by an interrupted attempt are kept
         steps.extract_shard(self.layout, self.shard)
@@ -338,4 +368,4 @@ class RefreshCorpus(DatasetTask):
 
 
 __all__ = ["BuildIndex", "ComputeDescriptors", "Evaluate", "ExtractFeatures", "GenerateCorpus", "RefreshCorpus",
-           "Search", "TrainPCA", "forget_listings"]
+           "Search", "TrainPCA", "TrainVocabulary", "forget_listings"]

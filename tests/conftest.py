@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import extractors  # noqa: F401  (first: its reproducible-MKL settings must precede torch's import)
+
+# isort: split
 import numpy as np
 import pytest
 import torch

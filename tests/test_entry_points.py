@@ -93,6 +93,7 @@ def test_luigi_exits_non_zero_from_any_directory_with_one_line_that_says_what_to
     lines = [ln for ln in text.splitlines() if ln.startswith("CANNOT SCHEDULE BuildIndex")]
     assert lines and 'missing-resnet34.pth does not exist' in lines[0]
     assert '--overrides "features.weights=/path/to/resnet34-b627a593.pth"' in lines[0]
+    assert '--overrides "features.extractor=mvlad" (or pdqf)' in lines[0]  # the offline alternatives
     assert "DEBUG:" not in text  # INFO logging by default
     # a task that fails on every attempt: task_failed
     out = run(["luigi", "--module", "pipeline", "BuildIndex", "--dataset", "folder", "--overrides",
@@ -182,3 +183,26 @@ def test_tqdm_disable_is_honoured_even_on_a_terminal(monkeypatch):
     assert not mod.bars_disabled(True) and mod.bars_disabled(False)
     monkeypatch.setenv("TQDM_DISABLE", "1")
     assert mod.bars_disabled(True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extractor", ["mvlad", "pdqf"])
+def test_offline_extractors_find_planted_copies_without_weights(tmp_path, extractor):
+    """Selecting an offline extractor alone gives its recommended configuration (vocabularies and
+    PCA fitted on the corpus by their own tasks), needs no weights even when the config names
+    ImageNet weights that are absent, and finds the planted copies at their offsets."""
+    from pipeline.search_results import read_search_results
+    from pipeline.synthetic import make_demo_corpus
+    from tasks import Evaluate
+
+    copies = make_demo_corpus(tmp_path / "data", n_sources=3, n_copies=2, n_distractors=1, source_s=12, copy_s=6)
+    ov = (f"dataset.root={tmp_path / 'data'};work_dir={tmp_path / 'work'};reports_dir={tmp_path / 'reports'};"
+          f"features.extractor={extractor};features.weights=imagenet;features.download_weights=false;"
+          "features.pca=auto;features.pca_frames_per_video=20;evaluate.models=[tmk_lamv]")
+    assert luigi.build([Evaluate(dataset="demo", overrides=ov)], local_scheduler=True, log_level="WARNING")
+    lay = Layout(load_config("demo", ov))
+    assert lay.pca_path.is_file() and (lay.vocab_path.is_file() == (extractor == "mvlad"))
+    rows = read_search_results(lay.search_dir("tmk_lamv"))
+    for c in copies:
+        top = next(r for r in rows if r.query == c.query and r.rank == 1)
+        assert top.match == c.source and abs(top.offset_s - c.offset_s) < 0.1, (c, top)

@@ -90,3 +90,18 @@ def test_precision_recall_curve_matches_sklearn_semantics():
     area = metrics.pr_auc(p, r)
     expected = (1 / 3) * (1 + 1) / 2 + (1 / 3) * (1 + 2 / 3) / 2 + (1 / 3) * (2 / 3 + 3 / 4) / 2
     assert area == pytest.approx(expected)
+
+
+def test_pair_level_ap_counts_every_unordered_pair():
+    f = frozenset
+    true = {f(("a", "b")), f(("c", "d"))}
+    # perfect: both true pairs on top
+    perfect = metrics.pair_level({f(("a", "b")): 0.9, f(("c", "d")): 0.8, f(("a", "c")): 0.1}, true, 4)
+    assert perfect.ap == 1.0 and perfect.best_f1 == 1.0 and perfect.recall_reported == 1.0 and perfect.n_pairs == 6
+    # one true pair never reported: it ranks after every other pair (6th of 6): (1/1 + 2/6) / 2
+    missed = metrics.pair_level({f(("a", "b")): 0.9, f(("a", "c")): 0.5}, true, 4)
+    assert missed.ap == pytest.approx((1 + 2 / 6) / 2) and missed.recall_reported == 0.5
+    assert missed.best_f1 == pytest.approx(2 * 1 * 0.5 / 1.5)
+    # a constant score earns nothing over chance (ties: negatives first)
+    flat = metrics.pair_level({k: 1.0 for k in map(f, [("a", "b"), ("a", "c"), ("b", "c")])}, {f(("a", "b"))}, 3)
+    assert flat.ap == pytest.approx(1 / 3)
