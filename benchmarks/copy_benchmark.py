@@ -169,11 +169,20 @@ def build_dataset(clips: list[Path], fillers: list[Path], out: Path, n_copies: i
                 if all(s0 + length <= t["source_start"] or s0 >= t["source_start"] + t["length"] for t in used)]
         if free:
             make(f"hard{h:02d}", h % len(loaded), int(free[len(free) // 2]), length, "reencode")
+    lines = [f"{t['copy']}.mp4,{t['source']},{hms(t['copy_start'])},{hms(t['copy_start'] + t['length'])},"
+             f"{hms(t['source_start'])},{hms(t['source_start'] + t['length'])}\n" for t in truth]
+    # two copies of overlapping moments of one source are copies of each other
+    for i, a in enumerate(truth):
+        for b in truth[i + 1:]:
+            o0 = max(a["source_start"], b["source_start"])
+            o1 = min(a["source_start"] + a["length"], b["source_start"] + b["length"])
+            if a["source"] == b["source"] and o1 > o0:
+                a0, b0 = a["copy_start"] + o0 - a["source_start"], b["copy_start"] + o0 - b["source_start"]
+                lines.append(f"{a['copy']}.mp4,{b['copy']}.mp4,{hms(a0)},{hms(a0 + o1 - o0)},"
+                             f"{hms(b0)},{hms(b0 + o1 - o0)}\n")
     ann = out / "annotation"
     ann.mkdir(exist_ok=True)
-    (ann / "bench.txt").write_text("".join(
-        f"{t['copy']}.mp4,{t['source']},{hms(t['copy_start'])},{hms(t['copy_start'] + t['length'])},"
-        f"{hms(t['source_start'])},{hms(t['source_start'] + t['length'])}\n" for t in truth))
+    (ann / "bench.txt").write_text("".join(lines))
     (out / "truth.json").write_text(json.dumps(truth, indent=2))
     return truth
 
@@ -193,12 +202,14 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=16)
     ap.add_argument("--hard", type=int, default=4, help="hard negatives: other moments of copied sources")
     ap.add_argument("--seed", type=int, default=3)
-    ap.add_argument("--extractors", default="resnet34_rmac,pdqf,mvlad")
+    ap.add_argument("--extractors", default="resnet34_rmac,pdqf,mvlad,mvlad+bars",
+                    help="comma-separated; '+bars' removes letterbox/pillarbox bars first")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     from extractors.resnet import WeightsNotFoundError, resolve_weights
     from pipeline import steps
+    from pipeline.artifacts import read_pack
     from pipeline.config import load_config
     from pipeline.layout import Layout
 
@@ -218,9 +229,11 @@ def main() -> None:
     except WeightsNotFoundError:
         weights = "random"
     rows = []
-    for ex in args.extractors.split(","):
+    for variant in args.extractors.split(","):
+        ex, bars = variant.removesuffix("+bars"), variant.endswith("+bars")
         pca = "trained" if ex == "resnet34_rmac" else "auto"  # the old offline option: random weights + PCA
         ov = (f"dataset.root={args.out.resolve()};dataset.kind=vcdb;dataset.name=copybench-{ex};"
+              f"features.remove_black_bars={str(bars).lower()};"
               f"dataset.max_length_s=240;features.extractor={ex};features.weights={weights};features.pca={pca};"
               f"shards.size=16;search.top_k=20;search.keep=20;work_dir={args.out.resolve() / 'work'};"
               f"reports_dir={args.out.resolve() / 'reports'}")
@@ -230,21 +243,25 @@ def main() -> None:
         c1, t1 = cpu_seconds(), time.perf_counter()
         steps.build(layout, until="features", show_progress=False)
         c2, t2 = cpu_seconds(), time.perf_counter()
-        steps.build(layout, until="evaluate", show_progress=False)
-        video_s = sum(n for n in steps.descriptor_store(layout, "tmk_lamv").n_frames.values()) / 15.0
-        for m in layout.cfg.evaluate.models:
-            x = json.loads((layout.report_dir(m) / "report.json").read_text())["metrics"]
-            rows.append((ex, m, x, (c1 - c0) / video_s, (c2 - c1) / video_s, (t2 - t1) / video_s))
+        video_s = sum(int(read_pack(layout.feature_shard_dir(i)).frame_counts.sum())
+                      for i in range(layout.n_shards)) / 15.0
+        for norm in ("none", "background"):
+            lay = Layout(load_config("folder", f"{ov};search.score_normalisation={norm};search.background=10"))
+            steps.build(lay, until="evaluate", show_progress=False)
+            for m in lay.cfg.evaluate.models:
+                x = json.loads((lay.report_dir(m) / "report.json").read_text())["metrics"]
+                rows.append((variant, m, norm, x, (c1 - c0) / video_s, (c2 - c1) / video_s, (t2 - t1) / video_s))
     n_videos = len(layout.videos)
     attacks = sorted({t["attack"] for t in truth})
     print(f"\nCopy-detection benchmark: {len(sources)} real source clips, {len(truth)} copies "
           f"({', '.join(attacks)}; {sum(t['copy'].startswith('hard') for t in truth)} hard negatives), "
           f"{n_videos} videos, {n_videos * (n_videos - 1) // 2} unordered pairs, CNN weights: {weights}\n")
-    print("| extractor | model | pair AP | pair best F1 | true pairs in results | offset < 1 s | < 0.1 s | "
-          "segment max-F1 | fit CPU s / video s | extract CPU s / video s | extract wall s / video s |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for ex, m, x, fit, ext, wall in rows:
-        print(f"| {ex} | {m} | {x['pair_AP']:.3f} | {x['pair_best_F1']:.3f} | {x['pair_recall_in_results']:.3f} | "
+    print("| extractor | model | score norm. | pair AP | pair best F1 | true pairs in results | offset < 1 s | "
+          "< 0.1 s | segment max-F1 | fit CPU s / video s | extract CPU s / video s | extract wall s / video s |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for ex, m, norm, x, fit, ext, wall in rows:
+        print(f"| {ex} | {m} | {norm} | {x['pair_AP']:.3f} | {x['pair_best_F1']:.3f} | "
+              f"{x['pair_recall_in_results']:.3f} | "
               f"{x['found_pairs_offset_within_1s']:.3f} | {x['found_pairs_offset_within_0.1s']:.3f} | "
               f"{x['segment_max_F1']:.3f} | {fit:.3f} | {ext:.3f} | {wall:.3f} |")
 

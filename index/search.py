@@ -32,6 +32,7 @@ class Match:
     query_end_s: float = float("nan")
     match_start_s: float = float("nan")
     match_end_s: float = float("nan")
+    raw_score: float = float("nan")  # the model's score before per-query normalisation (= score without it)
 
 
 def offset_range(model: TMK | CTE, query_frames: int, max_candidate_frames: int) -> np.ndarray:
@@ -106,3 +107,12 @@ def aligned_segment(q_feats: np.ndarray, q_times_s: np.ndarray, m_feats: np.ndar
     k = int(np.argmax(dur))
     q0, q1 = float(t[starts[k]]), float(t[ends[k]]) + 1.0 / FPS
     return q0, q1, q0 - offset_s, q1 - offset_s
+
+
+def background_normalised(scores: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Per-query score normalisation against a background of non-matching videos:
+    ``score - max(background)`` (scores comparable across queries; > 0 means the candidate
+    beats every background video).  ``background`` empty: scores unchanged."""
+    if len(background) == 0:
+        return np.asarray(scores, dtype=np.float64)
+    return np.asarray(scores, dtype=np.float64) - float(np.max(background))

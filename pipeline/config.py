@@ -62,6 +62,7 @@ class FeaturesConfig:
     pca_frames_per_video: int
     pca_shrinkage: float | Literal["auto"]
     image_area: int | Literal["auto"]
+    remove_black_bars: bool
     dtype: Literal["float16", "float32"]
     batch_size: int
     decode_workers: int
@@ -98,6 +99,8 @@ class SearchConfig:
     qe_mode: Literal["corrected", "reference"]
     segment_threshold: float
     segment_max_gap_s: float
+    score_normalisation: Literal["none", "background"]
+    background: int
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,8 @@ _MIN: dict[str, float] = {
     "features.image_area": 64, "features.pca_shrinkage": 0, "features.batch_size": 1, "features.decode_workers": -1,
     "features.torch_threads": 0, "features.max_pixels": 1, "features.video_time_limit_s": 0,
     "features.worker_memory_mb": 0, "shards.size": 1, "index.ivf_threshold": 1, "index.nprobe": 1,
-    "search.top_k": 1, "search.keep": 1, "search.qe_n1": 1, "search.qe_n2": 1, "search.segment_max_gap_s": 0,
+    "search.top_k": 1, "search.keep": 1, "search.qe_n1": 1, "search.qe_n2": 1, "search.background": 1,
+    "search.segment_max_gap_s": 0,
 }
 
 REMOVED: dict[str, str] = {

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from extractors.black_bars import crop_black_bars
 from extractors.decode import DEFAULT_IMAGE_AREA
 from extractors.decode_pool import decode_messages
 from extractors.frame_extractor import FrameExtractor
@@ -60,6 +61,7 @@ class ExtractionSettings:
     video_time_limit_s: float = 600.0  # per video, decode included (0: none)
     worker_memory_mb: int = 8192  # address-space cap of each decode worker (0: none)
     hwaccel: str = "none"  # FFmpeg hardware decoder (cuda, vaapi, ...), software fallback
+    remove_black_bars: bool = False  # crop letterbox / pillarbox bars before the extractor
     progress: bool = True
 
 
@@ -107,7 +109,7 @@ def feature_config_id(extractor: FrameExtractor, settings: ExtractionSettings) -
     cfg = {"model": extractor.model_id, "weights": extractor.weights_id,
            "pca": extractor.pca.pca_id if extractor.pca else "none",
            "image_area": settings.image_area, "fps": FPS, "dtype": settings.feature_dtype,
-           "precision": extractor.precision}
+           "precision": extractor.precision, "black_bars": "removed" if settings.remove_black_bars else "kept"}
     return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -152,7 +154,7 @@ def extract_shard_videos(videos: Sequence[tuple[str, str | os.PathLike]], shard_
             continue
         if kind == "chunk":
             frames, ts, src = msg[2], msg[3], msg[4]
-            feats = extractor.describe(frames)
+            feats = extractor.describe(crop_black_bars(frames) if settings.remove_black_bars else frames)
             b = buffers.setdefault(i, [[], [], [], frames.shape[1:3]])
             b[0].append(feats)
             b[1].append(ts)
@@ -244,7 +246,7 @@ def sampled_frames(paths: Sequence[str | os.PathLike], settings: ExtractionSetti
             log.warning("%s: skipping %s", what, exc)
             continue
         idx = np.unique(np.linspace(0, len(d.frames) - 1, min(frames_per_video, len(d.frames))).astype(int))
-        yield str(p), d.frames[idx]
+        yield str(p), crop_black_bars(d.frames[idx]) if settings.remove_black_bars else d.frames[idx]
 
 
 def train_pca_on_videos(paths: Sequence[str | os.PathLike], extractor: FrameExtractor,

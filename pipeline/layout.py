@@ -138,7 +138,7 @@ class Layout:
         """Everything that changes the numbers of a frame descriptor."""
         f = self.cfg.features
         ident = {"layout": FEATURE_LAYOUT_VERSION, "extractor": f.extractor, "weights": weights_identity(self.cfg),
-                 "image_area": f.image_area, "fps": FPS}
+                 "image_area": f.image_area, "fps": FPS, "black_bars": f.remove_black_bars}
         if f.extractor == "resnet34_rmac":
             ident.update(level=f.level, rmac_levels=RMAC_LEVELS, precision=resolved_precision(self.cfg))
         if self.needs_vocabulary:
@@ -177,7 +177,8 @@ class Layout:
         """The vocabulary's settings (fitted on this corpus's frames: see ``steps.train_vocabulary``)."""
         f = self.cfg.features
         return digest({"extractor": f.extractor, "image_area": f.image_area, "fps": FPS,
-                       "frames_per_video": f.pca_frames_per_video, "layout": FEATURE_LAYOUT_VERSION})
+                       "frames_per_video": f.pca_frames_per_video, "layout": FEATURE_LAYOUT_VERSION,
+                       "black_bars": f.remove_black_bars})
 
     @property
     def vocab_path(self) -> Path:

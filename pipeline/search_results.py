@@ -18,12 +18,12 @@ from index.search import Match
 from pipeline.artifacts import atomic_h5, atomic_path, open_checked
 
 SEARCH_SCHEMA = "videoalign/search"
-SEARCH_VERSION = 1
+SEARCH_VERSION = 2  # 2: raw_score (the score before per-query normalisation)
 RESULTS_H5 = "results.h5"
 RESULTS_CSV = "results.csv"
 
 CSV_FIELDS = ["query", "match", "score", "offset_s", "rank", "query_start_s", "query_end_s",
-              "match_start_s", "match_end_s"]
+              "match_start_s", "match_end_s", "raw_score"]
 
 
 def write_search_results(directory: Path, rows: list[Match], attrs: dict) -> Path:
@@ -34,8 +34,8 @@ def write_search_results(directory: Path, rows: list[Match], attrs: dict) -> Pat
     w.writeheader()
     for r in rows:
         d = asdict(r)
-        w.writerow({k: (f"{d[k]:.3f}" if isinstance(d[k], float) and k != "score" else
-                        f"{d[k]:.6g}" if k == "score" else d[k]) for k in CSV_FIELDS})
+        w.writerow({k: (f"{d[k]:.6g}" if k in ("score", "raw_score") else
+                        f"{d[k]:.3f}" if isinstance(d[k], float) else d[k]) for k in CSV_FIELDS})
     with atomic_path(directory / RESULTS_CSV) as tmp:
         tmp.write_text(buf.getvalue(), encoding="utf-8")
     str_t = h5py.string_dtype("utf-8")
@@ -60,5 +60,5 @@ def read_search_results(directory: Path) -> list[Match]:
     dec = [[s.decode() if isinstance(s, bytes) else s for s in cols[k]] for k in ("query", "match")]
     return [Match(dec[0][i], dec[1][i], float(cols["score"][i]), float(cols["offset_s"][i]),
                   int(cols["rank"][i]), float(cols["query_start_s"][i]), float(cols["query_end_s"][i]),
-                  float(cols["match_start_s"][i]), float(cols["match_end_s"][i]))
+                  float(cols["match_start_s"][i]), float(cols["match_end_s"][i]), float(cols["raw_score"][i]))
             for i in range(len(dec[0]))]

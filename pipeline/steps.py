@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from extractors.black_bars import crop_black_bars
 from extractors.features import ExtractorSettings, FrameFeatureExtractor
 from extractors.frame_extractor import RECOMMENDED, FrameExtractor
 from extractors.mvlad import MultiVLADExtractor, Vocabulary
@@ -31,7 +32,7 @@ from extractors.progress import progress
 from extractors.resnet import WeightsNotFoundError, resolve_weights
 from extractors.timebase import FPS, frame_count_seconds
 from index.faiss_index import build_faiss, choose_index_type
-from index.search import Match, aligned_segment, offset_range, rerank_with_expansion
+from index.search import Match, aligned_segment, background_normalised, offset_range, rerank_with_expansion
 from pipeline import completeness, failpoints
 from pipeline.artifacts import VideoFeatures, atomic_path, read_pack, read_video_features, utc_now
 from pipeline.config import Config, ConfigError, config_from_json
@@ -131,7 +132,8 @@ def extraction_settings(cfg: Config, show_progress: bool = True) -> ExtractionSe
     return ExtractionSettings(image_area=f.image_area, feature_dtype=f.dtype, batch_size=f.batch_size,
                               decode_workers=f.decode_workers, torch_threads=f.torch_threads,
                               max_pixels=f.max_pixels, video_time_limit_s=f.video_time_limit_s,
-                              worker_memory_mb=f.worker_memory_mb, hwaccel=f.hwaccel, progress=show_progress)
+                              worker_memory_mb=f.worker_memory_mb, hwaccel=f.hwaccel,
+                              remove_black_bars=f.remove_black_bars, progress=show_progress)
 
 
 def pca_needed(layout: Layout) -> bool:
@@ -298,14 +300,18 @@ def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_
                features: FeatureLookup | None, allowed: set[str] | None) -> list[Match]:
     """FAISS candidates -> offset re-ranking with ``model`` -> segments, for one query."""
     s = cfg.search
-    _, names = index.search(query_mean[None], s.top_k + 1, cfg.index.nprobe)
-    cands = [c for c in names[0] if c != query_id and (allowed is None or c in allowed) and c in store]
+    n_bg = s.background if s.score_normalisation == "background" else 0
+    _, names = index.search(query_mean[None], s.top_k + 1 + n_bg, cfg.index.nprobe)
+    ranked = [c for c in names[0] if c != query_id and (allowed is None or c in allowed) and c in store]
+    cands, background = ranked[: s.top_k], ranked[s.top_k:s.top_k + n_bg]
     if not cands:
         return []
     q_frames = len(q_feats.features) if q_feats is not None else store.n_frames.get(query_id, 1)
-    offsets = offset_range(model, q_frames, max(store.n_frames[c] for c in cands))
-    scores, off_s = rerank_with_expansion(model, query_fv, store.get(cands), offsets, s.query_expansion,
-                                          s.qe_n1, s.qe_n2, s.qe_mode)
+    offsets = offset_range(model, q_frames, max(store.n_frames[c] for c in cands + background))
+    scores_all, off_all = rerank_with_expansion(model, query_fv, store.get(cands + background), offsets,
+                                                s.query_expansion, s.qe_n1, s.qe_n2, s.qe_mode)
+    raw, off_s = scores_all[: len(cands)], off_all[: len(cands)]
+    scores = background_normalised(raw, scores_all[len(cands):]) if n_bg else raw
     order = np.argsort(-scores, kind="stable")[: s.keep]
     out = []
     for rank, i in enumerate(order):
@@ -314,7 +320,8 @@ def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_
             m = features.get(cands[i])
             spans = aligned_segment(q_feats.features, q_feats.timestamps_s, m.features, m.timestamps_s,
                                     float(off_s[i]), s.segment_threshold, s.segment_max_gap_s)
-        out.append(Match(query_id, cands[i], float(scores[i]), round(float(off_s[i]), 6), rank + 1, *spans))
+        out.append(Match(query_id, cands[i], float(scores[i]), round(float(off_s[i]), 6), rank + 1, *spans,
+                         raw_score=float(raw[i])))
     return out
 
 
@@ -507,7 +514,8 @@ def query_features(cfg: Config, layout: Layout, path: Path) -> VideoFeatures:
     ex = configured_extractor(layout)
     d = decode_video(path, cfg.features.image_area, FPS, max_pixels=cfg.features.max_pixels)
     bs = cfg.features.batch_size
-    feats = [ex.describe(d.frames[b0:b0 + bs]) for b0 in range(0, len(d.frames), bs)]
+    crop = crop_black_bars if cfg.features.remove_black_bars else (lambda x: x)
+    feats = [ex.describe(crop(d.frames[b0:b0 + bs])) for b0 in range(0, len(d.frames), bs)]
     return VideoFeatures(str(path), np.concatenate(feats), d.timestamps_s, {})
 
 

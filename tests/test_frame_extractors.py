@@ -109,3 +109,28 @@ def test_a_copy_is_closer_than_unrelated_frames(request, name, kind):
     assert same.mean() > unrelated.mean() + 0.05, (same, unrelated.mean())
     if kind != "pip":
         assert (same > np.median(unrelated)).all(), (same, np.median(unrelated))
+
+
+def test_black_bars_are_cropped_and_nothing_else():
+    from extractors.black_bars import bar_extent, crop_black_bars
+
+    f = frames(range(400, 406))
+    boxed = np.zeros((6, H + 40, W + 60, 3), np.uint8)
+    boxed[:, 20:20 + H, 30:30 + W] = f
+    assert bar_extent(boxed) == (20, 20, 30, 30)
+    np.testing.assert_array_equal(crop_black_bars(boxed), f)
+    assert crop_black_bars(f) is f  # no bars: untouched
+    dark_scene = (f // 4).astype(np.uint8)  # a dark but textured picture is not a bar
+    assert crop_black_bars(dark_scene).shape == f.shape
+
+
+def test_a_letterboxed_copy_matches_better_with_bars_removed(mvlad):
+    from extractors.black_bars import crop_black_bars
+
+    src = frames(range(500, 506), 2.2)
+    boxed = np.zeros_like(src)
+    boxed[:, 25:125] = np.stack([resize(x, 100, W) for x in src])
+    a = mvlad.describe(src)
+    kept = (a * mvlad.describe(boxed)).sum(1).mean()
+    removed = (a * mvlad.describe(crop_black_bars(boxed))).sum(1).mean()
+    assert removed > kept

@@ -26,7 +26,8 @@ def paths(lay: Layout) -> dict[str, Path]:
 
 @pytest.mark.parametrize("change", [
     "features.pca=trained", "features.image_area=20000", "features.weights=imagenet", "features.seed=3",
-    "features.precision=bfloat16", "features.level=28", "features.dtype=float32",
+    "features.precision=bfloat16", "features.level=28", "features.dtype=float32", "features.remove_black_bars=true",
+    "features.extractor=mvlad", "features.extractor=pdqf",
 ])
 def test_a_feature_setting_changes_every_path_below_it(corpus, change):
     base = Layout(load_config("folder", overrides(corpus)))

@@ -174,7 +174,7 @@ def test_planted_copies_are_found_with_offsets_within_0p1s(built):
         assert abs(top.query_start_s - c.query_start_s) <= 0.5  # the copied span starts after the lead-in
     csv_text = (Layout(cfg).search_dir("tmk_lamv") / "results.csv").read_text()
     assert csv_text.splitlines()[0] == ("query,match,score,offset_s,rank,query_start_s,query_end_s,"
-                                        "match_start_s,match_end_s")
+                                        "match_start_s,match_end_s,raw_score")
 
 
 @pytest.mark.slow
@@ -358,3 +358,26 @@ def test_query_with_a_cte_index(built):
     assert doc["model"] == "cte" and Layout(load_config("demo", ov_cte)).index_dir.name in doc["index"]
     partner = next(m for m in doc["matches"] if m["match"] == copies[1].source)
     assert abs(partner["offset_s"] - copies[1].offset_s) < 0.2
+
+
+@pytest.mark.slow
+def test_score_normalisation_against_a_background(built):
+    """``search.score_normalisation: background``: each query's scores are its raw scores minus the
+    best raw score of far candidates (non-matching background), so scores compare across queries;
+    the raw score stays available."""
+    from tasks import Search
+
+    cfg, ov, copies = built
+    ov_n = ov + ";search.score_normalisation=background;search.top_k=2;search.background=3"
+    assert luigi.build([Search(dataset="demo", overrides=ov_n, model="tmk_lamv")], local_scheduler=True,
+                       log_level="WARNING")
+    rows = read_search_results(Layout(load_config("demo", ov_n)).search_dir("tmk_lamv"))
+    shifts: dict[str, set[float]] = {}
+    for r in rows:
+        shifts.setdefault(r.query, set()).add(round(r.raw_score - r.score, 5))
+    assert all(len(v) == 1 for v in shifts.values()) and any(v != {0.0} for v in shifts.values())
+    for c in copies:
+        top = next(r for r in rows if r.query == c.query and r.rank == 1)
+        assert top.match == c.source and top.score > 0  # the copy beats every background video
+    plain = read_search_results(Layout(cfg).search_dir("tmk_lamv"))
+    assert all(r.score == r.raw_score for r in plain)

@@ -46,3 +46,11 @@ def test_dispatch_and_errors(setup):
         expand_query("dba", model, q, db, scores, offsets)
     with pytest.raises(ValueError, match="mode"):
         expand_query("aqe", model, q, db, scores, offsets, mode="published")
+
+
+def test_background_normalisation_is_a_per_query_shift():
+    from index.search import background_normalised
+
+    s = np.array([0.9, 0.5, 0.2])
+    np.testing.assert_allclose(background_normalised(s, np.array([0.1, 0.3])), s - 0.3)
+    np.testing.assert_allclose(background_normalised(s, np.array([])), s)
