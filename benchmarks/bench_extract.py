@@ -57,6 +57,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--layouts", default="1:1,1:2", help="decode_workers:torch_threads, comma-separated")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--precision", default="auto", help="auto (CPU: float32) | float32 | bfloat16 | float16")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     tmp = Path(tempfile.mkdtemp(prefix="bench_extract_"))
@@ -72,7 +73,7 @@ def main() -> None:
     decode_s = time.perf_counter() - t0
     n_frames = sum(len(f) for f in decoded)
 
-    ex = FrameFeatureExtractor(ExtractorSettings(weights="random", device=args.device))
+    ex = FrameFeatureExtractor(ExtractorSettings(weights="random", device=args.device, precision=args.precision))
     device = ex.device
     layouts = [tuple(int(v) for v in s.split(":")) for s in args.layouts.split(",")]
     rows = []
