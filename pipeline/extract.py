@@ -204,6 +204,8 @@ def _video_attrs(info: dict, extractor: FrameExtractor, settings: ExtractionSett
         "input_size_wh": np.array([hw[1], hw[0]], dtype=np.int64),
         "image_area": int(settings.image_area),
         "model": extractor.model_id,
+        **({"level": int(extractor.settings.level)} if hasattr(getattr(extractor, "settings", None), "level")
+           else {}),
         "weights_id": extractor.weights_id,
         "pca_id": extractor.pca.pca_id if extractor.pca else "none",
         "precision": str(extractor.precision),
@@ -263,6 +265,7 @@ def train_pca_on_videos(paths: Sequence[str | os.PathLike], extractor: FrameExtr
     from extractors.pca import train_pca
 
     settings = resolve_layout(settings or ExtractionSettings(), extractor.device.type)
+    torch.set_num_threads(settings.torch_threads)  # the same numerics whatever ran before in this process
     rng = np.random.default_rng(seed)
     vectors, used = [], []
     for p, frames in sampled_frames(paths, settings, frames_per_video, "PCA"):
@@ -285,6 +288,8 @@ def train_vocabulary_on_videos(paths: Sequence[str | os.PathLike], settings: Ext
     (descriptors of textured regions only, ``weight > 0.5``)."""
     from extractors.mvlad import MVLADSettings, dense_sift, fit_vocabulary
 
+    settings = resolve_layout(settings, "cpu")
+    torch.set_num_threads(settings.torch_threads)  # the same numerics whatever ran before in this process
     ms = MVLADSettings()
     local, used = [], []
     for p, frames in sampled_frames(paths, settings, frames_per_video, "vocabulary"):
