@@ -202,6 +202,7 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=16)
     ap.add_argument("--hard", type=int, default=4, help="hard negatives: other moments of copied sources")
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--overrides", default="", help="extra config overrides 'key=value;...' for every run")
     ap.add_argument("--extractors", default="resnet34_rmac,pdqf,mvlad,mvlad+bars",
                     help="comma-separated; '+bars' removes letterbox/pillarbox bars first")
     args = ap.parse_args()
@@ -236,7 +237,7 @@ def main() -> None:
               f"features.remove_black_bars={str(bars).lower()};"
               f"dataset.max_length_s=240;features.extractor={ex};features.weights={weights};features.pca={pca};"
               f"shards.size=16;search.top_k=20;search.keep=20;work_dir={args.out.resolve() / 'work'};"
-              f"reports_dir={args.out.resolve() / 'reports'}")
+              f"reports_dir={args.out.resolve() / 'reports'}" + (f";{args.overrides}" if args.overrides else ""))
         layout = Layout(load_config("folder", ov))
         c0 = cpu_seconds()
         steps.ensure_pca(layout, show_progress=False)
