@@ -239,10 +239,18 @@ class BuildIndex(DatasetTask):
                 for s in range(self.layout.n_shards) for m in self.cfg.models]
 
     def requires(self):
+        """Static dependencies must not change between scheduling and run time (Luigi checks them
+        again before ``run``): a generated corpus does not exist yet at scheduling, so its shards
+        are dynamic dependencies (``run`` yields them); any other corpus's shards are static."""
         self.preflight()
-        if not self.corpus_listed():
+        if kind_of(self.cfg).generated:
             return self.corpus_ready()
-        return self.corpus_ready() + self.descriptor_tasks()
+        return self.descriptor_tasks()
+
+    def complete(self):
+        if not self.outputs_valid() or not self.corpus_listed():
+            return False
+        return all(r.complete() for r in [*flatten(self.requires()), *self.descriptor_tasks()])
 
     def output(self):
         if not self.corpus_listed():

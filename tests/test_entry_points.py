@@ -154,6 +154,7 @@ def test_the_demo_chain_runs_from_an_empty_directory(tmp_path):
     out = run(["luigi", "--module", "pipeline", "BuildIndex", "--dataset", "demo", "--overrides", ov,
                "--local-scheduler"], tmp_path, timeout=900)
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    assert "FAILED" not in out.stdout + out.stderr  # no task failed, not even once before a retry
     assert (tmp_path / "demo_data" / "annotation" / "demo.txt").is_file()
     assert list((tmp_path / "work" / "demo").glob("index-*/meta.h5"))
 
