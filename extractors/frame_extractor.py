@@ -39,7 +39,7 @@ class Recommendation:
 RECOMMENDED: dict[str, Recommendation] = {
     "resnet34_rmac": Recommendation("none", 12000, 0.0, None, True, False),
     "pdqf": Recommendation("trained", 12000, 1.0, None, False, False),
-    "mvlad": Recommendation("trained", 30000, 1.0, 512, False, True),
+    "mvlad": Recommendation("trained", 30000, 0.1, 512, False, True),
 }
 
 

@@ -385,72 +385,48 @@ def build(layout: Layout, until: str = "index", models: Sequence[str] | None = N
         raise ValueError(f"until must be one of {', '.join(STAGES)}, got {until!r}")
     cfg = layout.cfg
     stop = STAGES.index(until)
-    ran: list[str] = []
-    skipped = 0
-    failures: list[Failure] = []
+    summary = BuildSummary([], 0, [])
+
+    def step(done: bool, task: str, run, **params: object) -> None:
+        """Run ``run`` unless its outputs are complete; record it like a Luigi task."""
+        if done:
+            summary.skipped += 1
+            return
+        out = run()
+        if isinstance(out, ShardResult):
+            summary.failures.extend(out.failures)
+        summary.ran.append(task + (f"({', '.join(f'{k}={v}' for k, v in params.items())})" if params else ""))
+        record_run(layout, task, **params)
+
     if kind_of(cfg).generated:
         from pipeline.synthetic import ensure_demo_corpus
 
         ensure_demo_corpus(cfg.root)
     if vocabulary_needed(layout):
-        if completeness.vocabulary_complete(layout.vocab_path):
-            skipped += 1
-        else:
-            train_vocabulary(layout, show_progress)
-            ran.append("TrainVocabulary")
-            record_run(layout, "TrainVocabulary")
+        step(completeness.vocabulary_complete(layout.vocab_path), "TrainVocabulary",
+             lambda: train_vocabulary(layout, show_progress))
     if pca_needed(layout):
-        if completeness.pca_complete(layout.pca_path):
-            skipped += 1
-        else:
-            train_pca(layout, show_progress)
-            ran.append("TrainPCA")
-            record_run(layout, "TrainPCA")
+        step(completeness.pca_complete(layout.pca_path), "TrainPCA", lambda: train_pca(layout, show_progress))
     for s in range(layout.n_shards):
-        if completeness.feature_shard_complete(layout.feature_shard_dir(s)):
-            skipped += 1
-        else:
-            failures += extract_shard(layout, s, show_progress).failures
-            ran.append(f"ExtractFeatures(shard={s})")
-            record_run(layout, "ExtractFeatures", shard=s)
-    if stop < 1:
-        return BuildSummary(ran, skipped, failures)
-    for s in range(layout.n_shards):
-        for m in cfg.models:
-            if completeness.descriptors_complete(layout.descriptor_path(m, s)):
-                skipped += 1
-            else:
-                describe_shard(layout, layout.feature_shard_dir(s), m)
-                ran.append(f"ComputeDescriptors(shard={s}, model={m})")
-                record_run(layout, "ComputeDescriptors", shard=s, model=m)
-    if stop < 2:
-        return BuildSummary(ran, skipped, failures)
-    if completeness.index_complete(layout.index_dir):
-        skipped += 1
-    else:
-        build_index(layout)
-        ran.append("BuildIndex")
-        record_run(layout, "BuildIndex")
-    if stop < 3:
-        return BuildSummary(ran, skipped, failures)
+        step(completeness.feature_shard_complete(layout.feature_shard_dir(s)), "ExtractFeatures",
+             lambda s=s: extract_shard(layout, s, show_progress), shard=s)
+    if stop >= 1:
+        for s in range(layout.n_shards):
+            for m in cfg.models:
+                step(completeness.descriptors_complete(layout.descriptor_path(m, s)), "ComputeDescriptors",
+                     lambda s=s, m=m: describe_shard(layout, layout.feature_shard_dir(s), m), shard=s, model=m)
+    if stop >= 2:
+        step(completeness.index_complete(layout.index_dir), "BuildIndex", lambda: build_index(layout))
     chosen = list(models) if models else (list(cfg.evaluate.models) if stop >= 4 else [cfg.search.model])
-    for m in chosen:
-        if completeness.search_complete(layout.search_dir(m)):
-            skipped += 1
-        else:
-            search(layout, m, show_progress)
-            ran.append(f"Search(model={m})")
-            record_run(layout, "Search", model=m)
-    if stop < 4:
-        return BuildSummary(ran, skipped, failures)
-    for m in chosen:
-        if completeness.reports_complete(layout.report_dir(m), layout.search_dir(m)):
-            skipped += 1
-        else:
-            evaluate(layout, m)
-            ran.append(f"Evaluate(model={m})")
-            record_run(layout, "Evaluate", model=m)
-    return BuildSummary(ran, skipped, failures)
+    if stop >= 3:
+        for m in chosen:
+            step(completeness.search_complete(layout.search_dir(m)), "Search",
+                 lambda m=m: search(layout, m, show_progress), model=m)
+    if stop >= 4:
+        for m in chosen:
+            step(completeness.reports_complete(layout.report_dir(m), layout.search_dir(m)), "Evaluate",
+                 lambda m=m: evaluate(layout, m), model=m)
+    return summary
 
 
 def record_run(layout: Layout, task: str, **params: object) -> None:
