@@ -79,7 +79,7 @@ def clean_stale_temporaries(directory: str | os.PathLike) -> int:
     n = 0
     for p in stale_temporaries(directory):
         with contextlib.suppress(OSError):
-            if p.is_dir():
+            if p.is_dir() and not p.is_symlink():
                 import shutil
 
                 shutil.rmtree(p)

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from pipeline import failpoints
 from pipeline.artifacts import clean_stale_temporaries, fsync_dir, utc_now
 
 CURRENT = "current"
@@ -74,8 +75,11 @@ def _fsync_tree(d: Path) -> None:
 
 def switch_current(root: Path, version: Path) -> None:
     """Point ``current`` at ``version`` atomically (symlink + rename)."""
-    tmp = root / f".{CURRENT}.tmp-{uuid.uuid4().hex[:8]}"
+    # named like every other temporary (writer's pid): a kill between the two calls leaves a link
+    # that the next publish or prune removes and that ``verify`` reports
+    tmp = root / f".{CURRENT}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     os.symlink(version.name, tmp)
+    failpoints.hit("publish.current_switch")
     os.replace(tmp, root / CURRENT)
     fsync_dir(root)
 

@@ -350,3 +350,40 @@ def test_batch_pipeline_after_the_corpus_grew(corpus):
     new_v0 = next(lay.feature_shard_dir(s) / video_filename("v0") for s in range(3)
                   if (lay.feature_shard_dir(s) / video_filename("v0")).exists())
     assert new_v0 != old_v0 and new_v0.stat().st_ino == old_v0.stat().st_ino  # adopted, not recomputed
+
+
+def test_a_half_switched_current_link_is_reported_and_removed(tmp_path):
+    """A kill between creating the new ``current`` link and renaming it over the old one leaves a
+    temporary link: ``verify`` reports it and the next publish removes it."""
+    import subprocess as sp
+
+    from pipeline.publish import prune, switch_current
+
+    root = tmp_path / "published"
+    (root / "v000001").mkdir(parents=True)
+    switch_current(root, root / "v000001")
+    dead = sp.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs: the killed publisher's
+    left = root / f".current.tmp-{dead.pid}-deadbeef"
+    os.symlink("v000001", left)
+    problems, _ = verify(str(tmp_path))
+    assert any(".current.tmp-" in p and "interrupted run" in p for p in problems), problems
+    prune(root, keep=3)
+    assert not left.is_symlink() and (root / "current").is_symlink() and (root / "v000001").is_dir()
+    assert verify(str(tmp_path))[0] == []
+    # the publisher names its link so: an interruption at that point leaves exactly such a link
+    from pipeline import failpoints
+    from pipeline.artifacts import TEMP_RE
+
+    (root / "v000002").mkdir()
+    os.environ[failpoints.ENV] = "publish.current_switch=raise"
+    try:
+        failpoints.reset()
+        with pytest.raises(failpoints.FailpointError):
+            switch_current(root, root / "v000002")
+    finally:
+        del os.environ[failpoints.ENV]
+        failpoints.reset()
+    leftovers = list(root.glob(".current.tmp-*"))
+    assert len(leftovers) == 1 and TEMP_RE.match(leftovers[0].name)
+    assert os.readlink(root / "current") == "v000001"  # the switch did not happen
