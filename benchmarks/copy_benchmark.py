@@ -240,7 +240,7 @@ def main() -> None:
               f"reports_dir={args.out.resolve() / 'reports'}" + (f";{args.overrides}" if args.overrides else ""))
         layout = Layout(load_config("folder", ov))
         c0 = cpu_seconds()
-        steps.ensure_pca(layout, show_progress=False)
+        steps.ensure_fitted(layout, show_progress=False)
         c1, t1 = cpu_seconds(), time.perf_counter()
         steps.build(layout, until="features", show_progress=False)
         c2, t2 = cpu_seconds(), time.perf_counter()

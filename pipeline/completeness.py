@@ -10,31 +10,33 @@ deeper (norms, timestamps, fingerprints).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.artifacts import PACK_NAME, ArtifactError, open_checked, read_pack
+from pipeline.artifacts import FEATURES_SCHEMA, FEATURES_VERSION, PACK_NAME, ArtifactError, open_checked, read_pack
 from pipeline.descriptors import DESCRIPTORS_SCHEMA, DESCRIPTORS_VERSION
+from pipeline.layout import Layout
+
+
+def _loads(reader: Callable[[Path], object], path: Path) -> bool:
+    """True when ``reader`` reads ``path`` without an error (every artifact error is a ValueError)."""
+    try:
+        reader(path)
+    except (ValueError, OSError, KeyError):
+        return False
+    return True
 
 
 def pca_complete(path: Path) -> bool:
-    from extractors.pca import PCAError
     from pipeline.pca_store import load_pca
 
-    try:
-        load_pca(path)
-    except (PCAError, OSError):
-        return False
-    return True
+    return _loads(load_pca, path)
 
 
 def vocabulary_complete(path: Path) -> bool:
     from pipeline.vocab_store import load_vocabulary
 
-    try:
-        load_vocabulary(path)
-    except (ArtifactError, OSError):
-        return False
-    return True
+    return _loads(load_vocabulary, path)
 
 
 def feature_shard_complete(shard: Path) -> bool:
@@ -47,7 +49,7 @@ def feature_shard_complete(shard: Path) -> bool:
         return False
     for name, count in zip(pack.files, pack.frame_counts, strict=True):
         try:
-            with open_checked(shard / name, "videoalign/features", 1) as f:
+            with open_checked(shard / name, FEATURES_SCHEMA, FEATURES_VERSION) as f:
                 if f["features"].shape[0] != int(count):
                     return False
         except (ArtifactError, OSError, KeyError):
@@ -65,13 +67,9 @@ def descriptors_complete(path: Path) -> bool:
 
 
 def index_complete(directory: Path) -> bool:
-    from pipeline.index_store import IndexFileError, read_index
+    from pipeline.index_store import read_index
 
-    try:
-        read_index(directory)
-    except (IndexFileError, ArtifactError, OSError):
-        return False
-    return True
+    return _loads(read_index, directory)
 
 
 def search_complete(directory: Path) -> bool:
@@ -88,7 +86,7 @@ def search_complete(directory: Path) -> bool:
 
 def reports_complete(directory: Path, search_dir: Path) -> bool:
     """All three report files exist and ``report.json`` was made from ``search_dir``."""
-    if not all((directory / n).is_file() for n in ("report.json", "report.md", "report.html")):
+    if not all((directory / n).is_file() for n in Layout.REPORT_FILES):
         return False
     try:
         doc = json.loads((directory / "report.json").read_text(encoding="utf-8"))

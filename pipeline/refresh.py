@@ -57,16 +57,21 @@ class RefreshResult:
                 f"({self.seconds:.1f} s)")
 
 
+def present(layout: Layout) -> list:
+    """The listed videos that could be stat'ed (a file that vanished while listing is not there)."""
+    return [v for v in layout.videos if v.size >= 0]
+
+
 def inventory(layout: Layout) -> dict[str, dict]:
     """Every video now on disk: id -> {path, size, mtime} (from the layout's one listing)."""
     return {v.id: {"path": str(v.path.resolve()), "size": v.size, "mtime": v.mtime}
-            for v in layout.videos if v.size >= 0}
+            for v in present(layout)}
 
 
 def is_up_to_date(layout: Layout) -> bool:
     """Cheap check (listing + stat only): the published manifest matches the files on disk."""
     m = read_manifest(current_version(layout.published_root))
-    return (m.get("inventory_hash") == listing_hash([v for v in layout.videos if v.size >= 0])
+    return (m.get("inventory_hash") == listing_hash(present(layout))
             and m.get("config_hash") == layout.refresh_settings_hash())
 
 
@@ -120,7 +125,7 @@ def run_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> Refresh
     todo = res.added + res.changed
     new_entries: dict[str, dict] = {}
     if todo:
-        steps.ensure_pca(layout, progress)
+        steps.ensure_fitted(layout, progress)
         new_entries = _process(layout, todo, inv, number, res, progress)
     videos = {k: v for k, v in old.items() if k not in res.removed and k not in res.changed}
     for v in touched:  # identical content, new mtime: just record it
@@ -133,7 +138,7 @@ def run_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> Refresh
     index, how = _update_index(cfg, cur if old else None, videos, old, res, new_entries)
     res.index_update = how
     doc = {"dataset": cfg.name, "version": number, "created": utc_now(), "config_hash": cfg_hash,
-           "inventory_hash": listing_hash([v for v in layout.videos if v.size >= 0]),
+           "inventory_hash": listing_hash(present(layout)),
            "next_faiss_id": next_id, "index": how,
            "index_model": cfg.index.model, "videos": videos,
            "changes": {"added": res.added, "changed": res.changed, "removed": res.removed}}

@@ -34,7 +34,7 @@ from extractors.timebase import FPS, frame_count_seconds
 from index.faiss_index import build_faiss, choose_index_type
 from index.search import Match, aligned_segment, background_normalised, offset_range, rerank_with_expansion
 from pipeline import completeness, failpoints
-from pipeline.artifacts import VideoFeatures, atomic_path, read_pack, read_video_features, utc_now
+from pipeline.artifacts import ArtifactError, VideoFeatures, atomic_path, read_pack, read_video_features, utc_now
 from pipeline.config import Config, ConfigError, config_from_json
 from pipeline.corpus import Video
 from pipeline.dataset_kinds import kind_of, search_scope
@@ -110,10 +110,11 @@ def configured_extractor(layout: Layout) -> FrameExtractor:
 def load_configured_vocabulary(layout: Layout) -> Vocabulary | None:
     if not layout.needs_vocabulary:
         return None
-    if not completeness.vocabulary_complete(layout.vocab_path):
+    try:
+        return load_vocabulary(layout.vocab_path)
+    except (ArtifactError, OSError):
         raise StepError(f"{layout.vocab_path}: the MultiVLAD vocabulary is missing; run TrainVocabulary "
-                        f"(any Luigi task or 'python -m pipeline build' fits it first)")
-    return load_vocabulary(layout.vocab_path)
+                        f"(any Luigi task or 'python -m pipeline build' fits it first)") from None
 
 
 def train_vocabulary(layout: Layout, show_progress: bool = True) -> Path:
@@ -139,11 +140,6 @@ def extraction_settings(cfg: Config, show_progress: bool = True) -> ExtractionSe
 def pca_needed(layout: Layout) -> bool:
     """True when features need a PCA trained on this corpus first."""
     return layout.cfg.features.pca == "trained"
-
-
-def vocabulary_needed(layout: Layout) -> bool:
-    """True when features need vocabularies fitted on this corpus first."""
-    return layout.needs_vocabulary
 
 
 def load_configured_pca(layout: Layout) -> PCAWhitening | None:
@@ -176,9 +172,9 @@ def train_pca(layout: Layout, show_progress: bool = True) -> Path:
     return save_pca(pca, layout.pca_path)
 
 
-def ensure_pca(layout: Layout, show_progress: bool = True) -> None:
+def ensure_fitted(layout: Layout, show_progress: bool = True) -> None:
     """Fit what the features need from the corpus (vocabulary, PCA) when it is not there yet."""
-    if vocabulary_needed(layout) and not completeness.vocabulary_complete(layout.vocab_path):
+    if layout.needs_vocabulary and not completeness.vocabulary_complete(layout.vocab_path):
         train_vocabulary(layout, show_progress)
     if pca_needed(layout) and not completeness.pca_complete(layout.pca_path):
         train_pca(layout, show_progress)
@@ -402,7 +398,7 @@ def build(layout: Layout, until: str = "index", models: Sequence[str] | None = N
         from pipeline.synthetic import ensure_demo_corpus
 
         ensure_demo_corpus(cfg.root)
-    if vocabulary_needed(layout):
+    if layout.needs_vocabulary:
         step(completeness.vocabulary_complete(layout.vocab_path), "TrainVocabulary",
              lambda: train_vocabulary(layout, show_progress))
     if pca_needed(layout):

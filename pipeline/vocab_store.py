@@ -32,7 +32,7 @@ def load_vocabulary(path: str | os.PathLike) -> Vocabulary:
     try:
         with open_checked(path, SCHEMA, SCHEMA_VERSION) as f:
             return Vocabulary(f["mean"][()], f["proj"][()], f["centroids"][()], json.loads(f.attrs["provenance"]))
+    except ArtifactError:
+        raise
     except (KeyError, OSError, ValueError) as exc:
-        if isinstance(exc, ArtifactError):
-            raise
         raise ArtifactError(f"{path}: not a readable vocabulary ({exc})") from None

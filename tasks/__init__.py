@@ -158,7 +158,7 @@ class TrainPCA(DatasetTask):
 
     def requires(self):
         self.preflight()
-        if steps.vocabulary_needed(self.layout):
+        if self.layout.needs_vocabulary:
             return [self.clone(TrainVocabulary)]
         return self.corpus_ready()
 
@@ -183,12 +183,10 @@ class ExtractFeatures(DatasetTask):
 
     def requires(self):
         self.preflight()
-        if steps.pca_needed(self.layout):
-            return [self.clone(TrainPCA), *([self.clone(TrainVocabulary)] if steps.vocabulary_needed(self.layout)
-                                            else [])]
-        if steps.vocabulary_needed(self.layout):
-            return [self.clone(TrainVocabulary)]
-        return self.corpus_ready()
+        lay = self.layout
+        fitted = ([self.clone(TrainPCA)] if steps.pca_needed(lay) else []) + \
+            ([self.clone(TrainVocabulary)] if lay.needs_vocabulary else [])
+        return fitted or self.corpus_ready()
 
     def output(self):
         return self.store.target(self.layout.feature_shard_dir(self.shard) / "_pack.h5",
@@ -250,7 +248,10 @@ class BuildIndex(DatasetTask):
     def complete(self):
         if not self.outputs_valid() or not self.corpus_listed():
             return False
-        return all(r.complete() for r in [*flatten(self.requires()), *self.descriptor_tasks()])
+        deps = flatten(self.requires())
+        if kind_of(self.cfg).generated:  # the shards are not static requirements: check them too
+            deps += self.descriptor_tasks()
+        return all(r.complete() for r in deps)
 
     def output(self):
         if not self.corpus_listed():
