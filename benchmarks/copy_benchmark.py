@@ -40,7 +40,9 @@ from pipeline.synthetic import hms, write_video  # noqa: E402
 
 log = logging.getLogger("copy_benchmark")
 
-ATTACKS = ["reencode", "rescale", "crop", "pad", "colour", "overlay", "fps", "pip"]
+GEOMETRIC = ["crop", "pad", "pip", "rescale", "fps", "overlay"]
+PHOTOMETRIC = ["colour", "gamma", "blur", "noise", "overlay", "lowbitrate", "reencode"]
+"""Every copy gets one geometric attack combined with one or two photometric ones."""
 
 
 @dataclass
@@ -77,29 +79,41 @@ def at_time(clip: Clip, t: float) -> np.ndarray:
     return clip.frames[min(len(clip.frames) - 1, int(t * clip.fps))]
 
 
-def attack_frames(kind: str, src: Clip, other: Clip, start: int, length: int, rng) -> tuple[list, float, str]:
-    """Frames of the copied excerpt after the attack; returns (frames, fps, codec)."""
-    fps, codec = src.fps, "libx264"
-    if kind == "fps":
-        fps = 12.5 if src.fps >= 20 else 30.0
-    times = np.arange(round(length * fps)) / fps + start
-    frames = [at_time(src, t) for t in times]
+def even(x: float) -> int:
+    return max(2, int(x) // 2 * 2)
+
+
+def geometric(kind: str, frames: list[np.ndarray], fps: float, other: Clip, rng) -> list[np.ndarray]:
     h, w = frames[0].shape[:2]
-    if kind == "reencode":
-        codec = "mpeg4"
-    elif kind == "rescale":
-        frames = [resize(f, w // 2 // 2 * 2, h // 2 // 2 * 2) for f in frames]
-    elif kind == "crop":
-        y0, x0 = h // 8, w // 8
-        frames = [resize(f[y0:h - y0, x0:w - x0], w, h) for f in frames]
-    elif kind == "pad":
-        frames = [np.pad(resize(f, w // 4 * 3 // 2 * 2, h // 4 * 3 // 2 * 2),
-                         ((h // 8, h - h // 8 - h // 4 * 3 // 2 * 2), (w // 8, w - w // 8 - w // 4 * 3 // 2 * 2),
-                          (0, 0))) for f in frames]
-    elif kind == "colour":
-        gain, bias = rng.uniform(0.7, 1.3), rng.uniform(-30, 30)
-        frames = [np.clip(f.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8) for f in frames]
-    elif kind == "overlay":
+    if kind == "rescale":
+        return [resize(f, even(w / 2), even(h / 2)) for f in frames]
+    if kind == "crop":
+        fy, fx = rng.uniform(0.08, 0.2, 2)
+        y0, x0 = int(h * fy), int(w * fx)
+        return [resize(f[y0:h - y0, x0:w - x0], w, h) for f in frames]
+    if kind == "pad":  # letterbox or pillarbox bars
+        if rng.random() < 0.5:
+            nh, nw = even(h * rng.uniform(0.6, 0.8)), w
+        else:
+            nh, nw = h, even(w * rng.uniform(0.6, 0.8))
+        y0, x0 = (h - nh) // 2, (w - nw) // 2
+        out = []
+        for f in frames:
+            g = np.zeros_like(f)
+            g[y0:y0 + nh, x0:x0 + nw] = resize(f, nw, nh)
+            out.append(g)
+        return out
+    if kind == "pip":  # the copy shrunk into unrelated footage
+        scale = rng.uniform(0.4, 0.6)
+        sw, sh = even(w * scale), even(h * scale)
+        y0, x0 = int(rng.integers(0, h - sh + 1)), int(rng.integers(0, w - sw + 1))
+        out = []
+        for i, f in enumerate(frames):
+            bg = resize(at_time(other, (i / fps) % other.duration), w, h)
+            bg[y0:y0 + sh, x0:x0 + sw] = resize(f, sw, sh)
+            out.append(bg)
+        return out
+    if kind == "overlay":
         out = []
         for i, f in enumerate(frames):
             g = f.copy()
@@ -107,17 +121,38 @@ def attack_frames(kind: str, src: Clip, other: Clip, start: int, length: int, rn
             x = int((i * 3) % w)
             g[h - h // 10:h - h // 20, max(0, x - w // 6):x] = (20, 20, 200)  # a moving ticker
             out.append(g)
-        frames = out
-    elif kind == "pip":
-        out = []
-        for i, f in enumerate(frames):
-            bg = at_time(other, (i / fps) % other.duration).copy()
-            bg = resize(bg, w, h)
-            small = resize(f, w // 2 // 2 * 2, h // 2 // 2 * 2)
-            bg[h // 4:h // 4 + small.shape[0], w // 4:w // 4 + small.shape[1]] = small
-            out.append(bg)
-        frames = out
-    return frames, fps, codec
+        return out
+    return frames  # fps: the frame times already changed
+
+
+def photometric(kind: str, frames: list[np.ndarray], rng) -> list[np.ndarray]:
+    if kind == "colour":
+        gain, bias = rng.uniform(0.7, 1.3, 3), rng.uniform(-30, 30)
+        return [np.clip(f.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8) for f in frames]
+    if kind == "gamma":
+        lut = (255 * (np.arange(256) / 255) ** rng.choice([0.5, 0.65, 1.6, 2.0])).astype(np.uint8)
+        return [lut[f] for f in frames]
+    if kind == "blur":  # box blur of k x k pixels (cumulative sums)
+        k = int(rng.choice([3, 5]))
+
+        def box(a: np.ndarray, axis: int) -> np.ndarray:
+            pad = [(0, 0)] * a.ndim
+            pad[axis] = (k // 2 + 1, k // 2)
+            c = np.cumsum(np.pad(a, pad, mode="edge"), axis=axis)
+            n = a.shape[axis]
+            return (np.take(c, np.arange(k, k + n), axis=axis) - np.take(c, np.arange(n), axis=axis)) / k
+
+        return [np.clip(box(box(f.astype(np.float32), 0), 1), 0, 255).astype(np.uint8) for f in frames]
+    if kind == "noise":
+        sd = rng.uniform(8, 20)
+        return [np.clip(f + rng.normal(0, sd, f.shape), 0, 255).astype(np.uint8) for f in frames]
+    if kind == "overlay":
+        return geometric("overlay", frames, 1.0, None, rng)  # type: ignore[arg-type]
+    return frames  # lowbitrate, reencode: applied by the encoder
+
+
+def excerpt(src: Clip, start: float, length: float, fps: float) -> list[np.ndarray]:
+    return [at_time(src, t) for t in np.arange(round(length * fps)) / fps + start]
 
 
 def filler(clip: Clip, seconds: int, fps: float, shape: tuple[int, int], rng) -> list[np.ndarray]:
@@ -129,10 +164,10 @@ def filler(clip: Clip, seconds: int, fps: float, shape: tuple[int, int], rng) ->
 
 def build_dataset(clips: list[Path], fillers: list[Path], out: Path, n_copies: int, n_hard: int,
                   seed: int) -> list[dict]:
-    """Sources (in the corpus), copies of excerpts under one attack each with material from
-    ``fillers`` (clips *not* in the corpus, so the only shared content is the annotated one)
-    before and after, and hard negatives: other moments of a copied source (a true copy of the
-    source, not of its other copies)."""
+    """Sources (in the corpus); copies embedding one or two excerpts (6-40 s, as the source allows) of a
+    source under one geometric attack combined with one or two photometric ones, among material from
+    ``fillers`` (clips *not* in the corpus, so the only shared content is the annotated one); hard
+    negatives: other moments of a copied source (a true copy of the source, not of its other copies)."""
     rng = np.random.default_rng(seed)
     vdir = out / "videos" / "bench"
     vdir.mkdir(parents=True, exist_ok=True)
@@ -144,31 +179,55 @@ def build_dataset(clips: list[Path], fillers: list[Path], out: Path, n_copies: i
             link.symlink_to(c.path.resolve())
     truth: list[dict] = []
 
-    def make(name: str, si: int, start: int, length: int, kind: str) -> None:
-        src, other = loaded[si], pool[int(rng.integers(len(pool)))]
-        body, fps, codec = attack_frames(kind, src, other, start, length, rng)
-        shape = body[0].shape[:2]
-        lead, tail = int(rng.integers(1, 6)), int(rng.integers(0, 4))
-        frames = (filler(pool[int(rng.integers(len(pool)))], lead, fps, shape, rng) + body
-                  + filler(pool[int(rng.integers(len(pool)))], tail, fps, shape, rng))
-        write_video(vdir / f"{name}.mp4", frames, fps, codec)
-        truth.append({"copy": name, "source": f"src{si:02d}{src.path.suffix}", "attack": kind,
-                      "copy_start": lead, "source_start": start, "length": length})
+    def make(name: str, si: int, spans: list[tuple[int, int]], attacks: list[str]) -> None:
+        """A copy video: filler, excerpt, filler[, excerpt, filler] under ``attacks``."""
+        src = loaded[si]
+        fps = (12.5 if src.fps >= 20 else 30.0) if "fps" in attacks else src.fps
+        other = pool[int(rng.integers(len(pool)))]
+        shape = src.frames[0].shape[:2]
+        if "rescale" in attacks:
+            shape = (even(shape[0] / 2), even(shape[1] / 2))
+        frames: list[np.ndarray] = []
+        t = 0
+        for k, (start, length) in enumerate(spans):
+            lead = int(rng.integers(1, 6)) if k == 0 else int(rng.integers(2, 8))
+            frames += filler(pool[int(rng.integers(len(pool)))], lead, fps, shape, rng)
+            body = excerpt(src, start, length, fps)
+            for a in attacks:
+                body = geometric(a, body, fps, other, rng) if a in GEOMETRIC else photometric(a, body, rng)
+            frames += [f if f.shape[:2] == shape else resize(f, shape[1], shape[0]) for f in body]
+            truth.append({"copy": name, "source": f"src{si:02d}{src.path.suffix}", "attack": "+".join(attacks),
+                          "copy_start": t + lead, "source_start": start, "length": length})
+            t += lead + length
+        frames += filler(pool[int(rng.integers(len(pool)))], int(rng.integers(0, 4)), fps, shape, rng)
+        codec = "mpeg4" if "reencode" in attacks else "libx264"
+        opts = {"crf": "42"} if "lowbitrate" in attacks else None
+        write_video(vdir / f"{name}.mp4", frames, fps, codec, opts)
 
     for k in range(n_copies):
         si = int(rng.integers(len(loaded)))
-        src = loaded[si]
-        length = int(min(rng.integers(5, 13), src.duration - 1))
-        start = int(rng.integers(0, max(1, int(src.duration) - length)))
-        make(f"copy{k:02d}", si, start, length, ATTACKS[k % len(ATTACKS)])
+        dur = int(loaded[si].duration)
+        attacks = [GEOMETRIC[k % len(GEOMETRIC)]]
+        attacks += [a for a in rng.choice(PHOTOMETRIC, int(rng.integers(1, 3)), replace=False) if a not in attacks]
+        two = dur >= 16 and rng.random() < 0.4
+        if two:  # two non-overlapping excerpts of the source, in source order or not
+            half = dur // 2
+            l1, l2 = (int(rng.integers(6, min(40, half - 1) + 1)) for _ in range(2))
+            s1 = int(rng.integers(0, half - l1 + 1))
+            s2 = int(rng.integers(half, dur - l2 + 1))
+            spans = [(s1, l1), (s2, l2)] if rng.random() < 0.5 else [(s2, l2), (s1, l1)]
+        else:
+            length = int(min(rng.integers(6, 41), dur - 1))
+            spans = [(int(rng.integers(0, max(1, dur - length))), length)]
+        make(f"copy{k:02d}", si, spans, attacks)
     for h in range(n_hard):
-        used = [t for t in truth if t["source"].startswith(f"src{h % len(loaded):02d}")]
-        src = loaded[h % len(loaded)]
+        si = h % len(loaded)
+        used = [t for t in truth if t["source"].startswith(f"src{si:02d}")]
         length = 5
-        free = [s0 for s0 in range(0, int(src.duration) - length)
+        free = [s0 for s0 in range(0, int(loaded[si].duration) - length)
                 if all(s0 + length <= t["source_start"] or s0 >= t["source_start"] + t["length"] for t in used)]
         if free:
-            make(f"hard{h:02d}", h % len(loaded), int(free[len(free) // 2]), length, "reencode")
+            make(f"hard{h:02d}", si, [(int(free[len(free) // 2]), length)], ["reencode"])
     lines = [f"{t['copy']}.mp4,{t['source']},{hms(t['copy_start'])},{hms(t['copy_start'] + t['length'])},"
              f"{hms(t['source_start'])},{hms(t['source_start'] + t['length'])}\n" for t in truth]
     # two copies of overlapping moments of one source are copies of each other
@@ -176,7 +235,7 @@ def build_dataset(clips: list[Path], fillers: list[Path], out: Path, n_copies: i
         for b in truth[i + 1:]:
             o0 = max(a["source_start"], b["source_start"])
             o1 = min(a["source_start"] + a["length"], b["source_start"] + b["length"])
-            if a["source"] == b["source"] and o1 > o0:
+            if a["source"] == b["source"] and a["copy"] != b["copy"] and o1 > o0:
                 a0, b0 = a["copy_start"] + o0 - a["source_start"], b["copy_start"] + o0 - b["source_start"]
                 lines.append(f"{a['copy']}.mp4,{b['copy']}.mp4,{hms(a0)},{hms(a0 + o1 - o0)},"
                              f"{hms(b0)},{hms(b0 + o1 - o0)}\n")
@@ -199,11 +258,11 @@ def main() -> None:
     ap.add_argument("--videos", type=Path, default=ROOT.parent / "shared" / "videos")
     ap.add_argument("--out", type=Path, default=Path("bench_copy"))
     ap.add_argument("--max-sources", type=int, default=12)
-    ap.add_argument("--copies", type=int, default=16)
+    ap.add_argument("--copies", type=int, default=24)
     ap.add_argument("--hard", type=int, default=4, help="hard negatives: other moments of copied sources")
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--overrides", default="", help="extra config overrides 'key=value;...' for every run")
-    ap.add_argument("--extractors", default="resnet34_rmac,pdqf,mvlad,mvlad+bars",
+    ap.add_argument("--extractors", default="resnet34_rmac,selfsup,pdqf,mvlad,mvlad+bars",
                     help="comma-separated; '+bars' removes letterbox/pillarbox bars first")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -252,10 +311,14 @@ def main() -> None:
             for m in lay.cfg.evaluate.models:
                 x = json.loads((lay.report_dir(m) / "report.json").read_text())["metrics"]
                 rows.append((variant, m, norm, x, (c1 - c0) / video_s, (c2 - c1) / video_s, (t2 - t1) / video_s))
+                log.warning("%s %s %s: pair AP %.3f, offsets < 1 s %.3f", variant, m, norm, x["pair_AP"],
+                            x["found_pairs_offset_within_1s"])
     n_videos = len(layout.videos)
     attacks = sorted({t["attack"] for t in truth})
-    print(f"\nCopy-detection benchmark: {len(sources)} real source clips, {len(truth)} copies "
-          f"({', '.join(attacks)}; {sum(t['copy'].startswith('hard') for t in truth)} hard negatives), "
+    n_two = len(truth) - len({t["copy"] for t in truth})
+    print(f"\nCopy-detection benchmark: {len(sources)} real source clips, {len(truth)} copied excerpts "
+          f"({n_two} videos with two), attacks: {'; '.join(attacks)}; "
+          f"{sum(t['copy'].startswith('hard') for t in truth)} hard negatives; "
           f"{n_videos} videos, {n_videos * (n_videos - 1) // 2} unordered pairs, CNN weights: {weights}\n")
     print("| extractor | model | score norm. | pair AP | pair best F1 | true pairs in results | offset < 1 s | "
           "< 0.1 s | segment max-F1 | fit CPU s / video s | extract CPU s / video s | extract wall s / video s |")

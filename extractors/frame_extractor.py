@@ -7,6 +7,7 @@ Everything downstream (TMK, CTE, FAISS, re-ranking) works for any ``D``.
     resnet34_rmac  ResNet-34 level 29 + R-MAC (needs the ImageNet weights for real use)
     pdqf           PDQ's float feature: 64x64 luma, 2-D DCT, 16x16 low band (no weights)
     mvlad          MultiVLAD of dense RootSIFT with vocabularies fitted on the corpus (no weights)
+    selfsup        a compact CNN trained self-supervised on the corpus's own frames (no weights)
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import torch
 
 from extractors.pca import PCAWhitening
 
-EXTRACTORS = ("resnet34_rmac", "pdqf", "mvlad")
-OFFLINE_EXTRACTORS = ("mvlad", "pdqf")
+EXTRACTORS = ("resnet34_rmac", "pdqf", "mvlad", "selfsup")
+OFFLINE_EXTRACTORS = ("selfsup", "mvlad", "pdqf")
 """Extractors that need no downloaded weights."""
 
 
@@ -34,12 +35,14 @@ class Recommendation:
     pca_dims: int | None  # output dimensions of the PCA (None: all)
     needs_weights: bool
     needs_vocabulary: bool
+    needs_frame_model: bool = False
 
 
 RECOMMENDED: dict[str, Recommendation] = {
     "resnet34_rmac": Recommendation("none", 12000, 0.0, None, True, False),
     "pdqf": Recommendation("trained", 12000, 1.0, None, False, False),
     "mvlad": Recommendation("trained", 30000, 0.1, 512, False, True),
+    "selfsup": Recommendation("trained", 12000, 0.1, None, False, False, True),
 }
 
 

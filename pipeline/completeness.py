@@ -39,6 +39,12 @@ def vocabulary_complete(path: Path) -> bool:
     return _loads(load_vocabulary, path)
 
 
+def frame_model_complete(path: Path) -> bool:
+    from pipeline.frame_model_store import load_frame_model
+
+    return _loads(load_frame_model, path)
+
+
 def feature_shard_complete(shard: Path) -> bool:
     """The pack is readable and every file it lists exists with the frame count it records."""
     if not (shard / PACK_NAME).is_file():

@@ -53,7 +53,7 @@ class DatasetConfig:
 
 @dataclass(frozen=True)
 class FeaturesConfig:
-    extractor: Literal["resnet34_rmac", "pdqf", "mvlad"]
+    extractor: Literal["resnet34_rmac", "pdqf", "mvlad", "selfsup"]
     level: int
     weights: str
     download_weights: bool
@@ -73,6 +73,24 @@ class FeaturesConfig:
     video_time_limit_s: float
     worker_memory_mb: int
     hwaccel: str
+
+
+@dataclass(frozen=True)
+class FrameModelConfig:
+    """Training of the ``selfsup`` extractor's network (``extractors/selfsup.py``)."""
+
+    frames_per_video: int
+    steps: int
+    batch: int
+    input_size: int
+    dim: int
+    width: int
+    lr: float
+    temperature: float
+    koleo_weight: float
+    seed: int
+    checkpoint_every: int
+    device: str
 
 
 @dataclass(frozen=True)
@@ -128,7 +146,8 @@ class CTEModelConfig:
     max_length_s: float | None = None
 
 
-SECTIONS: dict[str, type] = {"dataset": DatasetConfig, "features": FeaturesConfig, "shards": ShardsConfig,
+SECTIONS: dict[str, type] = {"dataset": DatasetConfig, "features": FeaturesConfig,
+                             "frame_model": FrameModelConfig, "shards": ShardsConfig,
                              "index": IndexConfig, "search": SearchConfig, "evaluate": EvaluateConfig}
 MODEL_TYPES: dict[str, type] = {"tmk": TMKModelConfig, "cte": CTEModelConfig}
 TOP_LEVEL: dict[str, Any] = {"storage": str | None, "work_dir": str, "reports_dir": str}
@@ -140,7 +159,10 @@ _MIN: dict[str, float] = {
     "features.torch_threads": 0, "features.max_pixels": 1, "features.video_time_limit_s": 0,
     "features.worker_memory_mb": 0, "shards.size": 1, "index.ivf_threshold": 1, "index.nprobe": 1,
     "search.top_k": 1, "search.keep": 1, "search.qe_n1": 1, "search.qe_n2": 1, "search.background": 1,
-    "search.segment_max_gap_s": 0,
+    "search.segment_max_gap_s": 0, "frame_model.frames_per_video": 1, "frame_model.steps": 1,
+    "frame_model.batch": 2, "frame_model.input_size": 32, "frame_model.dim": 8, "frame_model.width": 4,
+    "frame_model.lr": 1e-9, "frame_model.temperature": 1e-6, "frame_model.koleo_weight": 0,
+    "frame_model.checkpoint_every": 0,
 }
 
 REMOVED: dict[str, str] = {
@@ -339,6 +361,8 @@ class Config:
                                                        self.source)
         self.features: FeaturesConfig = _resolve_features(
             _validate_record(FeaturesConfig, self.data.get("features"), "features", self.source))
+        self.frame_model: FrameModelConfig = _validate_record(FrameModelConfig, self.data.get("frame_model"),
+                                                              "frame_model", self.source)
         self.shards: ShardsConfig = _validate_record(ShardsConfig, self.data.get("shards"), "shards", self.source)
         self.index: IndexConfig = _validate_record(IndexConfig, self.data.get("index"), "index", self.source)
         self.search: SearchConfig = _validate_record(SearchConfig, self.data.get("search"), "search", self.source)

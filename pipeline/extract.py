@@ -350,3 +350,51 @@ def reuse_earlier_features(video_ids: Sequence[str], shard: Path, features_root:
     if n:
         log.info("%s: reusing %d feature file(s) computed earlier with the same settings", shard.name, n)
     return n
+
+
+def train_frame_model_on_videos(paths: Sequence[str | os.PathLike], settings: ExtractionSettings, fm,
+                                training_state_path: Path, provenance: dict | None = None):
+    """Train the ``selfsup`` network (``fm``: :class:`pipeline.config.FrameModelConfig`) on evenly
+    spaced frames of ``paths``, resuming from ``training_state_path`` when it holds a state for the
+    same settings; returns a :class:`extractors.selfsup.FrameModel`."""
+    from extractors.selfsup import FrameModel, TrainSettings, to_input, train_copy_net
+    from pipeline import failpoints
+    from pipeline.frame_model_store import load_training_state, save_training_state
+
+    settings = resolve_layout(settings, "cpu")
+    torch.set_num_threads(settings.torch_threads)  # the same numerics whatever ran before in this process
+    ts = TrainSettings(steps=fm.steps, batch=fm.batch, input_size=fm.input_size, dim=fm.dim, width=fm.width,
+                       lr=fm.lr, temperature=fm.temperature, koleo_weight=fm.koleo_weight, seed=fm.seed)
+    chunks, used = [], []
+    for p, frames in sampled_frames(paths, settings, fm.frames_per_video, "frame model data"):
+        chunks.append((to_input(frames, fm.input_size) * 255).round().to(torch.uint8))
+        used.append(p)
+    if not chunks:
+        raise ValueError("frame model training: no video could be decoded")
+    data = torch.cat(chunks)
+    key = {**asdict(ts), "frames": len(data), "videos": used}
+    resume = load_training_state(training_state_path, key)
+    if resume is not None:
+        log.info("frame model: resuming training at step %d of %d", resume.step, ts.steps)
+    device = "cuda" if fm.device == "auto" and torch.cuda.is_available() else \
+        ("cpu" if fm.device == "auto" else fm.device)
+
+    def checkpoint(state) -> None:
+        save_training_state(state, key, training_state_path)
+        log.info("frame model: step %d of %d, loss %.4f (checkpoint saved)", state.step, ts.steps,
+                 float(np.mean(state.losses[-fm.checkpoint_every:])))
+        failpoints.hit("train_frame_model.checkpoint")
+
+    with progress(total=ts.steps, initial=resume.step if resume else 0, unit="step", desc="frame model",
+                      wanted=settings.progress) as bar:
+        def on_step(step: int, loss: float) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+
+        net, state = train_copy_net(data, ts, resume=resume, device=device, on_step=on_step,
+                                    checkpoint_every=fm.checkpoint_every, on_checkpoint=checkpoint)
+    losses = state.losses
+    return FrameModel.from_training(net, ts, {"videos": len(used), "frames": len(data),
+                                              "frames_per_video": fm.frames_per_video, "device": device,
+                                              "loss_first": losses[0], "loss_last": losses[-1],
+                                              "loss_every_100": losses[::100], **(provenance or {})})

@@ -6,6 +6,9 @@ settings) or a changed corpus never reuses a stale output::
 
     <work_dir>/<dataset>/
         pca-<P>.h5                                   P = extractor without PCA + training settings
+        vocab-<V>.h5                                 V = MultiVLAD vocabulary settings (mvlad)
+        selfsup-<T>.pt, selfsup-<T>.training.pt      T = selfsup network training settings; its
+                                                     resumable training state while unfinished
         features-<F>/shard-00000-<M>/<video>.h5      F = extractor, weights, PCA, precision, ...
                                   /_pack.h5, failures.csv     M = the shard's members (id, size, mtime)
         features-<F>/delta-000003-00000/...           refresh delta shards (version, chunk)
@@ -21,6 +24,7 @@ Nothing else in the package builds an artifact path.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -143,6 +147,8 @@ class Layout:
             ident.update(level=f.level, rmac_levels=RMAC_LEVELS, precision=resolved_precision(self.cfg))
         if self.needs_vocabulary:
             ident["vocabulary"] = self.vocab_key
+        if self.needs_frame_model:
+            ident["frame_model"] = self.frame_model_key
         if with_pca:
             ident["pca"] = self.pca_identity()
             ident["dtype"] = f.dtype
@@ -183,6 +189,30 @@ class Layout:
     @property
     def vocab_path(self) -> Path:
         return self.work / f"vocab-{self.vocab_key}.h5"
+
+    @property
+    def needs_frame_model(self) -> bool:
+        from extractors.frame_extractor import RECOMMENDED
+
+        return RECOMMENDED[self.cfg.features.extractor].needs_frame_model
+
+    @cached_property
+    def frame_model_key(self) -> str:
+        """The ``selfsup`` network's training settings and data (this corpus's frames: see
+        ``steps.train_frame_model``)."""
+        f = self.cfg.features
+        return digest({"extractor": f.extractor, "image_area": f.image_area, "fps": FPS,
+                       "layout": FEATURE_LAYOUT_VERSION, "black_bars": f.remove_black_bars,
+                       "training": dataclasses.asdict(self.cfg.frame_model)})
+
+    @property
+    def frame_model_path(self) -> Path:
+        return self.work / f"selfsup-{self.frame_model_key}.pt"
+
+    @property
+    def frame_model_training_path(self) -> Path:
+        """Resumable state of an unfinished training of :attr:`frame_model_path`."""
+        return self.work / f"selfsup-{self.frame_model_key}.training.pt"
 
     @property
     def pca_path(self) -> Path:

@@ -6,7 +6,8 @@ so both entry points compute the same paths and write the same bytes.  A
 refresh is these same steps applied to a delta of the corpus
 (``pipeline.refresh``).
 
-    train_pca -> extract_shard -> describe_shard -> build_index -> search -> evaluate
+    [train_vocabulary | train_frame_model] -> train_pca -> extract_shard -> describe_shard
+        -> build_index -> search -> evaluate
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from extractors.pca import PCAWhitening, load_published
 from extractors.pdqf import PDQFExtractor
 from extractors.progress import progress
 from extractors.resnet import WeightsNotFoundError, resolve_weights
+from extractors.selfsup import FrameModel, SelfSupExtractor
 from extractors.timebase import FPS, frame_count_seconds
 from index.faiss_index import build_faiss, choose_index_type
 from index.search import Match, aligned_segment, background_normalised, offset_range, rerank_with_expansion
@@ -46,6 +48,7 @@ from pipeline.descriptors import (
     mean_frame_component,
 )
 from pipeline.extract import ExtractionSettings, Failure, ShardResult, extract_shard_videos, reuse_earlier_features
+from pipeline.frame_model_store import load_frame_model, save_frame_model
 from pipeline.index_store import read_index, write_index
 from pipeline.layout import Layout
 from pipeline.pca_store import load_pca, save_pca
@@ -65,7 +68,7 @@ class StepError(RuntimeError):
 def weights_hint(cfg: Config) -> str:
     return ('give the checkpoint with --overrides "features.weights=/path/to/resnet34-b627a593.pth" '
             "(or put it in torch's hub cache), or use an extractor that needs no weights: "
-            '--overrides "features.extractor=mvlad" (or pdqf)')
+            '--overrides "features.extractor=selfsup" (or mvlad, pdqf)')
 
 
 def needs_weights(cfg: Config) -> bool:
@@ -84,11 +87,16 @@ def check_weights(cfg: Config) -> None:
         raise StepError(f"{str(exc).split(':')[0]}: {weights_hint(cfg)}") from None
 
 
-def make_extractor(cfg: Config, pca: PCAWhitening | None, vocab: Vocabulary | None = None) -> FrameExtractor:
+def make_extractor(cfg: Config, pca: PCAWhitening | None, vocab: Vocabulary | None = None,
+                   frame_model: FrameModel | None = None) -> FrameExtractor:
     """The configured frame-feature extractor (``features.extractor``)."""
     f = cfg.features
     if f.extractor == "pdqf":
         return PDQFExtractor(pca)
+    if f.extractor == "selfsup":
+        if frame_model is None:
+            raise StepError("the selfsup extractor needs its trained network (TrainFrameModel)")
+        return SelfSupExtractor(frame_model, pca, f.device)
     if f.extractor == "mvlad":
         if vocab is None:
             raise StepError("the MultiVLAD extractor needs its vocabulary (TrainVocabulary)")
@@ -103,8 +111,19 @@ def make_extractor(cfg: Config, pca: PCAWhitening | None, vocab: Vocabulary | No
 
 
 def configured_extractor(layout: Layout) -> FrameExtractor:
-    """The extractor with everything fitted on the corpus that it uses (vocabulary, PCA)."""
-    return make_extractor(layout.cfg, load_configured_pca(layout), load_configured_vocabulary(layout))
+    """The extractor with everything fitted on the corpus that it uses (vocabulary or network, PCA)."""
+    return make_extractor(layout.cfg, load_configured_pca(layout), load_configured_vocabulary(layout),
+                          load_configured_frame_model(layout))
+
+
+def load_configured_frame_model(layout: Layout) -> FrameModel | None:
+    if not layout.needs_frame_model:
+        return None
+    try:
+        return load_frame_model(layout.frame_model_path)
+    except (ArtifactError, OSError) as exc:
+        raise StepError(f"{layout.frame_model_path}: the selfsup network is missing or unreadable ({exc}); run "
+                        f"TrainFrameModel (any Luigi task or 'python -m pipeline build' trains it first)") from None
 
 
 def load_configured_vocabulary(layout: Layout) -> Vocabulary | None:
@@ -126,6 +145,24 @@ def train_vocabulary(layout: Layout, show_progress: bool = True) -> Path:
                                        cfg.features.pca_frames_per_video,
                                        {"dataset": cfg.name, "root": str(cfg.root), "settings": layout.vocab_key})
     return save_vocabulary(vocab, layout.vocab_path)
+
+
+def train_frame_model(layout: Layout, show_progress: bool = True) -> Path:
+    """Train the ``selfsup`` network on the corpus's own frames (no annotations) and save it.
+
+    Resumable: every ``frame_model.checkpoint_every`` steps the training state is saved
+    atomically; a re-run continues from it and ends with the same weights.
+    """
+    from pipeline.extract import train_frame_model_on_videos
+
+    cfg = layout.cfg
+    model = train_frame_model_on_videos(
+        [v.path for v in layout.videos], extraction_settings(cfg, show_progress), cfg.frame_model,
+        layout.frame_model_training_path,
+        {"dataset": cfg.name, "root": str(cfg.root), "settings": layout.frame_model_key})
+    path = save_frame_model(model, layout.frame_model_path)
+    layout.frame_model_training_path.unlink(missing_ok=True)
+    return path
 
 
 def extraction_settings(cfg: Config, show_progress: bool = True) -> ExtractionSettings:
@@ -163,7 +200,7 @@ def train_pca(layout: Layout, show_progress: bool = True) -> Path:
 
     cfg = layout.cfg
     check_weights(cfg)
-    ex = make_extractor(cfg, None, load_configured_vocabulary(layout))
+    ex = make_extractor(cfg, None, load_configured_vocabulary(layout), load_configured_frame_model(layout))
     pca = train_pca_on_videos([v.path for v in layout.videos], ex, extraction_settings(cfg, show_progress),
                               frames_per_video=cfg.features.pca_frames_per_video,
                               provenance={"dataset": cfg.name, "root": str(cfg.root), "settings": layout.pca_key},
@@ -173,9 +210,11 @@ def train_pca(layout: Layout, show_progress: bool = True) -> Path:
 
 
 def ensure_fitted(layout: Layout, show_progress: bool = True) -> None:
-    """Fit what the features need from the corpus (vocabulary, PCA) when it is not there yet."""
+    """Fit what the features need from the corpus (vocabulary or network, PCA) when it is not there yet."""
     if layout.needs_vocabulary and not completeness.vocabulary_complete(layout.vocab_path):
         train_vocabulary(layout, show_progress)
+    if layout.needs_frame_model and not completeness.frame_model_complete(layout.frame_model_path):
+        train_frame_model(layout, show_progress)
     if pca_needed(layout) and not completeness.pca_complete(layout.pca_path):
         train_pca(layout, show_progress)
 
@@ -401,6 +440,9 @@ def build(layout: Layout, until: str = "index", models: Sequence[str] | None = N
     if layout.needs_vocabulary:
         step(completeness.vocabulary_complete(layout.vocab_path), "TrainVocabulary",
              lambda: train_vocabulary(layout, show_progress))
+    if layout.needs_frame_model:
+        step(completeness.frame_model_complete(layout.frame_model_path), "TrainFrameModel",
+             lambda: train_frame_model(layout, show_progress))
     if pca_needed(layout):
         step(completeness.pca_complete(layout.pca_path), "TrainPCA", lambda: train_pca(layout, show_progress))
     for s in range(layout.n_shards):

@@ -66,14 +66,17 @@ def render(segments: list[Segment], fps: float, width: int, height: int,
     return frames
 
 
-def write_video(path: str | Path, frames: list[np.ndarray], fps: float, codec: str = "libx264") -> Path:
-    """Encode RGB frames (even width/height) to ``path``."""
+def write_video(path: str | Path, frames: list[np.ndarray], fps: float, codec: str = "libx264",
+                options: dict[str, str] | None = None) -> Path:
+    """Encode RGB frames (even width/height) to ``path`` (``options``: encoder options, e.g. ``crf``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w") as out:
         s = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        if options:
+            s.options = dict(options)
         for img in frames:
             for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 out.mux(p)

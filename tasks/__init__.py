@@ -153,14 +153,37 @@ class TrainVocabulary(DatasetTask):
         self.record()
 
 
+class TrainFrameModel(DatasetTask):
+    """The ``selfsup`` extractor's network, trained self-supervised on the corpus's frames
+    (only for ``features.extractor: selfsup``); resumes an interrupted training."""
+
+    def requires(self):
+        return self.corpus_ready()
+
+    def output(self):
+        return self.store.target(self.layout.frame_model_path, completeness.frame_model_complete)
+
+    def run(self):
+        if self.outputs_valid():
+            return
+        steps.train_frame_model(self.layout)
+        self.store.publish(self.output().local)
+        self.record()
+
+
+def fitted_first(task: DatasetTask) -> list[luigi.Task]:
+    """What the extractor fits on the corpus before any frame feature: vocabulary or network."""
+    lay = task.layout
+    return ([task.clone(TrainVocabulary)] if lay.needs_vocabulary else []) + \
+        ([task.clone(TrainFrameModel)] if lay.needs_frame_model else [])
+
+
 class TrainPCA(DatasetTask):
     """PCA-whitening trained on the corpus (only when ``features.pca: trained``)."""
 
     def requires(self):
         self.preflight()
-        if self.layout.needs_vocabulary:
-            return [self.clone(TrainVocabulary)]
-        return self.corpus_ready()
+        return fitted_first(self) or self.corpus_ready()
 
     def output(self):
         return self.store.target(self.layout.pca_path, completeness.pca_complete)
@@ -184,8 +207,7 @@ class ExtractFeatures(DatasetTask):
     def requires(self):
         self.preflight()
         lay = self.layout
-        fitted = ([self.clone(TrainPCA)] if steps.pca_needed(lay) else []) + \
-            ([self.clone(TrainVocabulary)] if lay.needs_vocabulary else [])
+        fitted = ([self.clone(TrainPCA)] if steps.pca_needed(lay) else []) + fitted_first(self)
         return fitted or self.corpus_ready()
 
     def output(self):
@@ -197,7 +219,7 @@ class ExtractFeatures(DatasetTask):
             return
         for t in flatten(self.input()):
             if hasattr(t, "local"):
-                self.store.fetch(t.local)  # the fitted PCA / vocabulary
+                self.store.fetch(t.local)  # the fitted PCA / vocabulary / network
         shard = self.output().local.parent
         self.store.fetch(shard)  # videos finished by an interrupted attempt are kept
         steps.extract_shard(self.layout, self.shard)
@@ -377,4 +399,4 @@ class RefreshCorpus(DatasetTask):
 
 
 __all__ = ["BuildIndex", "ComputeDescriptors", "Evaluate", "ExtractFeatures", "GenerateCorpus", "RefreshCorpus",
-           "Search", "TrainPCA", "TrainVocabulary", "forget_listings"]
+           "Search", "TrainFrameModel", "TrainPCA", "TrainVocabulary", "forget_listings"]

@@ -26,7 +26,8 @@ LAYER_NAMES = ("algorithms", "storage", "steps", "entry")
 STORAGE_MODULES = {
     "pipeline.version", "pipeline.config", "pipeline.corpus", "pipeline.datasets", "pipeline.dataset_kinds",
     "pipeline.layout", "pipeline.artifacts", "pipeline.descriptors", "pipeline.publish", "pipeline.lock",
-    "pipeline.index_store", "pipeline.pca_store", "pipeline.vocab_store", "pipeline.search_results",
+    "pipeline.index_store", "pipeline.pca_store", "pipeline.vocab_store", "pipeline.frame_model_store",
+    "pipeline.search_results",
     "pipeline.completeness",
     "pipeline.failpoints", "pipeline.metrics", "pipeline.synthetic",
 }

@@ -93,7 +93,7 @@ def test_luigi_exits_non_zero_from_any_directory_with_one_line_that_says_what_to
     lines = [ln for ln in text.splitlines() if ln.startswith("CANNOT SCHEDULE BuildIndex")]
     assert lines and 'missing-resnet34.pth does not exist' in lines[0]
     assert '--overrides "features.weights=/path/to/resnet34-b627a593.pth"' in lines[0]
-    assert '--overrides "features.extractor=mvlad" (or pdqf)' in lines[0]  # the offline alternatives
+    assert '--overrides "features.extractor=selfsup" (or mvlad, pdqf)' in lines[0]  # the offline alternatives
     assert "DEBUG:" not in text  # INFO logging by default
     # a task that fails on every attempt: task_failed
     out = run(["luigi", "--module", "pipeline", "BuildIndex", "--dataset", "folder", "--overrides",
@@ -187,11 +187,11 @@ def test_tqdm_disable_is_honoured_even_on_a_terminal(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("extractor", ["mvlad", "pdqf"])
+@pytest.mark.parametrize("extractor", ["selfsup", "mvlad", "pdqf"])
 def test_offline_extractors_find_planted_copies_without_weights(tmp_path, extractor):
-    """Selecting an offline extractor alone gives its recommended configuration (vocabularies and
-    PCA fitted on the corpus by their own tasks), needs no weights even when the config names
-    ImageNet weights that are absent, and finds the planted copies at their offsets."""
+    """Selecting an offline extractor alone gives its recommended configuration (vocabularies,
+    network and PCA fitted on the corpus by their own tasks), needs no weights even when the config
+    names ImageNet weights that are absent, and finds the planted copies at their offsets."""
     from pipeline.search_results import read_search_results
     from pipeline.synthetic import make_demo_corpus
     from tasks import Evaluate
@@ -199,10 +199,15 @@ def test_offline_extractors_find_planted_copies_without_weights(tmp_path, extrac
     copies = make_demo_corpus(tmp_path / "data", n_sources=3, n_copies=2, n_distractors=1, source_s=12, copy_s=6)
     ov = (f"dataset.root={tmp_path / 'data'};work_dir={tmp_path / 'work'};reports_dir={tmp_path / 'reports'};"
           f"features.extractor={extractor};features.weights=imagenet;features.download_weights=false;"
-          "features.pca=auto;features.pca_frames_per_video=20;search.model=cte;evaluate.models=[cte]")
+          "features.pca=auto;features.pca_frames_per_video=20;search.model=cte;evaluate.models=[cte];"
+          # a small network, briefly trained, keeps this test quick (the defaults train for ~20 min)
+          "frame_model.steps=40;frame_model.input_size=64;frame_model.width=16;frame_model.dim=64;"
+          "frame_model.batch=32;frame_model.frames_per_video=30")
     assert luigi.build([Evaluate(dataset="demo", overrides=ov)], local_scheduler=True, log_level="WARNING")
     lay = Layout(load_config("demo", ov))
     assert lay.pca_path.is_file() and (lay.vocab_path.is_file() == (extractor == "mvlad"))
+    assert lay.frame_model_path.is_file() == (extractor == "selfsup")
+    assert not lay.frame_model_training_path.exists()  # the resumable state goes once the network is saved
     rows = read_search_results(lay.search_dir("cte"))  # CTE: the offline extractors' best model (RESULTS.md)
     for c in copies:
         top = next(r for r in rows if r.query == c.query and r.rank == 1)

@@ -27,7 +27,7 @@ def paths(lay: Layout) -> dict[str, Path]:
 @pytest.mark.parametrize("change", [
     "features.pca=trained", "features.image_area=20000", "features.weights=imagenet", "features.seed=3",
     "features.precision=bfloat16", "features.level=28", "features.dtype=float32", "features.remove_black_bars=true",
-    "features.extractor=mvlad", "features.extractor=pdqf",
+    "features.extractor=mvlad", "features.extractor=pdqf", "features.extractor=selfsup",
 ])
 def test_a_feature_setting_changes_every_path_below_it(corpus, change):
     base = Layout(load_config("folder", overrides(corpus)))
@@ -71,3 +71,13 @@ def test_precision_auto_resolves_from_the_settings(corpus):
     assert resolved_precision(cfg) == "float32"
     f32 = load_config("folder", overrides(corpus, **{"features.precision": "float32", "features.device": "cpu"}))
     assert Layout(cfg).features_dir == Layout(f32).features_dir  # the same features, the same path
+
+
+def test_the_selfsup_networks_training_settings_change_its_file_and_every_feature_path(corpus):
+    base = Layout(load_config("folder", overrides(corpus) + ";features.extractor=selfsup"))
+    other = Layout(load_config("folder", overrides(corpus) + ";features.extractor=selfsup;frame_model.steps=10"))
+    assert base.frame_model_path != other.frame_model_path
+    a, b = paths(base), paths(other)
+    assert all(a[k] != b[k] for k in a)
+    resnet = Layout(load_config("folder", overrides(corpus) + ";frame_model.steps=10"))
+    assert paths(resnet) == paths(Layout(load_config("folder", overrides(corpus))))  # unused: no effect
