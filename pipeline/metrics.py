@@ -370,6 +370,7 @@ class PairLevel:
     recall_reported: float  # share of true pairs that were reported at all (candidate recall)
     n_pairs: int
     n_true: int
+    best_f1_threshold: float = float("nan")  # pairs scoring at least this are "detected" at the best F1
 
 
 def pair_level(pair_scores: dict[frozenset, float], true_pairs: set[frozenset], n_videos: int) -> PairLevel:
@@ -402,7 +403,8 @@ def pair_level(pair_scores: dict[frozenset, float], true_pairs: set[frozenset], 
     if reported:
         p, r = precision[:reported], tp[:reported] / n_true
         f1 = np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0.0)
-        best_f1 = float(f1.max())
+        best_f1, threshold = float(f1.max()), float(s[order][int(f1.argmax())])
     else:
-        best_f1 = 0.0
-    return PairLevel(ap, best_f1, float(int(y[: reported].sum()) / n_true) if reported else 0.0, n_pairs, n_true)
+        best_f1, threshold = 0.0, float("nan")
+    return PairLevel(ap, best_f1, float(int(y[: reported].sum()) / n_true) if reported else 0.0, n_pairs, n_true,
+                     threshold)

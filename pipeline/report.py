@@ -25,7 +25,7 @@ from pipeline.artifacts import atomic_path
 
 
 def _unit(name: str) -> str:
-    if "accuracy" in name or name.startswith("found_pairs_offset"):
+    if "accuracy" in name or "pairs_offset" in name:
         return "fraction (0-1)"
     if name.endswith("_s"):
         return "seconds"

@@ -40,10 +40,10 @@ def test_round_trip_and_damage_detection(tmp_path):
     raw[at + 10] ^= 0xFF
     damaged = tmp_path / "damaged.pt"
     damaged.write_bytes(bytes(raw))
-    with pytest.raises(ArtifactError, match="damaged|not a readable"):
+    with pytest.raises(ArtifactError, match=r"damaged|not a readable"):
         load_frame_model(damaged)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ArtifactError, match="junk.pt"):
+    with pytest.raises(ArtifactError, match=r"junk\.pt"):
         load_frame_model(tmp_path / "junk.pt")
 
 

@@ -98,10 +98,29 @@ def test_pair_level_ap_counts_every_unordered_pair():
     # perfect: both true pairs on top
     perfect = metrics.pair_level({f(("a", "b")): 0.9, f(("c", "d")): 0.8, f(("a", "c")): 0.1}, true, 4)
     assert perfect.ap == 1.0 and perfect.best_f1 == 1.0 and perfect.recall_reported == 1.0 and perfect.n_pairs == 6
+    assert perfect.best_f1_threshold == 0.8  # the two true pairs are detected, (a, c) is not
     # one true pair never reported: it ranks after every other pair (6th of 6): (1/1 + 2/6) / 2
     missed = metrics.pair_level({f(("a", "b")): 0.9, f(("a", "c")): 0.5}, true, 4)
     assert missed.ap == pytest.approx((1 + 2 / 6) / 2) and missed.recall_reported == 0.5
-    assert missed.best_f1 == pytest.approx(2 * 1 * 0.5 / 1.5)
+    assert missed.best_f1 == pytest.approx(2 * 1 * 0.5 / 1.5) and missed.best_f1_threshold == 0.9
     # a constant score earns nothing over chance (ties: negatives first)
     flat = metrics.pair_level({k: 1.0 for k in map(f, [("a", "b"), ("a", "c"), ("b", "c")])}, {f(("a", "b"))}, 3)
     assert flat.ap == pytest.approx(1 / 3)
+
+
+def test_offsets_are_judged_on_every_found_pair_and_on_the_detected_ones():
+    from index.search import Match
+    from pipeline.corpus import GroundTruth
+    from pipeline.datasets import CopyPair
+    from pipeline.evaluate import pair_level_metrics
+
+    # a copy of s with two excerpts (offsets 10 s and -5 s), and a weak true pair (c2, s) with a wrong offset
+    gt = GroundTruth(kind="vcdb", pairs=[CopyPair("c1", "s", 12, 20, 2, 10), CopyPair("c1", "s", 30, 40, 35, 45),
+                                         CopyPair("c2", "s", 0, 5, 0, 5)])
+    rows = [Match("c1", "s", 0.9, -5.3, 1), Match("s", "c2", 0.2, 3.0, 1), Match("c1", "x", 0.5, 0.0, 1),
+            Match("c2", "x", 0.4, 0.0, 1), Match("s", "x", 0.3, 0.0, 1)]
+    m = pair_level_metrics(gt, rows, n_videos=4)
+    assert m["found_pairs_offset_within_1s"] == 0.5  # c1: within 0.3 s of its second excerpt; c2: 3 s off
+    # the best F1 is at 0.9: only c1 is detected
+    assert m["detected_pairs"] == 1 and m["detected_pairs_offset_within_1s"] == 1.0
+    assert m["detected_pairs_offset_within_0.1s"] == 0.0
