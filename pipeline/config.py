@@ -119,6 +119,9 @@ class SearchConfig:
     segment_max_gap_s: float
     score_normalisation: Literal["none", "background"]
     background: int
+    verify: Literal["none", "diagonal"]
+    verify_fps: float
+    verify_threshold: float
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,7 @@ _MIN: dict[str, float] = {
     "features.torch_threads": 0, "features.max_pixels": 1, "features.video_time_limit_s": 0,
     "features.worker_memory_mb": 0, "shards.size": 1, "index.ivf_threshold": 1, "index.nprobe": 1,
     "search.top_k": 1, "search.keep": 1, "search.qe_n1": 1, "search.qe_n2": 1, "search.background": 1,
+    "search.verify_fps": 0.1,
     "search.segment_max_gap_s": 0, "frame_model.frames_per_video": 1, "frame_model.steps": 1,
     "frame_model.batch": 2, "frame_model.input_size": 32, "frame_model.dim": 8, "frame_model.width": 4,
     "frame_model.lr": 1e-9, "frame_model.temperature": 1e-6, "frame_model.koleo_weight": 0,

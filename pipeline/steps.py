@@ -35,6 +35,7 @@ from extractors.selfsup import FrameModel, SelfSupExtractor
 from extractors.timebase import FPS, frame_count_seconds
 from index.faiss_index import build_faiss, choose_index_type
 from index.search import Match, aligned_segment, background_normalised, offset_range, rerank_with_expansion
+from index.verify import diagonal_verify, refine_offsets
 from pipeline import completeness, failpoints
 from pipeline.artifacts import ArtifactError, VideoFeatures, atomic_path, read_pack, read_video_features, utc_now
 from pipeline.config import Config, ConfigError, config_from_json
@@ -348,6 +349,21 @@ def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_
     raw, off_s = scores_all[: len(cands)], off_all[: len(cands)]
     scores = background_normalised(raw, scores_all[len(cands):]) if n_bg else raw
     order = np.argsort(-scores, kind="stable")[: s.keep]
+    verified = s.verify != "none" and features is not None and q_feats is not None
+    if verified:  # frame-level verification of the kept candidates (and the background)
+        kept = [cands[i] for i in order]
+        usable = [c for c in kept + background if c in features.where]
+        if len(usable) < len(kept) + len(background):
+            verified = False
+    if verified:
+        step = max(1, round(FPS / s.verify_fps))
+        v = diagonal_verify(q_feats.features, [features.get(c).features for c in usable], step, s.verify_threshold)
+        raw_v = v.score[: len(kept)].astype(np.float64)
+        scores_v = background_normalised(raw_v, v.score[len(kept):]) if n_bg else raw_v
+        offsets_v = refine_offsets(v.offset_frames[: len(kept)], off_s[order] * FPS, step) / FPS
+        raw, scores, off_s = raw.copy(), scores.copy(), off_s.copy()
+        raw[order], scores[order], off_s[order] = raw_v, scores_v, offsets_v  # the kept ones, re-scored
+        order = order[np.argsort(-scores_v, kind="stable")]
     out = []
     for rank, i in enumerate(order):
         spans = (float("nan"),) * 4
