@@ -381,3 +381,25 @@ def test_score_normalisation_against_a_background(built):
         assert top.match == c.source and top.score > 0  # the copy beats every background video
     plain = read_search_results(Layout(cfg).search_dir("tmk_lamv"))
     assert all(r.score == r.raw_score for r in plain)
+
+
+@pytest.mark.slow
+def test_frame_level_verification_reranks_and_keeps_the_offsets(built):
+    """``search.verify: diagonal``: the kept candidates are re-scored by the best diagonal of their
+    frame similarity matrix; the planted copies stay on top with their offsets, unrelated videos score
+    far below them, and scores are the verification's (with background normalisation, raw minus the
+    background's best)."""
+    from tasks import Search
+
+    cfg, ov, copies = built
+    ov_v = ov + ";search.verify=diagonal;search.score_normalisation=background;search.top_k=3;search.background=2"
+    assert luigi.build([Search(dataset="demo", overrides=ov_v, model="tmk_lamv")], local_scheduler=True,
+                       log_level="WARNING")
+    rows = read_search_results(Layout(load_config("demo", ov_v)).search_dir("tmk_lamv"))
+    plain = {(r.query, r.match): r for r in read_search_results(Layout(cfg).search_dir("tmk_lamv"))}
+    assert any(abs(r.raw_score - plain[(r.query, r.match)].raw_score) > 1e-3 for r in rows)  # re-scored
+    for c in copies:
+        mine = sorted((r for r in rows if r.query == c.query), key=lambda r: r.rank)
+        assert mine[0].match == c.source and abs(mine[0].offset_s - c.offset_s) < 0.1, (c, mine[0])
+        assert mine[0].score > 0 and all(r.raw_score < 0.25 * mine[0].raw_score for r in mine[1:]
+                                          if frozenset((r.query, r.match)) != frozenset((c.query, c.source)))
