@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
-import queue
+import pickle
 import signal
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
+from multiprocessing import connection as mp_connection
 
 from extractors.decode import DecodeError, iter_samples
 from extractors.timebase import FPS
@@ -64,15 +65,49 @@ def _memory_cap(megabytes: int) -> None:
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
+def _limited(it: Iterator[tuple], seconds: float) -> Iterator[tuple]:
+    """The items of ``it``, with at most ``seconds`` spent *inside* ``it`` in total.
+
+    The alarm is armed only while ``it`` produces its next item, never while the
+    consumer works on a yielded chunk (the CNN, a send to the parent), so the
+    time limit can only interrupt decoding, where it is caught.
+    """
+    if not seconds or seconds <= 0:
+        yield from it
+        return
+    remaining = seconds
+    while True:
+        t0 = time.monotonic()
+        with time_limit(remaining):
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+        remaining -= time.monotonic() - t0
+        if remaining <= 0:
+            raise DecodeTimeoutError(f"decoding exceeded the time limit of {seconds:g} s")
+        yield item
+
+
+def _fingerprinted_samples(path: str, settings: dict) -> Iterator[tuple]:
+    yield ("fingerprint", file_fingerprint(path))
+    yield from iter_samples(path, settings["image_area"], FPS, chunk=settings["batch_size"],
+                            threads=settings["decode_threads"], max_pixels=settings["max_pixels"],
+                            hwaccel=settings.get("hwaccel"))
+
+
 def _decode_one(i: int, path: str, settings: dict) -> Iterator[tuple]:
+    limit = float(settings.get("video_time_limit_s", 0) or 0)
+    fp, info = "", None
     try:
-        with time_limit(float(settings.get("video_time_limit_s", 0) or 0)):
-            fp = file_fingerprint(path)
-            for chunk in iter_samples(path, settings["image_area"], FPS, chunk=settings["batch_size"],
-                                      threads=settings["decode_threads"], max_pixels=settings["max_pixels"],
-                                      hwaccel=settings.get("hwaccel")):
-                frames, ts, src, info = chunk
-                yield ("chunk", i, frames, ts, src)
+        for item in _limited(_fingerprinted_samples(path, settings), limit):
+            if isinstance(item[0], str):  # ("fingerprint", fp)
+                fp = item[1]
+                continue
+            frames, ts, src, info = item
+            yield ("chunk", i, frames, ts, src)
+        if info is None:
+            raise DecodeError(path, "no decodable frame")
         yield ("done", i, {**asdict(info), "fingerprint": fp})
     except DecodeError as exc:
         yield ("error", i, "decode", exc.cause)
@@ -88,17 +123,36 @@ def _decode_one(i: int, path: str, settings: dict) -> Iterator[tuple]:
         yield ("error", i, "decode", f"{type(exc).__name__}: {exc}")
 
 
-def _decode_worker(wid: int, tasks, results, settings: dict) -> None:  # pragma: no cover - subprocess
+def _send_partial_and_die(conn) -> None:  # pragma: no cover - subprocess, failpoint only
+    """Failpoint ``decode_worker.mid_write``: a message header and half its bytes, then SIGKILL."""
+    import os
+    import struct
+
+    os.write(conn.fileno(), struct.pack("!i", 1 << 20) + b"\x80\x04" + b"x" * 100)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _decode_worker(wid: int, conn, settings: dict) -> None:  # pragma: no cover - subprocess
+    """One decoder: receives ``(i, path)`` items on its own pipe and answers on it (no shared lock)."""
     import os
 
+    from extractors import failpoints
+
     _memory_cap(int(settings.get("worker_memory_mb", 0) or 0))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when decoders stop
     while True:
-        item = tasks.get()
+        try:
+            item = conn.recv()
+        except (EOFError, OSError):
+            return  # the parent is gone
         if item is None:
             return
-        results.put(("start", item[0], wid, os.getpid()))
+        conn.send(("start", item[0], wid, os.getpid()))
         for msg in _decode_one(item[0], item[1], settings):
-            results.put(msg)
+            if failpoints.triggered("decode_worker.mid_write"):
+                _send_partial_and_die(conn)
+            failpoints.hit("decode_worker.send")
+            conn.send(msg)
 
 
 def _inline_decode(items: Sequence[tuple[int, str]], settings: dict) -> Iterator[tuple]:
@@ -106,83 +160,125 @@ def _inline_decode(items: Sequence[tuple[int, str]], settings: dict) -> Iterator
         yield from _decode_one(i, path, settings)
 
 
+def _crash_cause(exitcode: int | None) -> str:
+    how = "killed (SIGKILL: out of memory?)" if exitcode == -signal.SIGKILL else "out of memory or a codec fault"
+    return f"decoder process crashed (exit code {exitcode}; {how})"
+
+
+class _Worker:
+    """The parent's view of one decoder process: its pipe and the item it is decoding."""
+
+    def __init__(self, ctx, wid: int, settings: dict) -> None:
+        self.wid = wid
+        self.conn, child = ctx.Pipe(duplex=True)
+        self.proc = ctx.Process(target=_decode_worker, args=(wid, child, settings), daemon=True)
+        self.proc.start()
+        child.close()
+        self.current: int | None = None  # item being decoded
+        self.started = 0.0
+        self.closed = False
+
+    def assign(self, item: tuple[int, str] | None) -> None:
+        with contextlib.suppress(BrokenPipeError, OSError):  # died meanwhile: its sentinel reports it
+            self.conn.send(item)
+        if item is not None:
+            self.current, self.started = item[0], time.monotonic()
+
+    def kill(self) -> None:
+        with contextlib.suppress(Exception):
+            self.proc.kill()
+        self.proc.join(timeout=5)
+
+    def close(self) -> None:
+        self.closed = True
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+
 def decode_messages(items: Sequence[tuple[int, str]], settings: dict) -> Iterator[tuple]:
     """Decode messages in completion order, from worker processes or inline.
 
-    With workers, ``("start", i, worker, pid)`` messages announce each video.  A worker
-    that dies (crash, memory cap) fails only the video it was decoding and is
-    replaced; a worker stuck past the per-video time limit (plus a grace period,
-    for decoders that do not return to Python) is killed the same way.
+    With workers, ``("start", i, worker, pid)`` messages announce each video. Every
+    worker has its own pipe, for its items and its messages, so a worker that dies
+    (crash, memory cap, SIGKILL, even in the middle of a message) loses only its
+    own pipe and the video it was decoding; it is replaced and the batch goes on.
+    A worker stuck past the per-video time limit (plus a grace period, for decoders
+    that do not return to Python) is killed the same way, and a watchdog kills the
+    busy workers when no message at all arrives for ``stall_timeout_s``.
     """
     if settings["decode_workers"] <= 0 or len(items) == 0:
         yield from _inline_decode(items, settings)
         return
     ctx = mp.get_context("spawn")
-    tasks = ctx.Queue()
-    results = ctx.Queue(maxsize=max(2, settings["queue_chunks"]))
+    todo = list(items)[::-1]  # pop() from the end: original order
     n_workers = min(settings["decode_workers"], len(items))
     limit = float(settings.get("video_time_limit_s", 0) or 0)
-
-    def spawn(wid: int):
-        p = ctx.Process(target=_decode_worker, args=(wid, tasks, results, settings), daemon=True)
-        p.start()
-        return p
-
-    procs = {w: spawn(w) for w in range(n_workers)}
-    for it in items:
-        tasks.put(it)
-    for _ in procs:
-        tasks.put(None)
+    stall = float(settings.get("stall_timeout_s", 0) or 0) or (max(limit, 600.0) + 60.0)
+    workers = [_Worker(ctx, w, settings) for w in range(n_workers)]
+    for w in workers:
+        w.assign(todo.pop() if todo else None)
     pending = {i for i, _ in items}
     restarts = 0
-    started: set[int] = set()
-    current: dict[int, tuple[int, float] | None] = dict.fromkeys(procs)
+    last_progress = time.monotonic()
+
+    def retire(w: _Worker, cause: str) -> Iterator[tuple]:
+        nonlocal restarts
+        w.kill()
+        w.close()
+        if w.current is not None and w.current in pending:
+            pending.discard(w.current)
+            yield ("error", w.current, "decode", cause)
+        w.current = None
+        if todo and restarts < len(items):  # work left: a replacement takes the next item
+            restarts += 1
+            fresh = _Worker(ctx, w.wid, settings)
+            workers[workers.index(w)] = fresh
+            fresh.assign(todo.pop())
+
     try:
         while pending:
-            try:
-                msg = results.get(timeout=0.5)
-            except queue.Empty:
-                msg = None
-            if msg is not None:
-                if msg[0] == "start":
-                    current[msg[2]] = (msg[1], time.monotonic())
-                    started.add(msg[1])
-                    yield msg
-                    continue
-                if msg[0] != "chunk":
-                    pending.discard(msg[1])
-                    for w, cur in current.items():
-                        if cur is not None and cur[0] == msg[1]:
-                            current[w] = None
-                yield msg
-                continue
-            for w, p in list(procs.items()):
-                cur = current[w]
-                overdue = cur is not None and limit > 0 and time.monotonic() - cur[1] > limit + 30
-                if p.is_alive() and not overdue:
-                    continue
-                if overdue:
-                    p.kill()
-                    p.join(timeout=5)
-                    cause = f"decoding exceeded the time limit of {limit:g} s (decoder killed)"
-                elif p.exitcode == 0:
-                    continue  # finished normally
-                else:
-                    cause = f"decoder process crashed (exit code {p.exitcode}; out of memory or a codec fault)"
-                if cur is not None and cur[0] in pending:
-                    pending.discard(cur[0])
-                    yield ("error", cur[0], "decode", cause)
-                current[w] = None
-                if pending - started and restarts < len(items):  # work left: replace the worker
-                    restarts += 1
-                    procs[w] = spawn(w)
-                    tasks.put(None)
-            if not any(p.is_alive() for p in procs.values()):
-                for i in sorted(pending):  # handed to a worker that died before announcing it
+            live = [w for w in workers if not w.closed]
+            if not live:
+                for i in sorted(pending):  # nobody left to decode them
                     yield ("error", i, "decode", "decoder process died")
                 return
+            ready = mp_connection.wait([w.conn for w in live] + [w.proc.sentinel for w in live], timeout=1.0)
+            for w in live:
+                if w.closed or (w.conn not in ready and w.proc.sentinel not in ready):
+                    continue
+                while not w.closed and w.conn.poll():
+                    try:
+                        msg = w.conn.recv()
+                    except (EOFError, OSError, pickle.UnpicklingError, ValueError, TypeError, AttributeError,
+                            IndexError, MemoryError):
+                        msg = None  # died in the middle of a message
+                    if msg is None:
+                        w.proc.join(timeout=5)
+                        yield from retire(w, _crash_cause(w.proc.exitcode))
+                        break
+                    last_progress = time.monotonic()
+                    if msg[0] in ("done", "error"):
+                        pending.discard(msg[1])
+                        w.current = None
+                        yield msg
+                        w.assign(todo.pop() if todo else None)
+                        if w.current is None:
+                            w.close()  # told to stop
+                    else:
+                        yield msg
+                if not w.closed and not w.proc.is_alive() and not w.conn.poll():
+                    yield from retire(w, _crash_cause(w.proc.exitcode))
+            now = time.monotonic()
+            for w in [w for w in workers if not w.closed and w.current is not None]:
+                if limit > 0 and now - w.started > limit + 30:
+                    yield from retire(w, f"decoding exceeded the time limit of {limit:g} s (decoder killed)")
+                elif now - last_progress > stall:
+                    yield from retire(w, f"no progress for {stall:g} s (decoder killed by the watchdog)")
     finally:
-        for p in procs.values():
-            p.join(timeout=5)
-            if p.is_alive():
-                p.kill()
+        for w in workers:
+            if not w.closed:
+                w.assign(None)
+            w.proc.join(timeout=5)
+            if w.proc.is_alive():
+                w.kill()
+            w.close()

@@ -357,8 +357,8 @@ def train_frame_model_on_videos(paths: Sequence[str | os.PathLike], settings: Ex
     """Train the ``selfsup`` network (``fm``: :class:`pipeline.config.FrameModelConfig`) on evenly
     spaced frames of ``paths``, resuming from ``training_state_path`` when it holds a state for the
     same settings; returns a :class:`extractors.selfsup.FrameModel`."""
+    from extractors import failpoints
     from extractors.selfsup import FrameModel, TrainSettings, to_input, train_copy_net
-    from pipeline import failpoints
     from pipeline.frame_model_store import load_training_state, save_training_state
 
     settings = resolve_layout(settings, "cpu")

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline import failpoints
+from extractors import failpoints
 from pipeline.artifacts import clean_stale_temporaries, fsync_dir, utc_now
 
 CURRENT = "current"

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from extractors import failpoints
 from extractors.black_bars import crop_black_bars
 from extractors.features import ExtractorSettings, FrameFeatureExtractor
 from extractors.frame_extractor import RECOMMENDED, FrameExtractor
@@ -36,7 +37,7 @@ from extractors.timebase import FPS, frame_count_seconds
 from index.faiss_index import build_faiss, choose_index_type
 from index.search import Match, aligned_segment, background_normalised, offset_range, rerank_with_expansion
 from index.verify import diagonal_verify, refine_offsets
-from pipeline import completeness, failpoints
+from pipeline import completeness
 from pipeline.artifacts import ArtifactError, VideoFeatures, atomic_path, read_pack, read_video_features, utc_now
 from pipeline.config import Config, ConfigError, config_from_json
 from pipeline.corpus import Video

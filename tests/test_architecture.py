@@ -29,7 +29,7 @@ STORAGE_MODULES = {
     "pipeline.index_store", "pipeline.pca_store", "pipeline.vocab_store", "pipeline.frame_model_store",
     "pipeline.search_results",
     "pipeline.completeness",
-    "pipeline.failpoints", "pipeline.metrics", "pipeline.synthetic",
+    "pipeline.metrics", "pipeline.synthetic",
 }
 STEP_MODULES = {"pipeline.steps", "pipeline.extract", "pipeline.refresh", "pipeline.evaluate", "pipeline.report",
                 "pipeline.verify"}

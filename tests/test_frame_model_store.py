@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from extractors import failpoints
 from extractors.selfsup import CopyNet, FrameModel, TrainSettings
-from pipeline import failpoints, steps
+from pipeline import steps
 from pipeline.artifacts import ArtifactError
 from pipeline.config import load_config
 from pipeline.frame_model_store import load_frame_model, load_training_state, save_frame_model

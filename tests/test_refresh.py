@@ -372,7 +372,7 @@ def test_a_half_switched_current_link_is_reported_and_removed(tmp_path):
     assert not left.is_symlink() and (root / "current").is_symlink() and (root / "v000001").is_dir()
     assert verify(str(tmp_path))[0] == []
     # the publisher names its link so: an interruption at that point leaves exactly such a link
-    from pipeline import failpoints
+    from extractors import failpoints
     from pipeline.artifacts import TEMP_RE
 
     (root / "v000002").mkdir()

@@ -3,9 +3,16 @@
 ``VIDEOALIGN_FAILPOINTS="name=action@hit,name2=action"`` arms named points;
 :func:`hit` is called at each point.  On the ``hit``-th call (default 1) in this
 process the action runs: ``raise`` (a :class:`FailpointError`, e.g. to test a
-retry policy), ``raise*`` (on every call from ``hit`` on) or ``kill`` (SIGKILL
-of the whole process group, like the OOM killer or ``kill -9``).  Unarmed
-points cost one dictionary lookup.
+retry policy), ``raise*`` (on every call from ``hit`` on), ``kill`` (SIGKILL
+of the whole process group, like ``kill -9`` of a run) or ``die`` (SIGKILL of
+this process only, like the OOM killer taking one worker).  :func:`triggered`
+serves points whose failure is acted out by the caller (``on`` / ``on*``).
+Unarmed points cost one dictionary lookup.  Worker processes inherit the
+environment, and count their own passes.
+
+Points: ``describe.before_write``, ``publish.current_switch``,
+``train_frame_model.checkpoint``, ``decode_worker.send`` (a decoder, before each
+message), ``decode_worker.mid_write`` (a decoder writes half a message and dies).
 """
 
 from __future__ import annotations
@@ -46,6 +53,19 @@ def hit(name: str) -> None:
         raise FailpointError(f"failpoint {name} (pass {n})")
     if action == "kill" and n == at:
         os.killpg(os.getpgrp(), signal.SIGKILL)
+    if action == "die" and n == at:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def triggered(name: str) -> bool:
+    """Count one pass through ``name``; True when armed ``on`` for this pass (``on*``: from it on)."""
+    armed = _armed()
+    if name not in armed:
+        return False
+    _counts[name] = _counts.get(name, 0) + 1
+    action, at = armed[name]
+    n = _counts[name]
+    return (action == "on" and n == at) or (action == "on*" and n >= at)
 
 
 def reset() -> None:

@@ -1,0 +1,81 @@
+"""The decode pool: one pipe per worker, so decoders killed at any moment - even in the middle of
+writing a message - fail only their own video; time limits that interrupt decoding only."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from extractors import failpoints
+from extractors.decode_pool import _limited, decode_messages
+from tests.test_refresh import clip
+
+SETTINGS = {"image_area": 12000, "fps": 15.0, "decode_threads": 1, "max_pixels": 1 << 26, "decode_workers": 2,
+            "queue_chunks": 2, "video_time_limit_s": 120, "worker_memory_mb": 0}
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pool")
+    return [str(clip(d / f"v{i}.mp4", seed=500 + i, seconds=2)) for i in range(6)]  # 30 frames each
+
+
+def outcomes(videos, batch_size: int, **extra) -> tuple[dict[int, tuple], dict[int, int]]:
+    """Terminal message and number of frames received, per video."""
+    ends, frames = {}, {}
+    for msg in decode_messages(list(enumerate(videos)), {**SETTINGS, "batch_size": batch_size, **extra}):
+        if msg[0] == "chunk":
+            frames[msg[1]] = frames.get(msg[1], 0) + len(msg[2])
+        elif msg[0] in ("done", "error"):
+            assert msg[1] not in ends, f"video {msg[1]} reported twice"
+            ends[msg[1]] = msg
+    return ends, frames
+
+
+# (failpoint, batch size): every decoder process is killed at its n-th message, on every
+# replacement too - before a chunk, before a "done", or half-way through writing a message
+@pytest.mark.parametrize(("armed", "batch"), [
+    ("decode_worker.send=die@3", 32),       # one video done (chunk, done), killed before the next chunk
+    ("decode_worker.send=die@2", 16),       # killed between the two chunks of a video
+    ("decode_worker.send=die@4", 16),       # killed before the first video's "done"
+    ("decode_worker.mid_write=on@3", 32),   # half a chunk written, then SIGKILL
+    ("decode_worker.mid_write=on@2", 32),   # half a "done" written, then SIGKILL
+])
+def test_killed_decoders_fail_only_their_video_and_never_hang(videos, monkeypatch, armed, batch):
+    monkeypatch.setenv(failpoints.ENV, armed)
+    ends, frames = outcomes(videos, batch)
+    assert set(ends) == set(range(len(videos)))  # every video answered exactly once, no hang
+    failed = {i for i, m in ends.items() if m[0] == "error"}
+    done = set(ends) - failed
+    assert failed and all("crashed" in ends[i][3] for i in failed)
+    assert all(frames[i] == 30 for i in done)  # a done video has all its frames
+    monkeypatch.delenv(failpoints.ENV)
+    again, _ = outcomes([videos[i] for i in sorted(failed)], batch)  # they fail only because of the kills
+    assert all(m[0] == "done" for m in again.values())
+
+
+def test_every_other_video_is_done_when_each_decoder_dies_after_one(videos, monkeypatch):
+    monkeypatch.setenv(failpoints.ENV, "decode_worker.send=die@3")
+    ends, _ = outcomes(videos, 32, decode_workers=1)  # one decoder, replaced after each death
+    assert [ends[i][0] for i in range(6)] == ["done", "error"] * 3
+
+
+def test_a_time_limit_in_a_worker_is_reported_as_such(videos):
+    ends, _ = outcomes(videos[:2], 8, video_time_limit_s=1e-4)
+    assert all(m[0] == "error" and "time limit" in m[3] and "crashed" not in m[3] for m in ends.values())
+
+
+def test_the_time_limit_is_not_armed_while_the_consumer_works():
+    """Inline decoding yields chunks to the CNN: the alarm must be off while the consumer runs, so a
+    slow consumer can never be interrupted outside the decoder's error handling."""
+    before = signal.getsignal(signal.SIGALRM)
+    it = _limited(iter([1, 2, 3]), seconds=50.0)
+    assert next(it) == 1
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0) and signal.getsignal(signal.SIGALRM) == before
+    assert list(it) == [2, 3]
+
+
+def test_inline_decoding_with_a_time_limit_finishes_every_video(videos):
+    ends, frames = outcomes(videos[:2], 8, decode_workers=0, video_time_limit_s=30)
+    assert all(m[0] == "done" for m in ends.values()) and all(n == 30 for n in frames.values())
