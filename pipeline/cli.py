@@ -94,6 +94,8 @@ def _cmd_refresh(args: argparse.Namespace) -> int:
         sys.stderr.write(f"refresh: {type(exc).__name__}: {text[0] if text else ''}\n")
         return 1
     sys.stdout.write(res.summary() + "\n")
+    for path in res.quarantined:
+        log.info("quarantined (unchanged since it failed, not retried): %s", path)
     if res.failures:
         for f in res.failures:
             sys.stderr.write(f"failed: {f}\n")
@@ -113,11 +115,13 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from pipeline.verify import verify
+    from pipeline.verify import notes, verify
 
     problems, checked = verify(args.target, args.overrides)
     for p in problems:
         sys.stdout.write(f"PROBLEM {p}\n")
+    for n in notes(args.target, args.overrides):
+        sys.stdout.write(f"NOTE {n}\n")
     sys.stdout.write(f"verify: {checked} artifact(s) checked, {len(problems)} problem(s)\n")
     return 0 if not problems else 1
 

@@ -16,7 +16,7 @@ settings) or a changed corpus never reuses a stale output::
         index-<I>/{index.faiss, meta.h5}             I = D(index.model) + index settings + corpus listing
         search/<model>-<S>/{results.h5, results.csv} S = I + D(model) + search settings + dataset kind
         published/vNNNNNN/, published/current         refresh versions
-        refresh.lock, fingerprints.json, task_runs.log
+        refresh.lock, fingerprints.json, quarantine.json, task_runs.log
     <reports_dir>/<dataset>/<model>/{report.json, report.md, report.html}
 
 Nothing else in the package builds an artifact path.
@@ -294,6 +294,11 @@ class Layout:
     @property
     def fingerprint_cache(self) -> Path:
         return self.work / "fingerprints.json"
+
+    @property
+    def quarantine_file(self) -> Path:
+        """Corpus entries that failed and are not retried until they change (``pipeline/quarantine.py``)."""
+        return self.work / "quarantine.json"
 
     @property
     def task_log(self) -> Path:

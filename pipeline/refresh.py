@@ -35,6 +35,8 @@ from pipeline.extract import Failure
 from pipeline.index_store import read_index, write_index
 from pipeline.layout import Layout, listing_hash
 from pipeline.publish import MANIFEST, current_version, new_version, read_manifest, versions
+from pipeline.quarantine import QuarantineEntry, load_quarantine, save_quarantine
+from pipeline.quarantine import entry as qentry
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,8 @@ class RefreshResult:
     added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
-    failures: list[Failure] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)  # new failures of this run (now quarantined)
+    quarantined: list[str] = field(default_factory=list)  # entries skipped: failed before, unchanged since
     version: Path | None = None
     published: bool = False
     index_update: str = ""
@@ -53,26 +56,34 @@ class RefreshResult:
     def summary(self) -> str:
         state = f"published {self.version.name}" if self.published and self.version else "up to date"
         return (f"{state}: {len(self.added)} added, {len(self.changed)} changed, {len(self.removed)} removed, "
-                f"{len(self.failures)} failed{', index ' + self.index_update if self.index_update else ''} "
+                f"{len(self.failures)} failed, {len(self.quarantined)} quarantined"
+                f"{', index ' + self.index_update if self.index_update else ''} "
                 f"({self.seconds:.1f} s)")
 
 
 def present(layout: Layout) -> list:
     """The listed videos that could be stat'ed (a file that vanished while listing is not there)."""
-    return [v for v in layout.videos if v.size >= 0]
+    return [v for v in layout.videos if not v.problem]
 
 
 def inventory(layout: Layout) -> dict[str, dict]:
     """Every video now on disk: id -> {path, size, mtime} (from the layout's one listing)."""
-    return {v.id: {"path": str(v.path.resolve()), "size": v.size, "mtime": v.mtime}
+    return {v.id: {"path": str(v.path.absolute()), "size": v.size, "mtime": v.mtime}  # the entry, not a target
             for v in present(layout)}
 
 
 def is_up_to_date(layout: Layout) -> bool:
     """Cheap check (listing + stat only): the published manifest matches the files on disk."""
     m = read_manifest(current_version(layout.published_root))
-    return (m.get("inventory_hash") == listing_hash(present(layout))
+    return (m.get("inventory_hash") == listing_hash(processable(layout))
             and m.get("config_hash") == layout.refresh_settings_hash())
+
+
+def processable(layout: Layout, quarantine: dict[str, QuarantineEntry] | None = None) -> list:
+    """The present videos that are not quarantined (unchanged since they failed)."""
+    q = load_quarantine(layout.quarantine_file) if quarantine is None else quarantine
+    return [v for v in present(layout)
+            if not (str(v.path.absolute()) in q and q[str(v.path.absolute())].same_file(v.size, v.mtime))]
 
 
 def _fingerprints(layout: Layout, inv: dict[str, dict], ids: list[str]) -> dict[str, str]:
@@ -104,7 +115,9 @@ def run_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> Refresh
     cur = current_version(root)
     manifest = read_manifest(cur)
     res = RefreshResult()
-    inv = inventory(layout)
+    quarantine = load_quarantine(layout.quarantine_file)
+    before = dict(quarantine)
+    inv = _screen(layout, quarantine, res)
     old = manifest["videos"]
     cfg_hash = layout.refresh_settings_hash()
     if cur is not None and manifest.get("config_hash") != cfg_hash:
@@ -118,6 +131,7 @@ def run_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> Refresh
     touched = [v for v in maybe if v not in res.changed]
     if not (res.added or res.removed or res.changed) and cur is not None:
         # nothing new (touched-but-identical files are remembered in the fingerprint cache)
+        _save_if_changed(layout, quarantine, before)
         res.version, res.seconds = cur, time.perf_counter() - t0
         return res
 
@@ -127,6 +141,11 @@ def run_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> Refresh
     if todo:
         steps.ensure_fitted(layout, progress)
         new_entries = _process(layout, todo, inv, number, res, progress)
+    by_path = {e["path"]: e for e in inv.values()}
+    for f in res.failures:  # decoding failures join the quarantine
+        e = by_path.get(str(Path(f.path).absolute()), {"size": -1, "mtime": 0.0})
+        quarantine[str(Path(f.path).absolute())] = qentry(str(Path(f.path).absolute()), e["size"], e["mtime"],
+                                                          f.stage, f.cause)
     videos = {k: v for k, v in old.items() if k not in res.removed and k not in res.changed}
     for v in touched:  # identical content, new mtime: just record it
         videos[v] = {**old[v], "size": inv[v]["size"], "mtime": inv[v]["mtime"]}
@@ -138,8 +157,8 @@ def run_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> Refresh
     index, how = _update_index(cfg, cur if old else None, videos, old, res, new_entries)
     res.index_update = how
     doc = {"dataset": cfg.name, "version": number, "created": utc_now(), "config_hash": cfg_hash,
-           "inventory_hash": listing_hash(present(layout)),
-           "next_faiss_id": next_id, "index": how,
+           "inventory_hash": listing_hash(processable(layout, quarantine)),
+           "next_faiss_id": next_id, "index": how, "quarantined": sorted(quarantine),
            "index_model": cfg.index.model, "videos": videos,
            "changes": {"added": res.added, "changed": res.changed, "removed": res.removed}}
     with new_version(root, keep) as stage:
@@ -148,9 +167,48 @@ def run_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> Refresh
                     faiss_ids=np.array([videos[k]["faiss_id"] for k in ids], dtype=np.int64))
         (stage / MANIFEST).write_text(json.dumps(doc, indent=1), encoding="utf-8")
         steps.write_failures(layout.failures_file(stage), res.failures)
+    _save_if_changed(layout, quarantine, before)
     res.version, res.published = current_version(root), True
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def _screen(layout: Layout, quarantine: dict[str, QuarantineEntry], res: RefreshResult) -> dict[str, dict]:
+    """The inventory of what can be processed: unreadable corpus entries (symlink loops, devices ...)
+    become failures; entries quarantined and unchanged since are skipped; changed ones are retried;
+    entries gone from the corpus leave the quarantine."""
+    listed = {str(v.path.absolute()) for v in layout.videos}
+    for path in [p for p in quarantine if p not in listed]:
+        del quarantine[path]
+    for v in layout.videos:
+        if not v.problem:
+            continue
+        path = str(v.path.absolute())
+        known = quarantine.get(path)
+        if known is not None and known.cause == v.problem:
+            res.quarantined.append(path)
+        else:
+            res.failures.append(Failure(path, "list", v.problem))
+            quarantine[path] = qentry(path, -1, 0.0, "list", v.problem)
+    inv = {}
+    for vid, e in inventory(layout).items():
+        known = quarantine.get(e["path"])
+        if known is not None and known.same_file(e["size"], e["mtime"]):
+            res.quarantined.append(e["path"])
+            continue
+        if known is not None:
+            log.info("%s changed since it failed: retrying it", e["path"])
+            del quarantine[e["path"]]
+        inv[vid] = e
+    for f in res.failures:
+        log.error("%s: %s: %s", f.path, f.stage, f.cause)
+    return inv
+
+
+def _save_if_changed(layout: Layout, quarantine: dict[str, QuarantineEntry],
+                     before: dict[str, QuarantineEntry]) -> None:
+    if quarantine != before:
+        save_quarantine(layout.quarantine_file, quarantine)
 
 
 def _process(layout: Layout, todo: list[str], inv: dict[str, dict], number: int, res: RefreshResult,

@@ -36,7 +36,7 @@ from extractors.selfsup import FrameModel, SelfSupExtractor
 from extractors.timebase import FPS, frame_count_seconds
 from index.faiss_index import build_faiss, choose_index_type
 from index.search import Match, aligned_segment, background_normalised, offset_range, rerank_with_expansion
-from index.verify import diagonal_verify, refine_offsets
+from index.verification import diagonal_verify, refine_offsets
 from pipeline import completeness
 from pipeline.artifacts import ArtifactError, VideoFeatures, atomic_path, read_pack, read_video_features, utc_now
 from pipeline.config import Config, ConfigError, config_from_json
@@ -128,6 +128,12 @@ def load_configured_frame_model(layout: Layout) -> FrameModel | None:
                         f"TrainFrameModel (any Luigi task or 'python -m pipeline build' trains it first)") from None
 
 
+def fitting_sample(layout: Layout) -> list[Path]:
+    """The videos a corpus fit (vocabulary, network, PCA) reads: every readable regular file (never a
+    FIFO, device or symlink loop, which could block or fail the fit)."""
+    return [v.path for v in layout.videos if not v.problem]
+
+
 def load_configured_vocabulary(layout: Layout) -> Vocabulary | None:
     if not layout.needs_vocabulary:
         return None
@@ -143,7 +149,7 @@ def train_vocabulary(layout: Layout, show_progress: bool = True) -> Path:
     from pipeline.extract import train_vocabulary_on_videos
 
     cfg = layout.cfg
-    vocab = train_vocabulary_on_videos([v.path for v in layout.videos], extraction_settings(cfg, show_progress),
+    vocab = train_vocabulary_on_videos(fitting_sample(layout), extraction_settings(cfg, show_progress),
                                        cfg.features.pca_frames_per_video,
                                        {"dataset": cfg.name, "root": str(cfg.root), "settings": layout.vocab_key})
     return save_vocabulary(vocab, layout.vocab_path)
@@ -159,7 +165,7 @@ def train_frame_model(layout: Layout, show_progress: bool = True) -> Path:
 
     cfg = layout.cfg
     model = train_frame_model_on_videos(
-        [v.path for v in layout.videos], extraction_settings(cfg, show_progress), cfg.frame_model,
+        fitting_sample(layout), extraction_settings(cfg, show_progress), cfg.frame_model,
         layout.frame_model_training_path,
         {"dataset": cfg.name, "root": str(cfg.root), "settings": layout.frame_model_key})
     path = save_frame_model(model, layout.frame_model_path)
@@ -203,7 +209,7 @@ def train_pca(layout: Layout, show_progress: bool = True) -> Path:
     cfg = layout.cfg
     check_weights(cfg)
     ex = make_extractor(cfg, None, load_configured_vocabulary(layout), load_configured_frame_model(layout))
-    pca = train_pca_on_videos([v.path for v in layout.videos], ex, extraction_settings(cfg, show_progress),
+    pca = train_pca_on_videos(fitting_sample(layout), ex, extraction_settings(cfg, show_progress),
                               frames_per_video=cfg.features.pca_frames_per_video,
                               provenance={"dataset": cfg.name, "root": str(cfg.root), "settings": layout.pca_key},
                               n_components=RECOMMENDED[cfg.features.extractor].pca_dims,
@@ -248,10 +254,21 @@ def extract_videos(layout: Layout, videos: Sequence[Video], shard_dir: Path,
     cfg = layout.cfg
     ex = extractor or configured_extractor(layout)
     settings = extraction_settings(cfg, show_progress)
+    unreadable = listing_failures(videos)
+    videos = [v for v in videos if not v.problem]
     reuse_earlier_features([v.id for v in videos], shard_dir, layout.features_dir, ex, settings, fingerprints)
     res = extract_shard_videos([(v.id, v.path) for v in videos], shard_dir, ex, settings, {"dataset": cfg.name})
+    res.failures[:0] = unreadable
     write_failures(layout.failures_file(shard_dir), res.failures)
     return res
+
+
+def listing_failures(videos: Sequence[Video]) -> list[Failure]:
+    """A failure (stage ``list``) for each corpus entry that is not a readable regular file."""
+    for v in videos:
+        if v.problem:
+            log.error("%s: list: %s", v.path, v.problem)
+    return [Failure(str(v.path), "list", v.problem) for v in videos if v.problem]
 
 
 def extract_shard(layout: Layout, shard: int, show_progress: bool = True) -> ShardResult:

@@ -167,3 +167,19 @@ def verify(target: str, overrides: str = "") -> tuple[list[str], int]:
     if not cfg.work_dir.is_dir():
         return [f"{cfg.work_dir}: no work directory for dataset {cfg.name} (nothing built yet)"], 0
     return verify_path(cfg.work_dir)
+
+
+def notes(target: str, overrides: str = "") -> list[str]:
+    """What an operator should know beside damage: the quarantined corpus entries."""
+    from pipeline.config import ConfigError, is_config_path, load_config
+    from pipeline.quarantine import describe, load_quarantine
+
+    p = Path(target)
+    if not (p.exists() and not (p.is_file() and is_config_path(target))):
+        try:
+            p = load_config(target, overrides).work_dir
+        except ConfigError:
+            return []
+    files = [p / "quarantine.json"] if (p / "quarantine.json").is_file() else \
+        (sorted(p.rglob("quarantine.json")) if p.is_dir() else [])
+    return [line for f in files for line in describe(load_quarantine(f))]

@@ -27,7 +27,7 @@ STORAGE_MODULES = {
     "pipeline.version", "pipeline.config", "pipeline.corpus", "pipeline.datasets", "pipeline.dataset_kinds",
     "pipeline.layout", "pipeline.artifacts", "pipeline.descriptors", "pipeline.publish", "pipeline.lock",
     "pipeline.index_store", "pipeline.pca_store", "pipeline.vocab_store", "pipeline.frame_model_store",
-    "pipeline.search_results",
+    "pipeline.search_results", "pipeline.quarantine",
     "pipeline.completeness",
     "pipeline.metrics", "pipeline.synthetic",
 }

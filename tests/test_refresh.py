@@ -178,7 +178,25 @@ def _hostile_corpus(vdir: Path) -> dict[str, str]:
     corrupt.write_bytes(bytes(data))
     for i in range(2):
         clip(vdir / f"ordinary {i}.mp4", seed=40 + i)
+    # corpus entries that are not readable regular files: named by the entry, never by a target
+    (vdir / "loop.mp4").symlink_to(vdir / "loop.mp4")
+    bad["loop"] = "symbolic link loop"
+    (vdir / "dangling.mp4").symlink_to(vdir / "no such target.mp4")
+    bad["dangling"] = "dangling symbolic link"
+    (vdir / "devzero.mp4").symlink_to("/dev/zero")
+    bad["devzero"] = "not a regular file: a character device (through a symbolic link)"
+    os.mkfifo(vdir / "fifo.mp4")
+    bad["fifo"] = "not a regular file: a FIFO"
+    (vdir / 'odd "name", with\nnewline.mp4').write_bytes(b"\x00" * 100)
+    bad['odd "name", with\nnewline'] = "cannot read the container"
     return bad
+
+
+def failure_rows(csv_file: Path) -> list[dict]:
+    import csv
+
+    with csv_file.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
 
 
 @pytest.mark.slow
@@ -190,13 +208,28 @@ def test_hostile_corpus_reports_each_bad_file_and_indexes_the_rest(tmp_path):
     assert f"{len(bad)} file(s) failed" in out.stderr
     cfg = load_config("folder", ov)
     cur = current_version(published_root(cfg))
-    lines = (cur / "failures.csv").read_text().strip().splitlines()[1:]
-    assert len(lines) == len(bad)
+    rows = failure_rows(cur / "failures.csv")  # quoted CSV: names with quotes, commas, newlines survive
+    assert len(rows) == len(bad)
+    vdir = tmp_path / "data" / "videos"
     for name, cause in bad.items():
-        line = next(x for x in lines if f"/{name}.mp4" in x)
-        assert cause in line, line
+        row = next(r for r in rows if r["file"] == str(vdir / f"{name}.mp4"))
+        assert cause in row["cause"], row
     indexed = set(read_manifest(cur)["videos"])
     assert indexed == {"one frame", "vfr", "rotated", "corrupt middle", "ordinary 0", "ordinary 1"}
+    # the broken entries are quarantined: the next run decodes nothing, publishes nothing, exits 0
+    again = cli("refresh", "--dataset", "folder", "--overrides", ov, "--quiet")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "up to date" in again.stdout and f"{len(bad)} quarantined" in again.stdout
+    assert current_version(published_root(cfg)) == cur
+    listed = cli("verify", "folder", "--overrides", ov)
+    assert sum(line.startswith("NOTE quarantined:") for line in listed.stdout.splitlines()) == len(bad)
+    # a quarantined file that changes is retried (and indexed when it now decodes); a removed one is forgotten
+    (vdir / "zero.mp4").write_bytes(clip(tmp_path / "fixed.mp4", seed=77).read_bytes())
+    (vdir / "loop.mp4").unlink()
+    fixed = cli("refresh", "--dataset", "folder", "--overrides", ov, "--quiet")
+    assert fixed.returncode == 0, fixed.stderr[-2000:]
+    assert f"{len(bad) - 2} quarantined" in fixed.stdout
+    assert "zero" in read_manifest(current_version(published_root(cfg)))["videos"]
 
 
 def _run_until(args: list[str], delay: float) -> int:

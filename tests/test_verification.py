@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from index.verify import diagonal_verify, refine_offsets
+from index.verification import diagonal_verify, refine_offsets
 
 
 def unit(x: np.ndarray) -> np.ndarray:
