@@ -85,3 +85,20 @@ class VideoIndex:
         scores, idx = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
         names = [[self._name[int(i)] for i in row if i >= 0] for row in idx]
         return scores, names
+
+
+def stored_ids(index) -> np.ndarray | None:
+    """The FAISS ids an id-mapped index holds, in storage order (``None`` when it keeps no id map)."""
+    faiss = load_faiss()
+    if not hasattr(index, "id_map"):
+        return None
+    return faiss.vector_to_array(index.id_map).astype(np.int64)
+
+
+def stored_vectors(index) -> np.ndarray | None:
+    """``(ntotal, d)`` vectors of a flat index (id-mapped or not), ``None`` for other kinds."""
+    faiss = load_faiss()
+    inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else index
+    if not isinstance(inner, faiss.IndexFlat):
+        return None
+    return faiss.rev_swig_ptr(inner.get_xb(), inner.ntotal * inner.d).reshape(inner.ntotal, inner.d).copy()

@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 
 from index.faiss_backend import faiss_build, load_faiss
-from index.faiss_index import VideoIndex
+from index.faiss_index import VideoIndex, stored_ids, stored_vectors
 from pipeline.artifacts import ArtifactError, atomic_h5, atomic_path, clean_stale_temporaries, open_checked
 
 INDEX_SCHEMA = "videoalign/index"
@@ -37,9 +37,11 @@ def write_index(directory: str | Path, index, video_ids: list[str], attrs: dict,
     clean_stale_temporaries(d)
     with atomic_path(d / INDEX_FILE) as tmp:
         faiss.write_index(index, str(tmp))
+        digest = file_sha256(tmp)
     with atomic_h5(d / META_FILE) as f:
         f.attrs["schema"] = INDEX_SCHEMA
         f.attrs["schema_version"] = INDEX_VERSION
+        f.attrs["index_sha256"] = digest
         f.attrs["faiss_build"] = faiss_build()
         f.attrs["ntotal"] = int(index.ntotal)
         for k, v in attrs.items():
@@ -65,6 +67,10 @@ def read_index(directory: str | Path) -> VideoIndex:
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in meta.attrs.items()}
     if not (d / INDEX_FILE).is_file():
         raise IndexFileError(f"{d / INDEX_FILE}: index file not found")
+    recorded = attrs.get("index_sha256")
+    if recorded and file_sha256(d / INDEX_FILE) != recorded:
+        raise IndexFileError(f"{d / INDEX_FILE}: content does not match the checksum recorded in {META_FILE} "
+                             f"(damaged; rebuild it or roll back)")
     try:
         index = faiss.read_index(str(d / INDEX_FILE))
     except RuntimeError as exc:
@@ -73,4 +79,21 @@ def read_index(directory: str | Path) -> VideoIndex:
         raise IndexFileError(f"{d}: index holds {index.ntotal} vectors but the metadata lists {len(ids)} ids")
     if fids is not None and len(fids) != len(ids):
         raise IndexFileError(f"{d / META_FILE}: {len(fids)} FAISS ids for {len(ids)} videos")
+    held = stored_ids(index)
+    if held is not None and fids is not None and not np.array_equal(np.sort(held), np.sort(fids)):
+        raise IndexFileError(f"{d / INDEX_FILE}: its id map does not match the {len(fids)} ids in {META_FILE}")
+    vectors = stored_vectors(index)
+    if vectors is not None and not np.isfinite(vectors).all():
+        bad = int((~np.isfinite(vectors).all(axis=1)).sum())
+        raise IndexFileError(f"{d / INDEX_FILE}: {bad} vector(s) are not finite (damaged)")
     return VideoIndex(index, ids, attrs, fids)
+
+
+def file_sha256(path: str | Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()

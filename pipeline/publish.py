@@ -3,9 +3,10 @@
 Layout::
 
     <work>/<dataset>/published/
-        v000001/  index.faiss  meta.h5  manifest.json  failures.csv
+        v000001/  index.faiss  meta.h5  manifest.json  failures.csv  checksums.json
         v000002/  ...
         current -> v000002        (a symbolic link, replaced atomically)
+        history.json              the versions that were made current, in order (rollback targets)
 
 A version directory is assembled under a hidden temporary name, every file
 fsynced, then renamed into place; only then is ``current`` switched (a new
@@ -30,6 +31,8 @@ from pipeline.artifacts import clean_stale_temporaries, fsync_dir, utc_now
 
 CURRENT = "current"
 MANIFEST = "manifest.json"
+CHECKSUMS = "checksums.json"
+HISTORY = "history.json"
 _VERSION_RE = re.compile(r"^v(\d{6})$")
 
 
@@ -95,6 +98,7 @@ def new_version(root: Path, keep: int = 3) -> Iterator[Path]:
     stage.mkdir()
     try:
         yield stage
+        write_checksums(stage)
         _fsync_tree(stage)
         os.replace(stage, final)
         fsync_dir(root)
@@ -103,6 +107,35 @@ def new_version(root: Path, keep: int = 3) -> Iterator[Path]:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
     prune(root, keep)
+
+
+def write_checksums(version: Path) -> None:
+    """``checksums.json``: the sha256 of every file of a version (written last, before it is renamed)."""
+    from pipeline.index_store import file_sha256
+
+    sums = {p.name: file_sha256(p) for p in sorted(version.iterdir()) if p.is_file() and p.name != CHECKSUMS}
+    (version / CHECKSUMS).write_text(json.dumps(sums, indent=1, sort_keys=True), encoding="utf-8")
+
+
+def check_version(version: Path) -> list[str]:
+    """Problems of a published version: files whose content no longer matches ``checksums.json``,
+    missing or unexpected files (empty when it is intact)."""
+    from pipeline.index_store import file_sha256
+
+    try:
+        sums = json.loads((version / CHECKSUMS).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return [f"{version / CHECKSUMS}: missing (a version published before checksums; re-publish to add them)"]
+    except (OSError, ValueError) as exc:
+        return [f"{version / CHECKSUMS}: unreadable ({exc})"]
+    problems = []
+    for name, digest in sorted(sums.items()):
+        p = version / name
+        if not p.is_file():
+            problems.append(f"{p}: missing from the published version")
+        elif file_sha256(p) != digest:
+            problems.append(f"{p}: content does not match its checksum (damaged)")
+    return problems
 
 
 def prune(root: Path, keep: int) -> list[Path]:

@@ -34,7 +34,15 @@ from pipeline.config import Config
 from pipeline.extract import Failure
 from pipeline.index_store import read_index, write_index
 from pipeline.layout import Layout, listing_hash
-from pipeline.publish import MANIFEST, current_version, new_version, read_manifest, versions
+from pipeline.publish import (
+    CHECKSUMS,
+    MANIFEST,
+    check_version,
+    current_version,
+    new_version,
+    read_manifest,
+    versions,
+)
 from pipeline.quarantine import QuarantineEntry, load_quarantine, save_quarantine
 from pipeline.quarantine import entry as qentry
 
@@ -113,7 +121,11 @@ def run_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> Refresh
     cfg = layout.cfg
     root = layout.published_root
     cur = current_version(root)
-    manifest = read_manifest(cur)
+    damage = check_version(cur) if cur is not None and (cur / CHECKSUMS).is_file() else []
+    if damage:  # never build on a damaged version: repair it from the features it references
+        log.warning("%s is damaged (%s); the next version is rebuilt", cur.name, damage[0])
+    manifest_ok = not any(Path(d.split(": ")[0]).name == MANIFEST for d in damage)
+    manifest = read_manifest(cur if manifest_ok else None)
     res = RefreshResult()
     quarantine = load_quarantine(layout.quarantine_file)
     before = dict(quarantine)
@@ -129,7 +141,7 @@ def run_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> Refresh
     fps = _fingerprints(layout, inv, maybe)
     res.changed = sorted(v for v in maybe if fps.get(v) != old[v]["fingerprint"])
     touched = [v for v in maybe if v not in res.changed]
-    if not (res.added or res.removed or res.changed) and cur is not None:
+    if not (res.added or res.removed or res.changed or damage) and cur is not None:
         # nothing new (touched-but-identical files are remembered in the fingerprint cache)
         _save_if_changed(layout, quarantine, before)
         res.version, res.seconds = cur, time.perf_counter() - t0
@@ -149,12 +161,12 @@ def run_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> Refresh
     videos = {k: v for k, v in old.items() if k not in res.removed and k not in res.changed}
     for v in touched:  # identical content, new mtime: just record it
         videos[v] = {**old[v], "size": inv[v]["size"], "mtime": inv[v]["mtime"]}
-    next_id = int(manifest.get("next_faiss_id", 0)) if old else 0
+    next_id = int(manifest.get("next_faiss_id", 0)) if old else 0  # (a damaged index is rebuilt below)
     for vid, e in new_entries.items():
         e["faiss_id"] = next_id
         next_id += 1
         videos[vid] = e
-    index, how = _update_index(cfg, cur if old else None, videos, old, res, new_entries)
+    index, how = _update_index(cfg, cur if old and not damage else None, videos, old, res, new_entries)
     res.index_update = how
     doc = {"dataset": cfg.name, "version": number, "created": utc_now(), "config_hash": cfg_hash,
            "inventory_hash": listing_hash(processable(layout, quarantine)),

@@ -112,8 +112,12 @@ def _check_index(d: Path, problems: list[str]) -> None:
         return
     mf = d / "manifest.json"
     if mf.is_file():
-        m = json.loads(mf.read_text())
-        vids = m.get("videos", {})
+        try:
+            m = json.loads(mf.read_text(encoding="utf-8"))
+            vids = dict(m.get("videos", {}))
+        except (ValueError, TypeError, AttributeError) as exc:
+            problems.append(f"{mf}: unreadable manifest ({type(exc).__name__})")
+            return
         if sorted(vids) != sorted(idx.video_ids):
             problems.append(f"{mf}: manifest lists {len(vids)} videos, the index {len(idx.video_ids)}")
         for vid, e in vids.items():
@@ -141,6 +145,10 @@ def verify_path(target: Path) -> tuple[list[str], int]:
             _check_index(d, problems)
             checked += 1
         if d.name == "published":
+            from pipeline.publish import check_version, versions
+
+            for v in versions(d):
+                problems.extend(check_version(v))
             link = d / "current"
             if not link.is_symlink():
                 problems.append(f"{link}: missing (nothing published)")

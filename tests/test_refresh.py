@@ -297,6 +297,39 @@ def test_verify_names_what_is_wrong(corpus):
     assert out.returncode == 1 and "PROBLEM" in out.stdout
 
 
+def flip_byte(path: Path, at: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.slow
+def test_a_bit_flipped_index_is_caught_by_verify_and_query_and_repaired_by_the_next_refresh(corpus):
+    ov = overrides(corpus)
+    cfg = load_config("folder", ov)
+    run_refresh(cfg, progress=False)
+    cur = current_version(published_root(cfg))
+    index_file = cur / "index.faiss"
+    flip_byte(index_file, index_file.stat().st_size - 7)  # inside the stored vectors / id map
+    problems, _ = verify(str(cfg.work_dir))
+    assert any(str(index_file) in p and ("checksum" in p) for p in problems), problems
+    q = cli("query", str(corpus / "data" / "videos" / "v1.mp4"), "--dataset", "folder", "--overrides", ov)
+    assert q.returncode == 2 and str(index_file) in q.stderr and len(q.stderr.strip().splitlines()) == 1, q.stderr
+    # nothing changed in the corpus, but the damaged version is not built on: a repaired one is published
+    res = run_refresh(cfg, progress=False)
+    assert res.published and res.index_update.endswith(f"rebuilt({len(read_manifest(res.version)['videos'])})")
+    from pipeline.index_store import read_index
+    from pipeline.publish import check_version
+
+    assert check_version(res.version) == [] and read_index(res.version).index.ntotal == 5
+    q = cli("query", str(corpus / "data" / "videos" / "v1.mp4"), "--dataset", "folder", "--overrides", ov)
+    assert q.returncode == 0, q.stderr[-2000:]
+    # a damaged manifest is not trusted either: everything is re-listed (features are reused)
+    flip_byte(res.version / "manifest.json", 40)
+    again = run_refresh(cfg, progress=False)
+    assert again.published and check_version(again.version) == []
+
+
 @pytest.mark.slow
 def test_query_uses_the_published_version(corpus):
     cfg = load_config("folder", overrides(corpus))
