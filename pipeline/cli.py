@@ -80,12 +80,13 @@ def _cmd_refresh(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
     from pipeline.layout import Layout
     from pipeline.lock import LockHeldError
+    from pipeline.publish import PinnedError
     from pipeline.refresh import locked_refresh
 
     try:
         res = locked_refresh(Layout(load_config(args.dataset, args.overrides)), keep=args.keep,
                              progress=not args.quiet)
-    except LockHeldError as exc:
+    except (LockHeldError, PinnedError) as exc:
         sys.stderr.write(f"refresh: {exc}\n")
         return EXIT_LOCKED
     except Exception as exc:  # cron wants one line, not a traceback
@@ -105,12 +106,26 @@ def _cmd_refresh(args: argparse.Namespace) -> int:
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
+    """Under the refresh lock (75 naming the holder while a refresh runs): point ``current`` back and
+    hold it there (refreshes refuse to publish) until ``--release``."""
     from pipeline.config import load_config
     from pipeline.layout import Layout
-    from pipeline.publish import rollback
+    from pipeline.lock import LockHeldError, exclusive_lock
+    from pipeline.publish import release, rollback
 
-    target = rollback(Layout(load_config(args.dataset, args.overrides)).published_root, args.to)
-    sys.stdout.write(f"current -> {target.name}\n")
+    layout = Layout(load_config(args.dataset, args.overrides))
+    try:
+        with exclusive_lock(layout.refresh_lock):
+            if args.release:
+                was = release(layout.published_root)
+                sys.stdout.write("released: refreshes publish again\n" if was else "nothing was held\n")
+                return 0
+            target = rollback(layout.published_root, args.to)
+    except LockHeldError as exc:
+        sys.stderr.write(f"rollback: {exc}\n")
+        return EXIT_LOCKED
+    sys.stdout.write(f"current -> {target.name} (held: refreshes will not publish until "
+                     f"'python -m pipeline rollback --dataset {args.dataset} --release')\n")
     return 0
 
 
@@ -175,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--dataset", required=True)
     rb.add_argument("--overrides", default="")
     rb.add_argument("--to", default=None, help="a version name, e.g. v000003 (default: the previous one)")
+    rb.add_argument("--release", action="store_true", help="let refreshes publish again after a rollback")
     rb.set_defaults(func=_cmd_rollback)
     v = sub.add_parser("verify", help="check every artifact of a dataset (or one file/directory)")
     v.add_argument("target", help="a dataset name / YAML, or an artifact path")

@@ -7,6 +7,10 @@ Layout::
         v000002/  ...
         current -> v000002        (a symbolic link, replaced atomically)
         history.json              the versions that were made current, in order (rollback targets)
+        pinned.json               present after a rollback: refreshes refuse to publish until released
+
+A version that was never made current (a publisher killed before the switch)
+is no rollback target; ``verify`` reports it and the next publish removes it.
 
 A version directory is assembled under a hidden temporary name, every file
 fsynced, then renamed into place; only then is ``current`` switched (a new
@@ -33,11 +37,16 @@ CURRENT = "current"
 MANIFEST = "manifest.json"
 CHECKSUMS = "checksums.json"
 HISTORY = "history.json"
+PIN = "pinned.json"
 _VERSION_RE = re.compile(r"^v(\d{6})$")
 
 
 class PublishError(RuntimeError):
     """Nothing published yet, or no version to roll back to (message says which)."""
+
+
+class PinnedError(RuntimeError):
+    """A rollback holds ``current``: nothing is published until the operator releases it."""
 
 
 def versions(root: Path) -> list[Path]:
@@ -103,10 +112,39 @@ def new_version(root: Path, keep: int = 3) -> Iterator[Path]:
         os.replace(stage, final)
         fsync_dir(root)
         switch_current(root, final)
+        record_current(root, final)
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
     prune(root, keep)
+
+
+def made_current(root: Path) -> list[str]:
+    """Names of the versions that were ever made current, oldest first (every version up to the
+    current one for a root published before the history was kept)."""
+    try:
+        names = json.loads((root / HISTORY).read_text(encoding="utf-8"))["versions"]
+        return [str(n) for n in names]
+    except FileNotFoundError:
+        cur = current_version(root)
+        return [v.name for v in versions(root) if cur is not None and v.name <= cur.name]
+    except (OSError, ValueError, KeyError, TypeError):
+        return [v.name for v in versions(root)]  # unreadable history: do not lose rollback targets
+
+
+def record_current(root: Path, version: Path) -> None:
+    from pipeline.artifacts import atomic_path
+
+    names = [n for n in made_current(root) if n != version.name] + [version.name]
+    with atomic_path(root / HISTORY) as tmp:
+        tmp.write_text(json.dumps({"versions": names}), encoding="utf-8")
+
+
+def never_current(root: Path) -> list[Path]:
+    """Complete versions that were never made current (their publisher died before the switch)."""
+    cur = current_version(root)
+    made = set(made_current(root))
+    return [v for v in versions(root) if v.name not in made and (cur is None or v.name != cur.name)]
 
 
 def write_checksums(version: Path) -> None:
@@ -125,7 +163,7 @@ def check_version(version: Path) -> list[str]:
     try:
         sums = json.loads((version / CHECKSUMS).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return [f"{version / CHECKSUMS}: missing (a version published before checksums; re-publish to add them)"]
+        return []  # published before checksums were kept (verify notes it)
     except (OSError, ValueError) as exc:
         return [f"{version / CHECKSUMS}: unreadable ({exc})"]
     problems = []
@@ -142,8 +180,9 @@ def prune(root: Path, keep: int) -> list[Path]:
     """Delete versions older than the ``keep`` most recent, never the current one; and stale stages."""
     cur = current_version(root)
     removed = []
-    vs = versions(root)
-    for p in vs[: max(0, len(vs) - keep)]:
+    orphans = never_current(root)
+    vs = [v for v in versions(root) if v not in orphans]
+    for p in orphans + vs[: max(0, len(vs) - keep)]:
         if cur is not None and p.resolve() == cur.resolve():
             continue
         shutil.rmtree(p, ignore_errors=True)
@@ -154,20 +193,51 @@ def prune(root: Path, keep: int) -> list[Path]:
 
 def rollback(root: Path, to: str | None = None) -> Path:
     """Point ``current`` at the version before it (or at version ``to``, e.g. ``v000003``)."""
-    vs = versions(root)
+    made = set(made_current(root))
+    vs = [v for v in versions(root) if v.name in made]  # never a version that was never current
     cur = current_version(root)
     if cur is None:
         raise PublishError(f"{root}: nothing published yet")
     if to:
         target = root / to
         if target not in vs:
-            raise PublishError(f"{root}: no version {to} (have {', '.join(p.name for p in vs)})")
+            why = "was never made current (an interrupted publish)" if (target.is_dir() and
+                                                                         to not in made) else "does not exist"
+            raise PublishError(f"{root}: version {to} {why}; rollback targets: {', '.join(p.name for p in vs)}")
     else:
         older = [p for p in vs if p.name < cur.name]
         if not older:
             raise PublishError(f"{root}: {cur.name} is the oldest version kept; nothing to roll back to")
         target = older[-1]
     switch_current(root, target)
-    m = read_manifest(target)
-    m["rolled_back_at"] = utc_now()
+    record_current(root, target)
+    pin(root, target)
     return target
+
+
+def pin(root: Path, version: Path) -> None:
+    """Hold ``current`` at ``version`` (after a rollback) until :func:`release`."""
+    from pipeline.artifacts import atomic_path
+
+    with atomic_path(root / PIN) as tmp:
+        tmp.write_text(json.dumps({"version": version.name, "at": utc_now()}), encoding="utf-8")
+
+
+def pinned(root: Path) -> dict | None:
+    """``{"version", "at"}`` while a rollback holds ``current``, else None."""
+    try:
+        return json.loads((root / PIN).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {"version": "?", "at": "?"}
+
+
+def release(root: Path) -> bool:
+    """Let refreshes publish again (True when a pin was released)."""
+    try:
+        (root / PIN).unlink()
+    except FileNotFoundError:
+        return False
+    fsync_dir(root)
+    return True

@@ -37,9 +37,11 @@ from pipeline.layout import Layout, listing_hash
 from pipeline.publish import (
     CHECKSUMS,
     MANIFEST,
+    PinnedError,
     check_version,
     current_version,
     new_version,
+    pinned,
     read_manifest,
     versions,
 )
@@ -120,6 +122,10 @@ def run_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> Refresh
     t0 = time.perf_counter()
     cfg = layout.cfg
     root = layout.published_root
+    held = pinned(root)
+    if held is not None:
+        raise PinnedError(f"{root}: current is held at {held.get('version')} by a rollback ({held.get('at')}); "
+                          f"release it with 'python -m pipeline rollback --dataset {cfg.name} --release'")
     cur = current_version(root)
     damage = check_version(cur) if cur is not None and (cur / CHECKSUMS).is_file() else []
     if damage:  # never build on a damaged version: repair it from the features it references

@@ -145,10 +145,13 @@ def verify_path(target: Path) -> tuple[list[str], int]:
             _check_index(d, problems)
             checked += 1
         if d.name == "published":
-            from pipeline.publish import check_version, versions
+            from pipeline.publish import check_version, never_current, versions
 
             for v in versions(d):
                 problems.extend(check_version(v))
+            for v in never_current(d):
+                problems.append(f"{v}: a complete version that was never made current (its publish was "
+                                f"interrupted); not a rollback target, the next publish removes it")
             link = d / "current"
             if not link.is_symlink():
                 problems.append(f"{link}: missing (nothing published)")
@@ -188,6 +191,16 @@ def notes(target: str, overrides: str = "") -> list[str]:
             p = load_config(target, overrides).work_dir
         except ConfigError:
             return []
+    from pipeline.publish import CHECKSUMS, pinned, versions
+
     files = [p / "quarantine.json"] if (p / "quarantine.json").is_file() else \
         (sorted(p.rglob("quarantine.json")) if p.is_dir() else [])
-    return [line for f in files for line in describe(load_quarantine(f))]
+    out = [line for f in files for line in describe(load_quarantine(f))]
+    for root in ([p] if p.name == "published" else sorted(p.rglob("published"))) if p.is_dir() else []:
+        held = pinned(root)
+        if held is not None:
+            out.append(f"{root}: current is held at {held.get('version')} by a rollback ({held.get('at')}); "
+                       f"refreshes publish nothing until 'rollback --release'")
+        out += [f"{v}: published before checksums were kept (damage cannot be detected; the next publish "
+                f"adds them)" for v in versions(root) if not (v / CHECKSUMS).is_file()]
+    return out

@@ -453,3 +453,70 @@ def test_a_half_switched_current_link_is_reported_and_removed(tmp_path):
     leftovers = list(root.glob(".current.tmp-*"))
     assert len(leftovers) == 1 and TEMP_RE.match(leftovers[0].name)
     assert os.readlink(root / "current") == "v000001"  # the switch did not happen
+
+
+@pytest.mark.slow
+def test_a_version_never_made_current_is_no_rollback_target_and_is_removed(corpus):
+    """A publisher killed after its version is complete but before ``current`` switches leaves a
+    version that was never current: ``rollback`` refuses it, ``verify`` reports it, the next publish
+    removes it."""
+    from extractors import failpoints
+    from pipeline.publish import PublishError, never_current
+
+    cfg = load_config("folder", overrides(corpus))
+    root = published_root(cfg)
+    run_refresh(cfg, progress=False)
+    clip(corpus / "data" / "videos" / "v7.mp4", seed=7)
+    run_refresh(cfg, progress=False)  # v000002, current
+    clip(corpus / "data" / "videos" / "v8.mp4", seed=8)
+    os.environ[failpoints.ENV] = "publish.current_switch=raise"
+    try:
+        failpoints.reset()
+        with pytest.raises(failpoints.FailpointError):
+            run_refresh(cfg, progress=False)  # v000003 complete, never current
+    finally:
+        del os.environ[failpoints.ENV]
+        failpoints.reset()
+    assert [v.name for v in never_current(root)] == ["v000003"]
+    assert current_version(root).name == "v000002"
+    problems, _ = verify(str(cfg.work_dir))
+    assert any("v000003" in p and "never made current" in p for p in problems)
+    with pytest.raises(PublishError, match="never made current"):
+        rollback(root, "v000003")
+    from pipeline.publish import release
+
+    assert rollback(root).name == "v000001"  # the previous version that was current, not v000003
+    release(root)
+    rollback(root, "v000002")
+    release(root)
+    res = run_refresh(cfg, progress=False)  # v8 again: v000004; v000003 pruned
+    assert res.version.name == "v000004" and not (root / "v000003").exists()
+    assert "v8" in read_manifest(res.version)["videos"]
+
+
+@pytest.mark.slow
+def test_rollback_takes_the_lock_and_holds_current_until_released(corpus):
+    ov = overrides(corpus)
+    cfg = load_config("folder", ov)
+    root = published_root(cfg)
+    run_refresh(cfg, progress=False)
+    clip(corpus / "data" / "videos" / "v7.mp4", seed=7)
+    run_refresh(cfg, progress=False)
+    with exclusive_lock(cfg.work_dir / "refresh.lock"):  # a refresh is running
+        busy = cli("rollback", "--dataset", "folder", "--overrides", ov)
+    assert busy.returncode == 75 and f"pid {os.getpid()}" in busy.stderr
+    assert current_version(root).name == "v000002"
+    out = cli("rollback", "--dataset", "folder", "--overrides", ov)
+    assert out.returncode == 0 and "v000001" in out.stdout and "--release" in out.stdout
+    clip(corpus / "data" / "videos" / "v8.mp4", seed=8)
+    held = cli("refresh", "--dataset", "folder", "--overrides", ov, "--quiet")
+    assert held.returncode == 75 and "held at v000001" in held.stderr and "--release" in held.stderr
+    assert current_version(root).name == "v000001"  # the rollback stays in place
+    from pipeline.verify import notes
+
+    assert any("held at v000001" in n for n in notes(str(cfg.work_dir)))
+    assert cli("rollback", "--dataset", "folder", "--overrides", ov, "--release").returncode == 0
+    res = run_refresh(cfg, progress=False)
+    assert res.published and current_version(root) == res.version
+    # it builds on what is current (v000001 + v7 + v8), not on the version that was rolled back
+    assert set(res.added) == {"v7", "v8"}
