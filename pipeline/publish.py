@@ -177,13 +177,18 @@ def check_version(version: Path) -> list[str]:
 
 
 def prune(root: Path, keep: int) -> list[Path]:
-    """Delete versions older than the ``keep`` most recent, never the current one; and stale stages."""
+    """Delete versions older than the ``keep`` most recent, versions never made current, and stale
+    stages; never the current version nor the one current before it (a reader may have resolved
+    ``current`` just before the switch and still be reading it, whatever ``keep`` says)."""
     cur = current_version(root)
+    history = made_current(root)
+    protected = {cur.name} if cur is not None else set()
+    protected |= set([n for n in history if cur is None or n != cur.name][-1:])  # the previous current
     removed = []
     orphans = never_current(root)
     vs = [v for v in versions(root) if v not in orphans]
     for p in orphans + vs[: max(0, len(vs) - keep)]:
-        if cur is not None and p.resolve() == cur.resolve():
+        if p.name in protected:
             continue
         shutil.rmtree(p, ignore_errors=True)
         removed.append(p)

@@ -520,3 +520,15 @@ def test_rollback_takes_the_lock_and_holds_current_until_released(corpus):
     assert res.published and current_version(root) == res.version
     # it builds on what is current (v000001 + v7 + v8), not on the version that was rolled back
     assert set(res.added) == {"v7", "v8"}
+
+
+@pytest.mark.slow
+def test_keep_one_still_keeps_the_version_a_reader_may_have_just_resolved(corpus):
+    cfg = load_config("folder", overrides(corpus))
+    root = published_root(cfg)
+    for i in range(3):
+        clip(corpus / "data" / "videos" / f"n{i}.mp4", seed=90 + i)
+        run_refresh(cfg, keep=1, progress=False)
+    # the current version and the one current before it (readers that resolved it a moment ago)
+    assert [v.name for v in versions(root)] == ["v000002", "v000003"]
+    assert current_version(root).name == "v000003"
