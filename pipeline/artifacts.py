@@ -149,10 +149,16 @@ def open_checked(path: str | os.PathLike, schema: str, version: int) -> h5py.Fil
     f = open_h5(p)
     found = f.attrs.get("schema")
     found_v = f.attrs.get("schema_version")
-    if found != schema:
+    if isinstance(found, bytes):
+        found = found.decode("utf-8", "replace")
+    if not (isinstance(found, str) and found == schema):
         f.close()
         raise ArtifactError(f"{p}: schema is {found!r}, expected {schema!r}")
-    if found_v is None or int(found_v) != version:
+    try:
+        found_v = None if found_v is None else int(found_v)
+    except (TypeError, ValueError):
+        found_v = repr(found_v)
+    if found_v is None or found_v != version:
         f.close()
         raise ArtifactError(f"{p}: {schema} schema version {found_v} is not supported by this "
                             f"version of the package (expected {version}); re-run extraction")

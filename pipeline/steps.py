@@ -340,8 +340,13 @@ class FeatureLookup:
     def of_manifest(cls, manifest: dict) -> FeatureLookup:
         return cls({vid: Path(e["features"]) for vid, e in manifest["videos"].items()})
 
-    def get(self, vid: str) -> VideoFeatures:
-        return read_video_features(self.where[vid])
+    def get(self, vid: str, dim: int | None = None) -> VideoFeatures:
+        """The features of ``vid``; with ``dim``, refused (naming the file) unless ``dim``-dimensional."""
+        vf = read_video_features(self.where[vid])
+        if dim is not None and vf.features.shape[1] != dim:
+            raise ArtifactError(f"{self.where[vid]}: {vf.features.shape[1]}-dimensional features, expected {dim} "
+                                f"(damaged, or from another configuration; run verify)")
+        return vf
 
 
 def configured_model(cfg: Config, model_name: str):
@@ -375,7 +380,9 @@ def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_
             verified = False
     if verified:
         step = max(1, round(FPS / s.verify_fps))
-        v = diagonal_verify(q_feats.features, [features.get(c).features for c in usable], step, s.verify_threshold)
+        dim = q_feats.features.shape[1]
+        v = diagonal_verify(q_feats.features, [features.get(c, dim).features for c in usable], step,
+                            s.verify_threshold)
         raw_v = v.score[: len(kept)].astype(np.float64)
         scores_v = background_normalised(raw_v, v.score[len(kept):]) if n_bg else raw_v
         offsets_v = refine_offsets(v.offset_frames[: len(kept)], off_s[order] * FPS, step) / FPS
@@ -386,7 +393,7 @@ def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_
     for rank, i in enumerate(order):
         spans = (float("nan"),) * 4
         if features is not None and q_feats is not None and cands[i] in features.where:
-            m = features.get(cands[i])
+            m = features.get(cands[i], q_feats.features.shape[1])
             spans = aligned_segment(q_feats.features, q_feats.timestamps_s, m.features, m.timestamps_s,
                                     float(off_s[i]), s.segment_threshold, s.segment_max_gap_s)
         out.append(Match(query_id, cands[i], float(scores[i]), round(float(off_s[i]), 6), rank + 1, *spans,

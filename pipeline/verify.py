@@ -35,10 +35,15 @@ def _check_features(p: Path, problems: list[str]) -> None:
     except ArtifactError as exc:
         problems.append(str(exc))
         return
-    if vf.features.shape[0] == 0:
-        problems.append(f"{p}: no frames")
+    if vf.features.ndim != 2 or vf.features.shape[0] == 0:
+        problems.append(f"{p}: no frames" if vf.features.ndim == 2 else
+                        f"{p}: features have shape {vf.features.shape}, expected (frames, dimensions)")
         return
-    norms = np.linalg.norm(vf.features.astype(np.float32), axis=1)
+    x = vf.features.astype(np.float32)
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        problems.append(f"{p}: {int((~finite).sum())} frame descriptor(s) are not finite (NaN or infinity)")
+    norms = np.linalg.norm(x[finite], axis=1)
     if not np.all(np.abs(norms - 1) < 2e-2):
         problems.append(f"{p}: {int(np.sum(np.abs(norms - 1) >= 2e-2))} frame descriptor(s) are not unit-norm")
     if np.any(np.diff(vf.timestamps_s) < 0):
@@ -63,6 +68,7 @@ def _check_pack(shard: Path, problems: list[str]) -> int:
         problems.append(str(exc))
         return 1
     n = 1
+    dim = pack.mean_frames.shape[1] if pack.mean_frames.ndim == 2 else None
     for vid, name, count in zip(pack.video_ids, pack.files, pack.frame_counts, strict=True):
         f = shard / name
         if not f.is_file():
@@ -70,10 +76,14 @@ def _check_pack(shard: Path, problems: list[str]) -> int:
             continue
         try:
             with h5py.File(f, "r") as h:
-                if h["features"].shape[0] != count:
-                    problems.append(f"{f}: {h['features'].shape[0]} frames but the pack says {count}")
-        except (OSError, KeyError) as exc:
-            problems.append(f"{f}: unreadable HDF5 ({exc})")
+                shape = h["features"].shape
+                if shape[0] != count:
+                    problems.append(f"{f}: {shape[0]} frames but the pack says {count}")
+                if dim is not None and len(shape) == 2 and shape[1] != dim:
+                    problems.append(f"{f}: {shape[1]}-dimensional features in a shard of {dim}-dimensional ones "
+                                    f"(damaged, or from another configuration)")
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            problems.append(f"{f}: unreadable HDF5 ({type(exc).__name__}: {exc})")
         n += 1
     if pack.mean_frames.shape[0] != len(pack.video_ids):
         problems.append(f"{shard / PACK_NAME}: {pack.mean_frames.shape[0]} mean frames for "
@@ -85,8 +95,16 @@ def _check_h5(p: Path, problems: list[str]) -> None:
     try:
         with h5py.File(p, "r") as f:
             schema = f.attrs.get("schema")
+            if isinstance(schema, bytes):
+                schema = schema.decode("utf-8", "replace")
             if schema is None:
                 problems.append(f"{p}: no schema attribute (not a pipeline artifact)")
+                return
+            if not isinstance(schema, str):
+                problems.append(f"{p}: its schema attribute is not a string ({type(schema).__name__})")
+                return
+            if not schema.startswith("videoalign/"):
+                problems.append(f"{p}: unknown schema {schema!r} (not a pipeline artifact)")
                 return
             if schema == "videoalign/descriptors":
                 ids, d = f["video_ids"].shape[0], f["descriptors"]
@@ -97,6 +115,9 @@ def _check_h5(p: Path, problems: list[str]) -> None:
                     problems.append(f"{p}: non-finite descriptor values")
     except OSError as exc:
         problems.append(f"{p}: unreadable HDF5 ({exc})")
+        return
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        problems.append(f"{p}: damaged {schema} file ({type(exc).__name__}: {exc})")
         return
     if schema == FEATURES_SCHEMA:
         _check_features(p, problems)
@@ -157,11 +178,12 @@ def verify_path(target: Path) -> tuple[list[str], int]:
                 problems.append(f"{link}: missing (nothing published)")
             elif not link.resolve().is_dir():
                 problems.append(f"{link}: points at {os.readlink(link)}, which does not exist")
+    reported = {q.split(": ")[0] for q in problems}  # one report per damaged file
     for p in target.rglob("*.h5"):
-        if p.name not in (PACK_NAME, "meta.h5") and not p.name.startswith("."):
+        if p.name not in (PACK_NAME, "meta.h5") and not p.name.startswith(".") and str(p) not in reported:
             _check_h5(p, problems)
             checked += 1
-    return problems, checked
+    return list(dict.fromkeys(problems)), checked
 
 
 def verify(target: str, overrides: str = "") -> tuple[list[str], int]:

@@ -532,3 +532,36 @@ def test_keep_one_still_keeps_the_version_a_reader_may_have_just_resolved(corpus
     # the current version and the one current before it (readers that resolved it a moment ago)
     assert [v.name for v in versions(root)] == ["v000002", "v000003"]
     assert current_version(root).name == "v000003"
+
+
+@pytest.mark.slow
+def test_verify_and_query_name_damaged_feature_files_once_without_a_traceback(corpus):
+    import h5py
+
+    ov = overrides(corpus)
+    cfg = load_config("folder", ov)
+    run_refresh(cfg, progress=False)
+    man = read_manifest(current_version(published_root(cfg)))
+    feat = {v: Path(e["features"]) for v, e in man["videos"].items()}
+    with h5py.File(feat["v0"], "a") as f:
+        f.attrs["schema"] = np.array([1, 2, 3])  # a schema attribute of the wrong type
+    with h5py.File(feat["v1"], "a") as f:
+        x = f["features"][()]
+        x[3] = np.nan
+        f["features"][...] = x
+    with h5py.File(feat["v2"], "a") as f:  # the wrong dimension
+        x = f["features"][()]
+        del f["features"]
+        f.create_dataset("features", data=x[:, :-8])
+    data = feat["v3"].read_bytes()
+    feat["v3"].write_bytes(data[: len(data) // 3])
+    problems, _ = verify(str(cfg.work_dir))
+    about = {v: [p for p in problems if p.startswith(str(f) + ":")] for v, f in feat.items()}
+    assert about["v0"] and "schema" in about["v0"][0]
+    assert about["v1"] and "not finite" in about["v1"][0]
+    assert any("dimensional" in p for p in about["v2"])
+    assert len(about["v3"]) == 1  # reported once, not by the shard check and again by the file check
+    assert not about["v4"]
+    q = cli("query", str(corpus / "data" / "videos" / "v2.mp4"), "--dataset", "folder", "--overrides", ov)
+    assert q.returncode == 2 and str(feat["v2"]) in q.stderr and "dimensional" in q.stderr, q.stderr
+    assert "Traceback" not in q.stderr and sum(ln.startswith("query:") for ln in q.stderr.splitlines()) == 1
