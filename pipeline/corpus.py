@@ -25,6 +25,7 @@ from pipeline.datasets import (
     CopyPair,
     EvveEntry,
     align_ground_truth,
+    check_span,
 )
 
 
@@ -150,9 +151,11 @@ def parse_vcdb_json(label_file: str | Path, pair_file: str | Path | None = None)
             if not (isinstance(box, list) and len(box) == 4
                     and all(isinstance(v, int | float) for v in box)):
                 raise AnnotationError(f"{path}: {key}: box {box!r} is not [a_start, b_start, a_end, b_end]")
+            a0, b0, a1, b1 = (float(v) for v in box)
+            check_span(f"{path}: {key}", "A", a0, a1)
+            check_span(f"{path}: {key}", "B", b0, b1)
             if a == b:
                 continue
-            a0, b0, a1, b1 = (float(v) for v in box)
             pairs.append(CopyPair(a, b, a0, a1, b0, b1))
     if pair_file is not None:
         pf = Path(pair_file)

@@ -7,6 +7,7 @@ naming the file and the 1-based line number.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,21 @@ from pipeline.metrics import Segment, spans_overlap
 
 class AnnotationError(ValueError):
     """A ground-truth file that cannot be parsed; the message names file and line."""
+
+
+MAX_TIME_S = 1e6
+"""No annotated time is beyond ~11.6 days: larger values are corrupt, not video times."""
+
+
+def check_span(where: str, what: str, begin: float, end: float) -> None:
+    """``begin``/``end`` are finite, in ``[0, MAX_TIME_S]`` and ``end >= begin`` (else AnnotationError)."""
+    for label, v in (("begin", begin), ("end", end)):
+        if not math.isfinite(v):
+            raise AnnotationError(f"{where}: {what} {label} is {v} (times must be finite seconds)")
+        if v < 0 or v > MAX_TIME_S:
+            raise AnnotationError(f"{where}: {what} {label} {v:g} s is outside [0, {MAX_TIME_S:g}] s")
+    if end < begin:
+        raise AnnotationError(f"{where}: {what} ends ({end:g} s) before it begins ({begin:g} s)")
 
 
 def _lines(source: str | Path, text: str | None) -> tuple[str, list[str]]:
@@ -78,6 +94,10 @@ def parse_align(source: str | Path, kind: str = "Climbing", text: str | None = N
         except ValueError:
             raise AnnotationError(f"{name}:{no}: begin/end/global must be numbers (seconds): "
                                   f"{line.strip()!r}") from None
+        check_span(f"{name}:{no}", "the span", b, e)
+        if not math.isfinite(g) or abs(g) > MAX_TIME_S:
+            raise AnnotationError(f"{name}:{no}: the global time {g:g} is not a finite time within "
+                                  f"{MAX_TIME_S:g} s")
         items.append(AlignItem(align_video_name(fields[0], kind), fields[0], b, e, g))
     return items
 
@@ -114,6 +134,8 @@ def parse_hms(value: str) -> float:
     """``HH:MM:SS`` (any number of integer fields) -> seconds."""
     total = 0
     for field in value.strip().split(":"):
+        if not field.isdigit():  # no signs, no spaces, no fractions
+            raise ValueError(f"not a non-negative integer: {field!r}")
         total = total * 60 + int(field)
     return float(total)
 
@@ -143,6 +165,8 @@ def parse_vcdb_annotation(source: str | Path, text: str | None = None,
             raise AnnotationError(f"{name}:{no}: times must be HH:MM:SS integers: "
                                   f"{line.strip()!r}") from None
         va, vb = (f"{topic}/{Path(f).stem}" for f in fields[:2])
+        check_span(f"{name}:{no}", "A", times[0], times[1])
+        check_span(f"{name}:{no}", "B", times[2], times[3])
         if va == vb:
             continue
         pairs.append(CopyPair(va, vb, *times))

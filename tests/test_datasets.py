@@ -93,3 +93,38 @@ def test_vcdb_self_lines_are_not_copy_pairs(tmp_path):
     cfg = load_config("VCDB", f"dataset.root={tmp_path}")
     gt = load_ground_truth(cfg, ["t/a", "t/b"])
     assert len(gt.pairs) == 1 and gt.pairs[0].video_a != gt.pairs[0].video_b
+
+
+@pytest.mark.parametrize(("line", "says"), [
+    ("a.mp4,b.mp4,99999999999:00:00,99999999999:00:10,00:00:00,00:00:10", "outside"),
+    ("a.mp4,b.mp4,-00:00:05,00:00:10,00:00:00,00:00:10", "HH:MM:SS"),
+    ("a.mp4,b.mp4,00:00:20,00:00:10,00:00:00,00:00:10", "ends (10 s) before it begins (20 s)"),
+])
+def test_absurd_vcdb_times_are_refused_naming_file_and_line(line, says):
+    from pipeline.datasets import parse_vcdb_annotation
+
+    with pytest.raises(AnnotationError, match=r"t\.txt:2: ") as err:
+        parse_vcdb_annotation("t.txt", "a.mp4,b.mp4,00:00:00,00:00:05,00:00:01,00:00:06\n" + line)
+    assert says in str(err.value)
+
+
+@pytest.mark.parametrize(("value", "says"), [("nan", "finite"), ("inf", "finite"), ("-3", "outside"),
+                                             ("1e308", "outside")])
+def test_absurd_align_times_are_refused_naming_file_and_line(value, says):
+    from pipeline.datasets import parse_align
+
+    with pytest.raises(AnnotationError, match=r"x\.align:2: ") as err:
+        parse_align("x.align", text=f"v1.mp4 0 10 0\nv2.mp4 {value} 10 5\n")
+    assert says in str(err.value)
+
+
+def test_absurd_boxes_in_converted_vcdb_json_are_refused(tmp_path):
+    from pipeline.corpus import parse_vcdb_json
+
+    f = tmp_path / "labels.json"
+    f.write_text('{"a-b": [[0, 0, 1e308, 5]]}')
+    with pytest.raises(AnnotationError, match="labels.json: a-b: A end"):
+        parse_vcdb_json(f)
+    f.write_text('{"a-b": [[10, 0, 5, 5]]}')
+    with pytest.raises(AnnotationError, match="before it begins"):
+        parse_vcdb_json(f)
