@@ -181,7 +181,13 @@ def build_trunk(level: int = DEFAULT_LEVEL, weights: str = "imagenet", download:
         log.warning("ResNet-34 with RANDOM weights (seed %d): for tests only", seed)
     else:
         model = ResNet34Trunk(level)
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # refused pickles, truncated or foreign files: one line naming the file
+            raise ValueError(f"{path}: refused as CNN weights: not a plain tensor checkpoint that loads with "
+                             f"weights_only=True ({type(exc).__name__}); its code is never executed") from None
+        if not isinstance(state, dict):
+            raise ValueError(f"{path}: not a ResNet-34 state dict (a {type(state).__name__})")
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}

@@ -110,12 +110,23 @@ def make_extractor(cfg: Config, pca: PCAWhitening | None, vocab: Vocabulary | No
     except WeightsNotFoundError as exc:
         first = str(exc).split(" (or set")[0]
         raise StepError(f"{first}; {weights_hint(cfg)}") from None
+    except ValueError as exc:  # refused or foreign checkpoint (the message names the file)
+        raise StepError(f"{exc}; {weights_hint(cfg)}") from None
 
 
 def configured_extractor(layout: Layout) -> FrameExtractor:
     """The extractor with everything fitted on the corpus that it uses (vocabulary or network, PCA)."""
-    return make_extractor(layout.cfg, load_configured_pca(layout), load_configured_vocabulary(layout),
-                          load_configured_frame_model(layout))
+    ex = make_extractor(layout.cfg, load_configured_pca(layout), load_configured_vocabulary(layout),
+                        load_configured_frame_model(layout))
+    if ex.pca is not None:  # a PCA made for other vectors fails here, naming its file, not deep in a batch
+        dim = ex.pca_samples(np.zeros((1, 64, 64, 3), np.uint8)).shape[1]
+        if ex.pca.mean.shape[-1] != dim:
+            spec = layout.cfg.features.pca
+            where = layout.pca_path if spec == "trained" else spec
+            raise StepError(f"{where}: a PCA for {ex.pca.mean.shape[-1]}-dimensional vectors, but the "
+                            f"{layout.cfg.features.extractor} extractor gives {dim}-dimensional ones "
+                            f"(a PCA made for another extractor or level)")
+    return ex
 
 
 def load_configured_frame_model(layout: Layout) -> FrameModel | None:

@@ -123,7 +123,7 @@ def test_absurd_boxes_in_converted_vcdb_json_are_refused(tmp_path):
 
     f = tmp_path / "labels.json"
     f.write_text('{"a-b": [[0, 0, 1e308, 5]]}')
-    with pytest.raises(AnnotationError, match="labels.json: a-b: A end"):
+    with pytest.raises(AnnotationError, match=r"labels\.json: a-b: A end"):
         parse_vcdb_json(f)
     f.write_text('{"a-b": [[10, 0, 5, 5]]}')
     with pytest.raises(AnnotationError, match="before it begins"):

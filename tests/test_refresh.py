@@ -565,3 +565,29 @@ def test_verify_and_query_name_damaged_feature_files_once_without_a_traceback(co
     q = cli("query", str(corpus / "data" / "videos" / "v2.mp4"), "--dataset", "folder", "--overrides", ov)
     assert q.returncode == 2 and str(feat["v2"]) in q.stderr and "dimensional" in q.stderr, q.stderr
     assert "Traceback" not in q.stderr and sum(ln.startswith("query:") for ln in q.stderr.splitlines()) == 1
+
+
+def test_refused_weights_and_a_pca_of_the_wrong_size_name_their_file(corpus):
+    """A checkpoint that would need code execution to load, and a PCA made for other vectors, stop
+    the run with one line naming the file (never a traceback, never code executed)."""
+    import pickle
+
+    from extractors.pca import PCAWhitening
+    from pipeline.pca_store import save_pca
+
+    class Evil:
+        def __reduce__(self):
+            return (exec, ("open('PWNED', 'w').write('x')",))
+
+    evil = corpus / "evil.pth"
+    evil.write_bytes(pickle.dumps({"conv1.weight": Evil()}))
+    out = cli("build", "--dataset", "folder", "--overrides", overrides(corpus, **{"features.weights": str(evil)}),
+              "--quiet", cwd=corpus)
+    assert out.returncode == 2 and str(evil) in out.stderr and "refused" in out.stderr, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr and not (corpus / "PWNED").exists()
+    bad = save_pca(PCAWhitening(np.zeros((1, 100), np.float32), np.eye(64, 100, dtype=np.float32), {}),
+                   corpus / "pca100.h5")
+    out = cli("build", "--dataset", "folder", "--overrides", overrides(corpus, **{"features.pca": str(bad)}),
+              "--quiet", cwd=corpus)
+    assert out.returncode == 2 and str(bad) in out.stderr and "100-dimensional" in out.stderr, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
