@@ -36,6 +36,37 @@ class DecodeTimeoutError(Exception):
     """A video took longer than the per-video time limit."""
 
 
+class DecoderSetupError(OSError):
+    """No decoder can work with these settings (e.g. a memory cap too low to decode anything)."""
+
+
+BYTES_PER_DECODED_PIXEL = 12
+"""Rough peak memory of decoding one pixel: YUV frame, reference frames, RGB conversion."""
+
+
+def _self_test() -> None:
+    """Encode and decode a tiny video in memory: fails (MemoryError, ImportError ...) when this
+    process cannot decode anything, e.g. under too low a memory cap."""
+    import io
+
+    import av
+    import numpy as np
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        s = out.add_stream("mpeg4", rate=15)
+        s.width, s.height, s.pix_fmt = 32, 32, "yuv420p"
+        for _ in range(2):
+            for pkt in s.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")):
+                out.mux(pkt)
+        for pkt in s.encode():
+            out.mux(pkt)
+    buf.seek(0)
+    with av.open(buf) as c:
+        for f in c.decode(video=0):
+            f.to_ndarray(format="rgb24")
+
+
 @contextlib.contextmanager
 def time_limit(seconds: float):
     """Raise :class:`DecodeTimeoutError` if the block runs longer than ``seconds`` (main thread only)."""
@@ -91,9 +122,21 @@ def _limited(it: Iterator[tuple], seconds: float) -> Iterator[tuple]:
 
 def _fingerprinted_samples(path: str, settings: dict) -> Iterator[tuple]:
     yield ("fingerprint", file_fingerprint(path))
-    yield from iter_samples(path, settings["image_area"], FPS, chunk=settings["batch_size"],
-                            threads=settings["decode_threads"], max_pixels=settings["max_pixels"],
-                            hwaccel=settings.get("hwaccel"))
+    cap_mb = int(settings.get("worker_memory_mb", 0) or 0)
+    # a frame that cannot fit the memory cap is refused before decoding: inline decoding (where no
+    # address-space cap applies) included; half the cap is left to the process itself
+    max_pixels = settings["max_pixels"]
+    if cap_mb > 0:
+        max_pixels = min(max_pixels, cap_mb * (1 << 20) // 2 // BYTES_PER_DECODED_PIXEL)
+    try:
+        yield from iter_samples(path, settings["image_area"], FPS, chunk=settings["batch_size"],
+                                threads=settings["decode_threads"], max_pixels=max_pixels,
+                                hwaccel=settings.get("hwaccel"))
+    except DecodeError as exc:
+        if cap_mb > 0 and "exceeds the limit" in exc.cause and max_pixels < settings["max_pixels"]:
+            raise DecodeError(path, f"{exc.cause.split(' exceeds')[0]} needs more memory to decode than the "
+                                    f"cap of {cap_mb} MB per decoder allows (features.worker_memory_mb)") from None
+        raise
 
 
 def _decode_one(i: int, path: str, settings: dict) -> Iterator[tuple]:
@@ -138,8 +181,18 @@ def _decode_worker(wid: int, conn, settings: dict) -> None:  # pragma: no cover 
 
     from extractors import failpoints
 
-    _memory_cap(int(settings.get("worker_memory_mb", 0) or 0))
+    cap = int(settings.get("worker_memory_mb", 0) or 0)
+    _memory_cap(cap)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when decoders stop
+    try:
+        _self_test()
+    except BaseException as exc:  # whatever it is, this decoder cannot work
+        why = (f"features.worker_memory_mb={cap} is too low for a decoder to start (it cannot decode a 32x32 "
+               f"test video under that address-space cap); raise it (1024 or more) or set 0 to disable it"
+               if cap else f"a decoder cannot start: {type(exc).__name__}: {exc}")
+        with contextlib.suppress(Exception):
+            conn.send(("fatal", -1, why))
+        return
     while True:
         try:
             item = conn.recv()
@@ -257,6 +310,8 @@ def decode_messages(items: Sequence[tuple[int, str]], settings: dict) -> Iterato
                         yield from retire(w, _crash_cause(w.proc.exitcode))
                         break
                     last_progress = time.monotonic()
+                    if msg[0] == "fatal":
+                        raise DecoderSetupError(msg[2])
                     if msg[0] in ("done", "error"):
                         pending.discard(msg[1])
                         w.current = None

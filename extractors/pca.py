@@ -97,9 +97,8 @@ def load_published(prefix: str | os.PathLike, level: int = 29) -> PCAWhitening:
         try:
             t = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-            raise PCAError(f"{p}: refused as a PCA file: not a plain tensor file that loads with "
-                           f"weights_only=True ({type(exc).__name__}: {first})") from None
+            raise PCAError(f"{p}: not a torch tensor file that loads with weights_only=True "
+                           f"({type(exc).__name__}); refused, its code is never executed") from None
         if not isinstance(t, torch.Tensor):
             raise PCAError(f"{p}: expected a tensor, found {type(t).__name__}")
         arrays.append(t.float().numpy())

@@ -236,20 +236,54 @@ def _write_shard_pack(videos: Sequence[tuple[str, str | os.PathLike]], shard: Pa
                                 {"config_id": cfg_id, "shard": shard.name}))
 
 
+class _EvenSample:
+    """Keeps about ``n`` evenly spaced frames of a stream of unknown length in bounded memory: every
+    ``stride``-th frame, halving what is kept (and doubling the stride) whenever ``2 n`` are held."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.stride, self.seen = max(1, n), 1, 0
+        self.kept: list[np.ndarray] = []
+
+    def add(self, frames: np.ndarray) -> None:
+        idx = np.arange(self.seen, self.seen + len(frames))
+        self.seen += len(frames)
+        self.kept.extend(frames[(idx % self.stride) == 0])
+        while len(self.kept) >= 2 * self.n:
+            self.kept = self.kept[::2]
+            self.stride *= 2
+
+    def result(self) -> np.ndarray:
+        if not self.kept:
+            return np.zeros((0, 0, 0, 3), np.uint8)
+        pick = np.unique(np.linspace(0, len(self.kept) - 1, min(self.n, len(self.kept))).astype(int))
+        return np.stack([self.kept[i] for i in pick])
+
+
 def sampled_frames(paths: Sequence[str | os.PathLike], settings: ExtractionSettings, frames_per_video: int,
                    what: str) -> Iterator[tuple[str, np.ndarray]]:
-    """``(path, (n, H, W, 3) uint8)`` evenly spaced frames of each video that decodes (others are
-    skipped with a warning): the sample every corpus fit (vocabulary, PCA) is made on."""
-    from extractors.decode import DecodeError, decode_video
-
-    for p in progress(paths, unit="video", desc=what, wanted=settings.progress):
-        try:
-            d = decode_video(p, settings.image_area, FPS, max_pixels=settings.max_pixels)
-        except DecodeError as exc:
-            log.warning("%s: skipping %s", what, exc)
-            continue
-        idx = np.unique(np.linspace(0, len(d.frames) - 1, min(frames_per_video, len(d.frames))).astype(int))
-        yield str(p), crop_black_bars(d.frames[idx]) if settings.remove_black_bars else d.frames[idx]
+    """``(path, (n, H, W, 3) uint8)`` about ``frames_per_video`` evenly spaced frames of each video
+    that decodes (others are skipped with a warning): the sample every corpus fit (vocabulary,
+    network, PCA) is made on. Decoding goes through the decode pool, so the per-video time limit and
+    memory cap apply and no more than ``2 * frames_per_video`` frames of a video are held at once."""
+    items = [(i, str(p)) for i, p in enumerate(paths)]
+    samples: dict[int, _EvenSample] = {}
+    bar = progress(total=len(items), unit="video", desc=what, wanted=settings.progress)
+    for msg in decode_messages(items, asdict(settings)):
+        kind, i = msg[0], msg[1]
+        if kind == "chunk":
+            frames = msg[2]
+            samples.setdefault(i, _EvenSample(frames_per_video)).add(frames)
+        elif kind == "error":
+            samples.pop(i, None)
+            bar.update(1)
+            log.warning("%s: skipping %s: %s: %s", what, items[i][1], msg[2], msg[3])
+        elif kind == "done":
+            bar.update(1)
+            got = samples.pop(i, None)
+            if got is not None and got.seen:
+                picked = got.result()  # bars are found on the whole sample, as for the whole video
+                yield items[i][1], crop_black_bars(picked) if settings.remove_black_bars else picked
+    bar.close()
 
 
 def train_pca_on_videos(paths: Sequence[str | os.PathLike], extractor: FrameExtractor,

@@ -79,3 +79,39 @@ def test_the_time_limit_is_not_armed_while_the_consumer_works():
 def test_inline_decoding_with_a_time_limit_finishes_every_video(videos):
     ends, frames = outcomes(videos[:2], 8, decode_workers=0, video_time_limit_s=30)
     assert all(m[0] == "done" for m in ends.values()) and all(n == 30 for n in frames.values())
+
+
+def test_a_frame_too_large_for_the_memory_cap_is_refused_inline_too(tmp_path):
+    """No address-space cap can apply to inline decoding: a frame that cannot fit the cap is refused
+    before it is decoded, with a message that names the cap."""
+    from pipeline.synthetic import Segment, render, write_video
+
+    big = write_video(tmp_path / "big.mp4", render([Segment(1, 0, 0.2)], 15, 640, 480), 15)
+    for workers in (0, 1):
+        ends, frames = outcomes([str(big)], 8, decode_workers=workers, worker_memory_mb=2 if workers == 0 else 900)
+        if workers == 0:
+            assert ends[0][0] == "error" and "cap of 2 MB per decoder" in ends[0][3] and not frames
+        else:
+            assert ends[0][0] == "done"
+
+
+def test_a_memory_cap_too_low_to_decode_anything_says_so():
+    from extractors.decode_pool import DecoderSetupError
+
+    with pytest.raises(DecoderSetupError, match="worker_memory_mb=64 is too low"):
+        outcomes(["/nonexistent.mp4"], 8, decode_workers=1, worker_memory_mb=64)
+
+
+def test_fitting_samples_are_even_and_bounded():
+    import numpy as np
+
+    from pipeline.extract import _EvenSample
+
+    s = _EvenSample(10)
+    for start in range(0, 1000, 64):  # a 1000-frame video arriving in chunks
+        s.add(np.arange(start, min(start + 64, 1000))[:, None, None, None].repeat(3, axis=3).astype(np.uint16))
+        assert len(s.kept) < 20  # never more than 2 n frames held
+    picked = s.result()[:, 0, 0, 0]
+    assert len(picked) == 10 and picked[0] == 0 and picked[-1] > 900
+    gaps = np.diff(picked)
+    assert gaps.min() >= 64 and gaps.max() <= 2 * gaps.min()  # evenly spread over the whole video
