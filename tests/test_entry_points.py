@@ -150,13 +150,14 @@ def test_refresh_task_and_cli_are_one_behaviour_with_a_trained_pca(small):
 @pytest.mark.slow
 def test_the_demo_chain_runs_from_an_empty_directory(tmp_path):
     """``luigi --module pipeline BuildIndex --dataset demo`` generates the demo corpus itself."""
-    ov = "shards.size=20;features.pca_frames_per_video=10;features.image_area=6000"
+    ov = "shards.size=20;features.pca_frames_per_video=10;features.image_area=6000;frame_model.steps=40"
     out = run(["luigi", "--module", "pipeline", "BuildIndex", "--dataset", "demo", "--overrides", ov,
                "--local-scheduler"], tmp_path, timeout=900)
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     assert "FAILED" not in out.stdout + out.stderr  # no task failed, not even once before a retry
     assert (tmp_path / "demo_data" / "annotation" / "demo.txt").is_file()
     assert list((tmp_path / "work" / "demo").glob("index-*/meta.h5"))
+    assert list((tmp_path / "work" / "demo").glob("selfsup-*.pt"))  # the demo's offline network
 
 
 def test_program_name_and_progress_bars(tmp_path):

@@ -158,7 +158,10 @@ def built(tmp_path_factory):
     copies = make_demo_corpus(root / "data", n_sources=3, n_copies=2, n_distractors=1, source_s=12, copy_s=6)
     ov = (f"dataset.root={root / 'data'};work_dir={root / 'work'};reports_dir={root / 'reports'};"
           "shards.size=3;features.pca_frames_per_video=20;features.batch_size=16;"
-          "evaluate.models=[tmk_lamv, cte]")
+          "evaluate.models=[tmk_lamv, cte];search.model=tmk_lamv;"
+          # orchestration tests: the quick random-weight CNN (the demo's own selfsup network is
+          # exercised by test_entry_points)
+          "features.extractor=resnet34_rmac;features.weights=random")
     assert luigi.build([Evaluate(dataset="demo", overrides=ov)], local_scheduler=True, log_level="WARNING")
     return load_config("demo", ov), ov, copies
 
