@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from multiprocessing import connection as mp_connection
 
+from extractors import failpoints
 from extractors.decode import DecodeError, iter_samples
 from extractors.timebase import FPS
 
@@ -148,6 +149,7 @@ def _decode_one(i: int, path: str, settings: dict) -> Iterator[tuple]:
                 fp = item[1]
                 continue
             frames, ts, src, info = item
+            failpoints.hit("decode.chunk")
             yield ("chunk", i, frames, ts, src)
         if info is None:
             raise DecodeError(path, "no decodable frame")
@@ -178,8 +180,6 @@ def _send_partial_and_die(conn) -> None:  # pragma: no cover - subprocess, failp
 def _decode_worker(wid: int, conn, settings: dict) -> None:  # pragma: no cover - subprocess
     """One decoder: receives ``(i, path)`` items on its own pipe and answers on it (no shared lock)."""
     import os
-
-    from extractors import failpoints
 
     cap = int(settings.get("worker_memory_mb", 0) or 0)
     _memory_cap(cap)

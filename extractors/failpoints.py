@@ -10,9 +10,21 @@ serves points whose failure is acted out by the caller (``on`` / ``on*``).
 Unarmed points cost one dictionary lookup.  Worker processes inherit the
 environment, and count their own passes.
 
-Points: ``describe.before_write``, ``publish.current_switch``,
-``train_frame_model.checkpoint``, ``decode_worker.send`` (a decoder, before each
-message), ``decode_worker.mid_write`` (a decoder writes half a message and dies).
+Points (the crash suite, ``tests/test_crash_points.py``, kills a run at each):
+
+    decode.chunk              after a chunk is decoded (inline, or in a decode worker)
+    extract.batch             after the CNN described a batch, before the video's file is written
+    features.mid_write        inside a feature file's HDF5 write (one dataset written)
+    artifact.before_rename    a temporary file complete and fsynced, not yet renamed
+    artifact.after_rename     right after an artifact's rename (directory not yet fsynced)
+    describe.before_write     descriptors computed, file not yet written
+    index.built               FAISS index built, nothing written
+    index.between_files       index.faiss written, meta.h5 not yet
+    publish.before_switch     a version complete and renamed, current not yet switched
+    publish.current_switch    the new current link created, not yet renamed over the old one
+    report.file               after report.json, and after report.md
+    train_frame_model.checkpoint  after a training state is saved
+    decode_worker.send        a decoder, before each message; decode_worker.mid_write: half a message
 """
 
 from __future__ import annotations

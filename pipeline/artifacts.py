@@ -31,6 +31,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from extractors import failpoints
 from extractors.timebase import FPS, frame_count_seconds
 from pipeline.version import __version__
 
@@ -112,7 +113,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.fsync(fd)
         finally:
             os.close(fd)
+        failpoints.hit("artifact.before_rename")
         os.replace(tmp, path)
+        failpoints.hit("artifact.after_rename")
         fsync_dir(path.parent)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -203,6 +206,7 @@ def write_video_features(path: str | os.PathLike, vf: VideoFeatures, dtype: str 
         for k, v in vf.attrs.items():
             f.attrs[k] = v
         f.create_dataset("features", data=vf.features.astype(dtype))
+        failpoints.hit("features.mid_write")
         ts = f.create_dataset("timestamps", data=np.asarray(vf.timestamps_s, dtype=np.float64))
         ts.attrs["units"] = "seconds since the first decoded frame"
     return Path(path)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from extractors import failpoints
 from extractors.black_bars import crop_black_bars
 from extractors.decode import DEFAULT_IMAGE_AREA
 from extractors.decode_pool import decode_messages
@@ -156,6 +157,7 @@ def extract_shard_videos(videos: Sequence[tuple[str, str | os.PathLike]], shard_
         if kind == "chunk":
             frames, ts, src = msg[2], msg[3], msg[4]
             feats = extractor.describe(crop_black_bars(frames) if settings.remove_black_bars else frames)
+            failpoints.hit("extract.batch")
             b = buffers.setdefault(i, [[], [], [], frames.shape[1:3]])
             b[0].append(feats)
             b[1].append(ts)
@@ -391,7 +393,6 @@ def train_frame_model_on_videos(paths: Sequence[str | os.PathLike], settings: Ex
     """Train the ``selfsup`` network (``fm``: :class:`pipeline.config.FrameModelConfig`) on evenly
     spaced frames of ``paths``, resuming from ``training_state_path`` when it holds a state for the
     same settings; returns a :class:`extractors.selfsup.FrameModel`."""
-    from extractors import failpoints
     from extractors.selfsup import FrameModel, TrainSettings, to_input, train_copy_net
     from pipeline.frame_model_store import load_training_state, save_training_state
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from extractors import failpoints
 from index.faiss_backend import faiss_build, load_faiss
 from index.faiss_index import VideoIndex, stored_ids, stored_vectors
 from pipeline.artifacts import ArtifactError, atomic_h5, atomic_path, clean_stale_temporaries, open_checked
@@ -38,6 +39,7 @@ def write_index(directory: str | Path, index, video_ids: list[str], attrs: dict,
     with atomic_path(d / INDEX_FILE) as tmp:
         faiss.write_index(index, str(tmp))
         digest = file_sha256(tmp)
+    failpoints.hit("index.between_files")
     with atomic_h5(d / META_FILE) as f:
         f.attrs["schema"] = INDEX_SCHEMA
         f.attrs["schema_version"] = INDEX_VERSION

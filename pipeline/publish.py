@@ -111,6 +111,7 @@ def new_version(root: Path, keep: int = 3) -> Iterator[Path]:
         _fsync_tree(stage)
         os.replace(stage, final)
         fsync_dir(root)
+        failpoints.hit("publish.before_switch")
         switch_current(root, final)
         record_current(root, final)
     finally:

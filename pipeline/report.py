@@ -21,6 +21,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from extractors import failpoints
 from pipeline.artifacts import atomic_path
 
 
@@ -100,9 +101,11 @@ def write_report(out_dir: Path, dataset: str, model: str, result: dict, config: 
            "plots": sorted(plots), "config": config}
     with atomic_path(out_dir / "report.json") as tmp:
         tmp.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
+    failpoints.hit("report.file")
     md = render_markdown(doc, plots)
     with atomic_path(out_dir / "report.md") as tmp:
         tmp.write_text(md, encoding="utf-8")
+    failpoints.hit("report.file")
     with atomic_path(out_dir / "report.html") as tmp:
         tmp.write_text(render_html(doc, plots), encoding="utf-8")
     return out_dir / "report.json"

@@ -322,6 +322,7 @@ def build_index(layout: Layout) -> Path:
                         f"(see failures.csv in {layout.features_dir})")
     kind = choose_index_type(len(ids), cfg.index.type, cfg.index.ivf_threshold)
     index = build_faiss(vectors, kind)
+    failpoints.hit("index.built")
     log.info("index %s: %d videos, %s", cfg.name, len(ids), kind)
     return write_index(layout.index_dir, index, ids, index_attrs(cfg, kind, len(ids)))
 

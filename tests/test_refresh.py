@@ -232,54 +232,6 @@ def test_hostile_corpus_reports_each_bad_file_and_indexes_the_rest(tmp_path):
     assert "zero" in read_manifest(current_version(published_root(cfg)))["videos"]
 
 
-def _run_until(args: list[str], delay: float) -> int:
-    p = subprocess.Popen([sys.executable, "-m", "pipeline", *args], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                         start_new_session=True)
-    try:
-        return p.wait(timeout=delay)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)  # kill -9, decode workers included
-        p.wait()
-        return -9
-
-
-@pytest.mark.slow
-def test_kill_minus_9_at_any_point_then_rerun_matches_an_uninterrupted_run(tmp_path):
-    vdir = tmp_path / "data" / "videos"
-    for i in range(6):
-        clip(vdir / f"v{i}.mp4", seed=60 + i, seconds=3)
-    ref_ov = overrides(tmp_path, work_dir=str(tmp_path / "ref"), **{"features.decode_workers": 1})
-    assert cli("refresh", "--dataset", "folder", "--overrides", ref_ov, "--quiet").returncode == 0
-    ov = overrides(tmp_path, work_dir=str(tmp_path / "killed"), **{"features.decode_workers": 1})
-    killed = 0
-    for delay in (2.0, 3.5, 5.0, 6.5, 8.0):
-        if _run_until(["refresh", "--dataset", "folder", "--overrides", ov, "--quiet"], delay) == -9:
-            killed += 1
-    assert killed >= 1
-    cfg = load_config("folder", ov)
-    done_before = {p: p.stat().st_mtime_ns for p in (cfg.work_dir).rglob("*.h5")
-                   if p.parent.name.startswith("delta-") and p.name != "_pack.h5"}
-    assert done_before, "the interrupted runs completed no video; lengthen the delays"
-    final = cli("refresh", "--dataset", "folder", "--overrides", ov, "--quiet")
-    assert final.returncode == 0, final.stderr[-2000:]
-    # feature files completed before the kills are reused, not recomputed
-    assert all(p.stat().st_mtime_ns == t for p, t in done_before.items() if p.exists())
-    cfg_ref = load_config("folder", ref_ov)
-    m_ref = read_manifest(current_version(published_root(cfg_ref)))
-    m = read_manifest(current_version(published_root(cfg)))
-    assert sorted(m["videos"]) == sorted(m_ref["videos"])
-    from pipeline.artifacts import read_video_features
-
-    for vid in m["videos"]:
-        a = read_video_features(m["videos"][vid]["features"])
-        b = read_video_features(m_ref["videos"][vid]["features"])
-        np.testing.assert_array_equal(a.features, b.features)
-        np.testing.assert_array_equal(a.timestamps_s, b.timestamps_s)
-    assert verify(str(cfg.work_dir))[0] == []
-    assert sorted(read_index(current_version(published_root(cfg))).video_ids) == sorted(m_ref["videos"])
-
-
 def test_verify_names_what_is_wrong(corpus):
     cfg = load_config("folder", overrides(corpus))
     run_refresh(cfg, progress=False)
