@@ -129,6 +129,26 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_luigid(args: argparse.Namespace) -> int:
+    """``luigid`` with the pipeline's scheduler settings (``configs/luigid.cfg``: a dead worker's tasks
+    are handed to another worker within a minute), unless ``$LUIGI_CONFIG_PATH`` names another file."""
+    import os
+    import shutil
+    from importlib import resources
+
+    exe = shutil.which("luigid")
+    if exe is None:
+        sys.stderr.write("luigid: not found on PATH (it comes with luigi: pip install luigi)\n")
+        return EXIT_ERROR
+    env = dict(os.environ)
+    if not env.get("LUIGI_CONFIG_PATH"):
+        env["LUIGI_CONFIG_PATH"] = str(resources.files("configs").joinpath("luigid.cfg"))
+    sys.stderr.write(f"luigid with {env['LUIGI_CONFIG_PATH']}\n")
+    sys.stderr.flush()
+    os.execve(exe, [exe, *args.luigid_args], env)
+    return 0  # not reached
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from pipeline.verify import notes, verify
 
@@ -192,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--to", default=None, help="a version name, e.g. v000003 (default: the previous one)")
     rb.add_argument("--release", action="store_true", help="let refreshes publish again after a rollback")
     rb.set_defaults(func=_cmd_rollback)
+    ld = sub.add_parser("luigid", help="start Luigi's central scheduler with the pipeline's settings "
+                                       "(configs/luigid.cfg); other arguments go to luigid")
+    ld.add_argument("luigid_args", nargs=argparse.REMAINDER, help="e.g. --port 8082 --state-path ...")
+    ld.set_defaults(func=_cmd_luigid)
     v = sub.add_parser("verify", help="check every artifact of a dataset (or one file/directory)")
     v.add_argument("target", help="a dataset name / YAML, or an artifact path")
     v.add_argument("--overrides", default="")
@@ -200,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["luigid"] and not {"-h", "--help"} & set(argv[1:2]):  # everything else goes to luigid
+        return _cmd_luigid(argparse.Namespace(luigid_args=argv[1:]))
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

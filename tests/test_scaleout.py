@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,6 +21,27 @@ from tests.test_refresh import clip, overrides
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def start_luigid(tmp_path: Path, env: dict, config: Path | None = None) -> tuple[subprocess.Popen, int]:
+    """``python -m pipeline luigid`` on a free loopback port; returns once it accepts connections."""
+    port = free_port()
+    (tmp_path / "logs").mkdir(exist_ok=True)
+    denv = {**env, "LUIGI_CONFIG_PATH": str(config)} if config else env
+    daemon = subprocess.Popen([sys.executable, "-m", "pipeline", "luigid", "--address", "127.0.0.1", "--port",
+                               str(port), "--state-path", str(tmp_path / "luigid-state"), "--logdir",
+                               str(tmp_path / "logs")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=denv)
+    deadline = time.time() + 60  # a readiness poll (luigid announces nothing), not a synchronisation delay
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return daemon, port
+        if daemon.poll() is not None:
+            break
+        time.sleep(0.2)
+    daemon.kill()
+    pytest.fail("luigid did not start")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -32,21 +54,9 @@ def test_two_workers_on_luigid_process_each_shard_once(tmp_path):
     for i in range(8):
         clip(vdir / f"v{i}.mp4", seed=200 + i, seconds=1.5)
     ov = overrides(tmp_path, **{"shards.size": 2})
-    port = free_port()
-    (tmp_path / "logs").mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    daemon = subprocess.Popen(["luigid", "--address", "127.0.0.1", "--port", str(port),
-                               "--state-path", str(tmp_path / "luigid-state"), "--logdir", str(tmp_path / "logs")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    daemon, port = start_luigid(tmp_path, env)
     try:
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.2)
-        else:
-            pytest.fail("luigid did not start")
         cmd = ["luigi", "--module", "pipeline", "BuildIndex", "--dataset", "folder", "--overrides", ov,
                "--workers", "2", "--scheduler-host", "127.0.0.1", "--scheduler-port", str(port), "--no-lock"]
         workers = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -65,3 +75,36 @@ def test_two_workers_on_luigid_process_each_shard_once(tmp_path):
     assert len({r["pid"] for r in runs if r["task"] != "BuildIndex"}) >= 2  # the work was shared
     assert sum(r["task"] == "BuildIndex" for r in runs) == 1
     assert len(read_index(Layout(cfg).index_dir).video_ids) == 8
+
+
+@pytest.mark.slow
+def test_a_worker_killed_while_holding_a_shard_does_not_stop_the_batch(tmp_path):
+    """kill -9 of a worker process in the middle of a shard: the scheduler (``python -m pipeline
+    luigid``, configs/luigid.cfg) declares it dead and hands its shard to the surviving worker,
+    which waits for it (keep_alive) and finishes the batch: exit 0, every shard done once."""
+    from extractors.failpoints import ENV
+
+    vdir = tmp_path / "data" / "videos"
+    for i in range(6):
+        clip(vdir / f"v{i}.mp4", seed=300 + i, seconds=1.5)
+    ov = overrides(tmp_path, **{"shards.size": 2})
+    fast = tmp_path / "luigid.cfg"  # the shipped settings, with shorter delays for a test
+    fast.write_text("[scheduler]\nworker_disconnect_delay = 3\nretry_delay = 1\nretry_count = 3\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop(ENV, None)
+    daemon, port = start_luigid(tmp_path, env, fast)
+    cmd = ["luigi", "--module", "pipeline", "BuildIndex", "--dataset", "folder", "--overrides", ov,
+           "--workers", "1", "--scheduler-host", "127.0.0.1", "--scheduler-port", str(port), "--no-lock"]
+    try:
+        doomed = subprocess.run(cmd, cwd=tmp_path, env={**env, ENV: "extract.batch=kill@1"},
+                                start_new_session=True, capture_output=True, text=True, timeout=600)
+        assert doomed.returncode == -9  # killed while its first shard was running
+        survivor = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+    assert survivor.returncode == 0, (survivor.stdout + survivor.stderr)[-3000:]
+    cfg = load_config("folder", ov)
+    runs = [json.loads(line) for line in (cfg.work_dir / "task_runs.log").read_text().splitlines()]
+    assert Counter(r["shard"] for r in runs if r["task"] == "ExtractFeatures") == {0: 1, 1: 1, 2: 1}
+    assert len(read_index(Layout(cfg).index_dir).video_ids) == 6
