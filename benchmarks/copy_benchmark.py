@@ -1,20 +1,23 @@
-"""Copy-detection benchmark on real footage under realistic copy attacks.
+"""Copy-detection benchmark on real footage under realistic, combined copy attacks.
 
     python benchmarks/copy_benchmark.py                      # clips of ../shared/videos
     python benchmarks/copy_benchmark.py --videos DIR --copies 24 --out bench_copy
 
-Builds a dataset from real clips: excerpts (integer seconds) transformed by
-copy attacks -- re-encode, rescale, crop, pad (letterbox), colour change,
-overlay, frame-rate change, picture-in-picture -- with material from clips
-that are *not* in the corpus before and after, plus hard negatives (other
-moments of a copied source).  Ground truth in the VCDB annotation format
-(``annotation/bench.txt``).  Then, for every frame extractor, the pipeline's
-steps run on it and every temporal model is scored by pair-level AP over all
-unordered video pairs (a pair's score: the best score reported in either
-direction, 0 when never reported), best F1, the share of true pairs among the
-candidates, the share of found copies whose offset is within 1 s / 0.1 s,
-and the CPU seconds per second of video of fitting (vocabulary, PCA) and of
-extraction.
+Builds a dataset from real clips: copy videos embedding one or two excerpts of
+a source (6-40 s) under one geometric attack (crop, letterbox/pillarbox,
+picture-in-picture, rescale, frame-rate change, overlay) combined with one or
+two photometric ones (colour, gamma, blur, noise, overlay, low bitrate,
+re-encode), among material from clips that are *not* in the corpus, plus hard
+negatives (other moments of a copied source). Ground truth in the VCDB
+annotation format (``annotation/bench.txt``). Then, for every frame extractor,
+the pipeline's steps run on it and every temporal model is scored, with and
+without score normalisation and frame-level verification, by pair-level AP
+over all unordered video pairs (a pair's score: the best score reported in
+either direction, 0 when never reported), best F1, the share of true pairs
+among the candidates, the share of found and of detected copies whose offset
+is within 1 s / 0.1 s, and the CPU seconds per second of video of fitting
+(vocabulary, network, PCA) and of extraction. Artifacts are reused between
+runs: delete ``<out>/work/copybench-<extractor>`` to measure its costs again.
 
 Without the ImageNet ResNet-34 weights in torch's hub cache ``resnet34_rmac``
 runs with random weights and a PCA trained on the benchmark corpus (the only

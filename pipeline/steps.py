@@ -70,7 +70,8 @@ class StepError(RuntimeError):
 def weights_hint(cfg: Config) -> str:
     return ('give the checkpoint with --overrides "features.weights=/path/to/resnet34-b627a593.pth" '
             "(or put it in torch's hub cache), or use an extractor that needs no weights: "
-            '--overrides "features.extractor=selfsup" (or mvlad, pdqf)')
+            '--overrides "features.extractor=selfsup;search.model=cte" (the recommended offline '
+            'configuration, benchmarks/RESULTS.md; or features.extractor=mvlad, pdqf)')
 
 
 def needs_weights(cfg: Config) -> bool:

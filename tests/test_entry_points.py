@@ -93,7 +93,7 @@ def test_luigi_exits_non_zero_from_any_directory_with_one_line_that_says_what_to
     lines = [ln for ln in text.splitlines() if ln.startswith("CANNOT SCHEDULE BuildIndex")]
     assert lines and 'missing-resnet34.pth does not exist' in lines[0]
     assert '--overrides "features.weights=/path/to/resnet34-b627a593.pth"' in lines[0]
-    assert '--overrides "features.extractor=selfsup" (or mvlad, pdqf)' in lines[0]  # the offline alternatives
+    assert '--overrides "features.extractor=selfsup;search.model=cte"' in lines[0]  # the offline alternative
     assert "DEBUG:" not in text  # INFO logging by default
     # a task that fails on every attempt: task_failed
     out = run(["luigi", "--module", "pipeline", "BuildIndex", "--dataset", "folder", "--overrides",
