@@ -149,6 +149,34 @@ def _cmd_luigid(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+EXIT_INCOMPLETE = 50
+
+
+def _cmd_luigi(argv: list[str]) -> int:
+    """``luigi`` that also says when the batch is not done: Luigi exits 0 when the tasks it could not
+    run were "being run by another worker" - also when that worker died. After Luigi's own exit code,
+    this checks the root task: incomplete -> one line and exit 50 (run the command again)."""
+    import luigi.retcodes
+    from luigi.cmdline_parser import CmdlineParser
+
+    import tasks  # noqa: F401 - registers the task classes (this package was imported before luigi)
+
+    try:
+        luigi.retcodes.run_with_retcodes(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    if code != 0:
+        return code
+    with CmdlineParser.global_instance(argv) as cp:
+        root = cp.get_task_obj()
+    if not root.complete():
+        sys.stderr.write(f"INCOMPLETE {root.task_id}: not complete when this worker stopped (its remaining tasks "
+                         f"were held by other workers, which may have died); run the command again to finish it\n")
+        return EXIT_INCOMPLETE
+    return 0
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from pipeline.verify import notes, verify
 
@@ -212,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--to", default=None, help="a version name, e.g. v000003 (default: the previous one)")
     rb.add_argument("--release", action="store_true", help="let refreshes publish again after a rollback")
     rb.set_defaults(func=_cmd_rollback)
+    sub.add_parser("luigi", help="luigi --module pipeline ARGS, exiting 50 (one line) when the root task is "
+                                 "still incomplete at the end (e.g. tasks held by a worker that died)")
     ld = sub.add_parser("luigid", help="start Luigi's central scheduler with the pipeline's settings "
                                        "(configs/luigid.cfg); other arguments go to luigid")
     ld.add_argument("luigid_args", nargs=argparse.REMAINDER, help="e.g. --port 8082 --state-path ...")
@@ -227,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["luigid"] and not {"-h", "--help"} & set(argv[1:2]):  # everything else goes to luigid
         return _cmd_luigid(argparse.Namespace(luigid_args=argv[1:]))
+    if argv[:1] == ["luigi"]:  # everything else goes to luigi (--module pipeline is implied)
+        rest = argv[1:]
+        return _cmd_luigi(rest if "--module" in rest else ["--module", "pipeline", *rest])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -108,3 +108,49 @@ def test_a_worker_killed_while_holding_a_shard_does_not_stop_the_batch(tmp_path)
     runs = [json.loads(line) for line in (cfg.work_dir / "task_runs.log").read_text().splitlines()]
     assert Counter(r["shard"] for r in runs if r["task"] == "ExtractFeatures") == {0: 1, 1: 1, 2: 1}
     assert len(read_index(Layout(cfg).index_dir).video_ids) == 6
+
+
+@pytest.mark.slow
+def test_a_worker_that_leaves_an_unfinished_batch_says_so(tmp_path):
+    """Luigi exits 0 when the tasks it did not run were "being run by another worker", even when
+    that worker is dead. ``python -m pipeline luigi`` checks the root task afterwards: incomplete ->
+    one INCOMPLETE line and exit 50; run again (with a scheduler that noticed the death), it finishes."""
+    from extractors.failpoints import ENV
+
+    vdir = tmp_path / "data" / "videos"
+    for i in range(4):
+        clip(vdir / f"v{i}.mp4", seed=320 + i, seconds=1.5)
+    ov = overrides(tmp_path, **{"shards.size": 2})
+    slow = tmp_path / "slow.cfg"  # a scheduler that will not notice the death during this test
+    slow.write_text("[scheduler]\nworker_disconnect_delay = 3600\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop(ENV, None)
+
+    def worker(port: int, extra_env: dict | None = None, *flags: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pipeline", "luigi", "BuildIndex", "--dataset", "folder",
+                               "--overrides", ov, "--workers", "1", "--scheduler-host", "127.0.0.1",
+                               "--scheduler-port", str(port), "--no-lock", *flags], cwd=tmp_path,
+                              env={**env, **(extra_env or {})}, start_new_session=True, capture_output=True,
+                              text=True, timeout=600)
+
+    daemon, port = start_luigid(tmp_path, env, slow)
+    try:
+        assert worker(port, {ENV: "extract.batch=kill@1"}).returncode == -9
+        leave = tmp_path / "impatient.cfg"  # a worker that does not wait for tasks held elsewhere
+        leave.write_text("[worker]\nkeep_alive = false\n")
+        impatient = worker(port, {"LUIGI_CONFIG_PATH": str(leave)})
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+    assert impatient.returncode == 50, (impatient.stdout + impatient.stderr)[-3000:]
+    assert "INCOMPLETE BuildIndex" in impatient.stderr
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    daemon, port = start_luigid(fresh, env)
+    try:
+        again = worker(port)
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    assert len(read_index(Layout(load_config("folder", ov)).index_dir).video_ids) == 4
