@@ -13,7 +13,9 @@ redoes exactly the missing outputs and what is made from them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
+from pathlib import Path
 
 import luigi
 from luigi.task import flatten
@@ -136,39 +138,54 @@ class GenerateCorpus(DatasetTask):
         forget_listings()
 
 
-class TrainVocabulary(DatasetTask):
-    """MultiVLAD vocabularies fitted on the corpus's frames (only for ``features.extractor: mvlad``)."""
+class CorpusFit(DatasetTask):
+    """Something fitted on the corpus's own frames before any feature: one file, one step."""
+
+    def target_path(self) -> Path:
+        raise NotImplementedError
+
+    def fit(self) -> None:
+        raise NotImplementedError
+
+    is_valid: Callable[[Path], bool]
 
     def requires(self):
         return self.corpus_ready()
 
     def output(self):
-        return self.store.target(self.layout.vocab_path, completeness.vocabulary_complete)
+        return self.store.target(self.target_path(), type(self).is_valid)
 
     def run(self):
         if self.outputs_valid():
             return
-        steps.train_vocabulary(self.layout)
+        self.fit()
         self.store.publish(self.output().local)
         self.record()
 
 
-class TrainFrameModel(DatasetTask):
+class TrainVocabulary(CorpusFit):
+    """MultiVLAD vocabularies fitted on the corpus's frames (only for ``features.extractor: mvlad``)."""
+
+    is_valid = staticmethod(completeness.vocabulary_complete)
+
+    def target_path(self) -> Path:
+        return self.layout.vocab_path
+
+    def fit(self) -> None:
+        steps.train_vocabulary(self.layout)
+
+
+class TrainFrameModel(CorpusFit):
     """The ``selfsup`` extractor's network, trained self-supervised on the corpus's frames
     (only for ``features.extractor: selfsup``); resumes an interrupted training."""
 
-    def requires(self):
-        return self.corpus_ready()
+    is_valid = staticmethod(completeness.frame_model_complete)
 
-    def output(self):
-        return self.store.target(self.layout.frame_model_path, completeness.frame_model_complete)
+    def target_path(self) -> Path:
+        return self.layout.frame_model_path
 
-    def run(self):
-        if self.outputs_valid():
-            return
+    def fit(self) -> None:
         steps.train_frame_model(self.layout)
-        self.store.publish(self.output().local)
-        self.record()
 
 
 def fitted_first(task: DatasetTask) -> list[luigi.Task]:
