@@ -28,13 +28,14 @@ def test_images_copy_existing_paths_and_install_like_the_readme():
 def test_compose_and_cron_name_real_commands():
     compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
     assert set(compose["services"]) == {"luigid", "worker"}
-    assert compose["services"]["luigid"]["entrypoint"][0] == "luigid" and shutil.which("luigid")
+    commands = set(build_parser()._subparsers._group_actions[0].choices)
+    daemon = compose["services"]["luigid"]["entrypoint"]
+    assert daemon[:4] == ["python", "-m", "pipeline", "luigid"] and "luigid" in commands and shutil.which("luigid")
     worker = compose["services"]["worker"]["entrypoint"]
-    assert worker[:4] == ["luigi", "--module", "pipeline", "BuildIndex"]
+    assert worker[:5] == ["python", "-m", "pipeline", "luigi", "BuildIndex"] and "luigi" in commands
     import tasks
 
-    assert hasattr(tasks, worker[3])
-    commands = set(build_parser()._subparsers._group_actions[0].choices)
+    assert hasattr(tasks, worker[4])
     for f in ("crontab", "videoalign-refresh.service"):
         for cmd in re.findall(r"python -m pipeline (\w+)", (DOCKER / f).read_text()):
             assert cmd in commands, f"{f}: unknown command {cmd}"
