@@ -34,3 +34,20 @@ def test_cuda_tmk_scores_match_cpu():
     bg, og = gpu.score_max(fg[:1], fg, offsets)
     torch.testing.assert_close(bg.cpu(), bc, rtol=1e-4, atol=1e-4)
     assert torch.equal(og.cpu(), oc)
+
+
+def test_cuda_selfsup_training_and_extraction():
+    """The selfsup network trains on CUDA (deterministic for a seed there too) and its CUDA
+    descriptors match the CPU ones of the same weights."""
+    from extractors.selfsup import FrameModel, SelfSupExtractor, TrainSettings, train_copy_net
+
+    data = (torch.rand(64, 3, 48, 48) * 255).to(torch.uint8)
+    s = TrainSettings(steps=5, batch=16, input_size=48, dim=16, width=8, warmup=2)
+    a, _ = train_copy_net(data, s, device="cuda")
+    b, _ = train_copy_net(data, s, device="cuda")
+    ma, mb = FrameModel.from_training(a, s, {}), FrameModel.from_training(b, s, {})
+    assert ma.model_id == mb.model_id
+    frames = np.random.default_rng(0).integers(0, 255, (4, 60, 80, 3), dtype=np.uint8)
+    on_gpu = SelfSupExtractor(ma, device="cuda").describe(frames)
+    on_cpu = SelfSupExtractor(ma, device="cpu").describe(frames)
+    assert float((on_gpu * on_cpu).sum(1).min()) > 0.999
