@@ -151,6 +151,9 @@ def train_copy_net(frames: torch.Tensor, s: TrainSettings, attacks: AttackSettin
         raise ValueError(f"self-supervised training needs at least 2 frames, got {len(frames)}")
     torch.manual_seed(s.seed)  # initial weights
     device = torch.device(device)
+    if device.type == "cuda":  # deterministic convolutions (the loss is computed on the CPU)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
     model = CopyNet(s.dim, s.width, s.input_size).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     state = TrainState(model.state_dict(), opt.state_dict(), 0, [])
