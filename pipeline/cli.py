@@ -158,6 +158,7 @@ def _cmd_luigi(argv: list[str]) -> int:
     this checks the root task: incomplete -> one line and exit 50 (run the command again)."""
     import luigi.retcodes
     from luigi.cmdline_parser import CmdlineParser
+    from luigi.task_register import TaskClassException
 
     import tasks  # noqa: F401 - registers the task classes (this package was imported before luigi)
 
@@ -166,7 +167,10 @@ def _cmd_luigi(argv: list[str]) -> int:
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    if code != 0:
+    except TaskClassException as exc:  # an unknown task name: one line, not a traceback
+        sys.stderr.write(f"luigi: {str(exc).splitlines()[0]}\n")
+        return EXIT_ERROR
+    if code != 0 or {"-h", "--help", "--help-all"} & set(argv):
         return code
     with CmdlineParser.global_instance(argv) as cp:
         root = cp.get_task_obj()

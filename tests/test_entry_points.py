@@ -213,3 +213,11 @@ def test_offline_extractors_find_planted_copies_without_weights(tmp_path, extrac
     for c in copies:
         top = next(r for r in rows if r.query == c.query and r.rank == 1)
         assert top.match == c.source and abs(top.offset_s - c.offset_s) < 0.2, (c, top)
+
+
+def test_the_luigi_wrapper_names_an_unknown_task_in_one_line(tmp_path):
+    out = run([sys.executable, "-m", "pipeline", "luigi", "NoSuchTask", "--local-scheduler"], tmp_path)
+    assert out.returncode == 2 and out.stderr.startswith("luigi: No task NoSuchTask.")
+    assert len(out.stderr.strip().splitlines()) == 1 and "BuildIndex" in out.stderr
+    helped = run([sys.executable, "-m", "pipeline", "luigi", "--help"], tmp_path)
+    assert helped.returncode == 0 and helped.stdout.count("usage:") == 1
