@@ -128,11 +128,23 @@ class TMK(nn.Module):
     """
 
     def __init__(self, periods: Sequence[float], m: int = 16, beta: float = 32.0,
-                 norm: str = "feat_freq", trainable: bool = False) -> None:
+                 norm: str = "feat_freq", trainable: bool = False, init: str = "von_mises",
+                 parametrisation: str = "clamp") -> None:
+        """``init``: ``von_mises`` (``beta``) or ``uniform`` (every ``a_{p,k} = 1/m``) coefficients.
+        ``parametrisation`` keeps the learned coefficients non-negative: ``clamp`` (the reference: ``a``
+        is the table, clamped at 1e-7 when used) or ``softplus`` (``a`` holds ``theta`` and the table is
+        ``softplus(theta)``, so gradient steps can never make a coefficient negative)."""
         super().__init__()
+        if init not in ("von_mises", "uniform"):
+            raise ValueError(f"init must be 'von_mises' or 'uniform', got {init!r}")
+        if parametrisation not in ("clamp", "softplus"):
+            raise ValueError(f"parametrisation must be 'clamp' or 'softplus', got {parametrisation!r}")
         self.config = TMKConfig(tuple(float(p) for p in periods), int(m), float(beta), norm)
-        a = von_mises_coefficients(beta, m)
+        self.parametrisation = parametrisation
+        a = von_mises_coefficients(beta, m) if init == "von_mises" else np.full(m, 1.0 / m)
         table = np.tile(a[None, :], (len(periods), 1))
+        if parametrisation == "softplus":  # store theta with softplus(theta) = a
+            table = np.log(np.expm1(np.maximum(table, 1e-7)))
         self.a = nn.Parameter(torch.from_numpy(table.astype(np.float32)), requires_grad=trainable)
         self.register_buffer("omega", torch.from_numpy(angular_frequencies(periods, m)),
                              persistent=False)
@@ -161,8 +173,14 @@ class TMK(nn.Module):
         return self.config.norm
 
     def _coeffs(self) -> torch.Tensor:
-        """``(P, m)`` coefficients with the reference's lower clamp at 1e-7."""
+        """``(P, m)`` non-negative coefficients (with the reference's lower clamp at 1e-7)."""
+        if self.parametrisation == "softplus":
+            return torch.nn.functional.softplus(self.a).clamp_min(1e-7)
         return self.a.clamp_min(1e-7)
+
+    def coefficients(self) -> torch.Tensor:
+        """The ``(P, m)`` coefficient table ``a_{p,k} >= 0`` in use (detached)."""
+        return self._coeffs().detach()
 
     # ------------------------------------------------------------------ descriptor
     def descriptor(self, x: torch.Tensor | np.ndarray, t: torch.Tensor | np.ndarray,
