@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import hashlib
+import json
 import os
 import re
 import uuid
@@ -166,6 +167,37 @@ def open_checked(path: str | os.PathLike, schema: str, version: int) -> h5py.Fil
         raise ArtifactError(f"{p}: {schema} schema version {found_v} is not supported by this "
                             f"version of the package (expected {version}); re-run extraction")
     return f
+
+
+# --------------------------------------------------------------------------- fitted arrays
+
+
+def save_fitted(path: str | os.PathLike, schema: str, version: int, arrays: dict[str, np.ndarray],
+                provenance: dict, ident: tuple[str, str]) -> Path:
+    """Write something fitted on a corpus (PCA, vocabulary) atomically: one dataset per array,
+    ``provenance`` as JSON and an identity attribute ``ident = (name, value)``."""
+    path = Path(path)
+    with atomic_h5(path) as f:
+        f.attrs["schema"] = schema
+        f.attrs["schema_version"] = version
+        for name, a in arrays.items():
+            f.create_dataset(name, data=a)
+        f.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
+        f.attrs[ident[0]] = ident[1]
+    return path
+
+
+def load_fitted(path: str | os.PathLike, schema: str, version: int, names: tuple[str, ...],
+                what: str) -> tuple[list[np.ndarray], dict]:
+    """The arrays ``names`` and the provenance of a file written by :func:`save_fitted`; any problem is
+    one :class:`ArtifactError` naming the file (``what`` says what it should have been)."""
+    try:
+        with open_checked(path, schema, version) as f:
+            return [f[n][()] for n in names], json.loads(f.attrs["provenance"])
+    except ArtifactError:
+        raise
+    except (KeyError, OSError, ValueError, TypeError) as exc:
+        raise ArtifactError(f"{path}: not a readable {what} ({type(exc).__name__}: {exc})") from None
 
 
 # --------------------------------------------------------------------------- per-video features
