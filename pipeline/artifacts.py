@@ -169,6 +169,15 @@ def open_checked(path: str | os.PathLike, schema: str, version: int) -> h5py.Fil
     return f
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a whole file (read in 4 MiB blocks): the checksums of published artifacts."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 # --------------------------------------------------------------------------- fitted arrays
 
 

@@ -17,7 +17,14 @@ import numpy as np
 from extractors import failpoints
 from index.faiss_backend import faiss_build, load_faiss
 from index.faiss_index import VideoIndex, stored_ids, stored_vectors
-from pipeline.artifacts import ArtifactError, atomic_h5, atomic_path, clean_stale_temporaries, open_checked
+from pipeline.artifacts import (
+    ArtifactError,
+    atomic_h5,
+    atomic_path,
+    clean_stale_temporaries,
+    file_sha256,
+    open_checked,
+)
 
 INDEX_SCHEMA = "videoalign/index"
 INDEX_VERSION = 1
@@ -90,12 +97,3 @@ def read_index(directory: str | Path) -> VideoIndex:
         raise IndexFileError(f"{d / INDEX_FILE}: {bad} vector(s) are not finite (damaged)")
     return VideoIndex(index, ids, attrs, fids)
 
-
-def file_sha256(path: str | Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from extractors import failpoints
-from pipeline.artifacts import clean_stale_temporaries, fsync_dir, utc_now
+from pipeline.artifacts import atomic_path, clean_stale_temporaries, file_sha256, fsync_dir, utc_now
 
 CURRENT = "current"
 MANIFEST = "manifest.json"
@@ -134,8 +134,6 @@ def made_current(root: Path) -> list[str]:
 
 
 def record_current(root: Path, version: Path) -> None:
-    from pipeline.artifacts import atomic_path
-
     names = [n for n in made_current(root) if n != version.name] + [version.name]
     with atomic_path(root / HISTORY) as tmp:
         tmp.write_text(json.dumps({"versions": names}), encoding="utf-8")
@@ -150,31 +148,34 @@ def never_current(root: Path) -> list[Path]:
 
 def write_checksums(version: Path) -> None:
     """``checksums.json``: the sha256 of every file of a version (written last, before it is renamed)."""
-    from pipeline.index_store import file_sha256
-
     sums = {p.name: file_sha256(p) for p in sorted(version.iterdir()) if p.is_file() and p.name != CHECKSUMS}
     (version / CHECKSUMS).write_text(json.dumps(sums, indent=1, sort_keys=True), encoding="utf-8")
 
 
-def check_version(version: Path) -> list[str]:
-    """Problems of a published version: files whose content no longer matches ``checksums.json``,
-    missing or unexpected files (empty when it is intact)."""
-    from pipeline.index_store import file_sha256
-
+def damaged_files(version: Path) -> dict[str, str]:
+    """File name -> what is wrong, for the files of a published version that no longer match
+    ``checksums.json`` (empty when it is intact, or published before checksums were kept)."""
     try:
         sums = json.loads((version / CHECKSUMS).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return []  # published before checksums were kept (verify notes it)
+        return {}  # published before checksums were kept (verify notes it)
     except (OSError, ValueError) as exc:
-        return [f"{version / CHECKSUMS}: unreadable ({exc})"]
-    problems = []
+        return {CHECKSUMS: f"unreadable ({exc})"}
+    if not isinstance(sums, dict):
+        return {CHECKSUMS: f"unreadable (a JSON {type(sums).__name__}, not an object)"}
+    damaged = {}
     for name, digest in sorted(sums.items()):
         p = version / name
         if not p.is_file():
-            problems.append(f"{p}: missing from the published version")
+            damaged[name] = "missing from the published version"
         elif file_sha256(p) != digest:
-            problems.append(f"{p}: content does not match its checksum (damaged)")
-    return problems
+            damaged[name] = "content does not match its checksum (damaged)"
+    return damaged
+
+
+def check_version(version: Path) -> list[str]:
+    """One line per damaged file of a published version (:func:`damaged_files`), naming it."""
+    return [f"{version / name}: {why}" for name, why in damaged_files(version).items()]
 
 
 def prune(root: Path, keep: int) -> list[Path]:
@@ -223,8 +224,6 @@ def rollback(root: Path, to: str | None = None) -> Path:
 
 def pin(root: Path, version: Path) -> None:
     """Hold ``current`` at ``version`` (after a rollback) until :func:`release`."""
-    from pipeline.artifacts import atomic_path
-
     with atomic_path(root / PIN) as tmp:
         tmp.write_text(json.dumps({"version": version.name, "at": utc_now()}), encoding="utf-8")
 

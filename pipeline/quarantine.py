@@ -49,8 +49,19 @@ def save_quarantine(path: str | os.PathLike, entries: dict[str, QuarantineEntry]
         tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
 
 
-def entry(path: str, size: int, mtime: float, stage: str, cause: str) -> QuarantineEntry:
-    return QuarantineEntry(path, int(size), float(mtime), stage, cause, utc_now())
+def key(path: str | os.PathLike) -> str:
+    """How an entry is known: its absolute corpus path (never a symlink's target)."""
+    return str(Path(path).absolute())
+
+
+def entry(path: str | os.PathLike, size: int, mtime: float, stage: str, cause: str) -> QuarantineEntry:
+    return QuarantineEntry(key(path), int(size), float(mtime), stage, cause, utc_now())
+
+
+def holds(entries: dict[str, QuarantineEntry], path: str | os.PathLike, size: int, mtime: float) -> bool:
+    """True when ``path`` failed before and has not changed since (not to be retried)."""
+    e = entries.get(key(path))
+    return e is not None and e.same_file(size, mtime)
 
 
 def describe(entries: dict[str, QuarantineEntry]) -> list[str]:

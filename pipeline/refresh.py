@@ -28,6 +28,7 @@ from h5py import File as H5File
 
 from extractors.decode_pool import file_fingerprint
 from index.faiss_index import build_faiss, choose_index_type, update_faiss
+from pipeline import quarantine as qn
 from pipeline import steps
 from pipeline.artifacts import atomic_path, read_pack, read_video_features, utc_now
 from pipeline.config import Config
@@ -35,18 +36,17 @@ from pipeline.extract import Failure
 from pipeline.index_store import read_index, write_index
 from pipeline.layout import Layout, listing_hash
 from pipeline.publish import (
-    CHECKSUMS,
     MANIFEST,
     PinnedError,
     check_version,
     current_version,
+    damaged_files,
     new_version,
     pinned,
     read_manifest,
     versions,
 )
 from pipeline.quarantine import QuarantineEntry, load_quarantine, save_quarantine
-from pipeline.quarantine import entry as qentry
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def present(layout: Layout) -> list:
 
 def inventory(layout: Layout) -> dict[str, dict]:
     """Every video now on disk: id -> {path, size, mtime} (from the layout's one listing)."""
-    return {v.id: {"path": str(v.path.absolute()), "size": v.size, "mtime": v.mtime}  # the entry, not a target
+    return {v.id: {"path": qn.key(v.path), "size": v.size, "mtime": v.mtime}  # the entry, not a target
             for v in present(layout)}
 
 
@@ -92,8 +92,7 @@ def is_up_to_date(layout: Layout) -> bool:
 def processable(layout: Layout, quarantine: dict[str, QuarantineEntry] | None = None) -> list:
     """The present videos that are not quarantined (unchanged since they failed)."""
     q = load_quarantine(layout.quarantine_file) if quarantine is None else quarantine
-    return [v for v in present(layout)
-            if not (str(v.path.absolute()) in q and q[str(v.path.absolute())].same_file(v.size, v.mtime))]
+    return [v for v in present(layout) if not qn.holds(q, v.path, v.size, v.mtime)]
 
 
 def _fingerprints(layout: Layout, inv: dict[str, dict], ids: list[str]) -> dict[str, str]:
@@ -127,11 +126,10 @@ def run_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> Refresh
         raise PinnedError(f"{root}: current is held at {held.get('version')} by a rollback ({held.get('at')}); "
                           f"release it with 'python -m pipeline rollback --dataset {cfg.name} --release'")
     cur = current_version(root)
-    damage = check_version(cur) if cur is not None and (cur / CHECKSUMS).is_file() else []
+    damage = damaged_files(cur) if cur is not None else {}
     if damage:  # never build on a damaged version: repair it from the features it references
-        log.warning("%s is damaged (%s); the next version is rebuilt", cur.name, damage[0])
-    manifest_ok = not any(Path(d.split(": ")[0]).name == MANIFEST for d in damage)
-    manifest = read_manifest(cur if manifest_ok else None)
+        log.warning("%s is damaged (%s); the next version is rebuilt", cur.name, check_version(cur)[0])
+    manifest = read_manifest(cur if MANIFEST not in damage else None)
     res = RefreshResult()
     quarantine = load_quarantine(layout.quarantine_file)
     before = dict(quarantine)
@@ -161,9 +159,8 @@ def run_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> Refresh
         new_entries = _process(layout, todo, inv, number, res, progress)
     by_path = {e["path"]: e for e in inv.values()}
     for f in res.failures:  # decoding failures join the quarantine
-        e = by_path.get(str(Path(f.path).absolute()), {"size": -1, "mtime": 0.0})
-        quarantine[str(Path(f.path).absolute())] = qentry(str(Path(f.path).absolute()), e["size"], e["mtime"],
-                                                          f.stage, f.cause)
+        e = by_path.get(qn.key(f.path), {"size": -1, "mtime": 0.0})
+        quarantine[qn.key(f.path)] = qn.entry(f.path, e["size"], e["mtime"], f.stage, f.cause)
     videos = {k: v for k, v in old.items() if k not in res.removed and k not in res.changed}
     for v in touched:  # identical content, new mtime: just record it
         videos[v] = {**old[v], "size": inv[v]["size"], "mtime": inv[v]["mtime"]}
@@ -195,31 +192,23 @@ def _screen(layout: Layout, quarantine: dict[str, QuarantineEntry], res: Refresh
     """The inventory of what can be processed: unreadable corpus entries (symlink loops, devices ...)
     become failures; entries quarantined and unchanged since are skipped; changed ones are retried;
     entries gone from the corpus leave the quarantine."""
-    listed = {str(v.path.absolute()) for v in layout.videos}
+    listed = {qn.key(v.path) for v in layout.videos}
     for path in [p for p in quarantine if p not in listed]:
         del quarantine[path]
-    for v in layout.videos:
-        if not v.problem:
-            continue
-        path = str(v.path.absolute())
-        known = quarantine.get(path)
-        if known is not None and known.cause == v.problem:
-            res.quarantined.append(path)
-        else:
-            res.failures.append(Failure(path, "list", v.problem))
-            quarantine[path] = qentry(path, -1, 0.0, "list", v.problem)
+    unreadable = [v for v in layout.videos if v.problem]
+    known = [v for v in unreadable if getattr(quarantine.get(qn.key(v.path)), "cause", None) == v.problem]
+    res.quarantined += [qn.key(v.path) for v in known]
+    res.failures += steps.listing_failures([v for v in unreadable if v not in known])
+    for f in res.failures:
+        quarantine[qn.key(f.path)] = qn.entry(f.path, -1, 0.0, f.stage, f.cause)
     inv = {}
     for vid, e in inventory(layout).items():
-        known = quarantine.get(e["path"])
-        if known is not None and known.same_file(e["size"], e["mtime"]):
+        if qn.holds(quarantine, e["path"], e["size"], e["mtime"]):
             res.quarantined.append(e["path"])
             continue
-        if known is not None:
+        if quarantine.pop(e["path"], None) is not None:
             log.info("%s changed since it failed: retrying it", e["path"])
-            del quarantine[e["path"]]
         inv[vid] = e
-    for f in res.failures:
-        log.error("%s: %s: %s", f.path, f.stage, f.cause)
     return inv
 
 
