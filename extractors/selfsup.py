@@ -38,6 +38,7 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812 (torch's convention)
 
 from extractors.copy_attacks import AttackSettings, copy_attack
+from extractors.features import pick_device
 from extractors.frame_extractor import whiten
 from extractors.pca import PCAWhitening
 
@@ -228,8 +229,7 @@ class SelfSupExtractor:
     def __init__(self, model: FrameModel, pca: PCAWhitening | None = None, device: str = "auto") -> None:
         self.model = model
         self.pca = pca
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
-                                   else ("cpu" if device == "auto" else device))
+        self.device = pick_device(device)
         self.precision = "float32"
         self.net = model.network().to(self.device)
         self.model_id = model.model_id

@@ -288,6 +288,22 @@ def sampled_frames(paths: Sequence[str | os.PathLike], settings: ExtractionSetti
     bar.close()
 
 
+def map_sample(paths: Sequence[str | os.PathLike], settings: ExtractionSettings, device_type: str,
+               frames_per_video: int, what: str, per_batch: Callable[[np.ndarray], object]) -> tuple[list, list[str]]:
+    """``per_batch`` of every batch of the evenly spaced sample (:func:`sampled_frames`) of each video
+    that decodes, and those videos; raises when none does. Torch gets the extraction layout's threads,
+    so a fit computes the same numbers whatever ran before in this process."""
+    settings = resolve_layout(settings, device_type)
+    torch.set_num_threads(settings.torch_threads)
+    out, used = [], []
+    for p, frames in sampled_frames(paths, settings, frames_per_video, what):
+        out += [per_batch(frames[b0:b0 + settings.batch_size]) for b0 in range(0, len(frames), settings.batch_size)]
+        used.append(p)
+    if not out:
+        raise ValueError(f"{what} training: no video could be decoded")
+    return out, used
+
+
 def train_pca_on_videos(paths: Sequence[str | os.PathLike], extractor: FrameExtractor,
                         settings: ExtractionSettings | None = None, frames_per_video: int = 300,
                         max_vectors: int = 500_000, seed: int = 0,
@@ -300,17 +316,10 @@ def train_pca_on_videos(paths: Sequence[str | os.PathLike], extractor: FrameExtr
     """
     from extractors.pca import train_pca
 
-    settings = resolve_layout(settings or ExtractionSettings(), extractor.device.type)
-    torch.set_num_threads(settings.torch_threads)  # the same numerics whatever ran before in this process
-    rng = np.random.default_rng(seed)
-    vectors, used = [], []
-    for p, frames in sampled_frames(paths, settings, frames_per_video, "PCA"):
-        for b0 in range(0, len(frames), settings.batch_size):
-            vectors.append(extractor.pca_samples(frames[b0:b0 + settings.batch_size]))
-        used.append(p)
-    if not vectors:
-        raise ValueError("PCA training: no video could be decoded")
+    vectors, used = map_sample(paths, settings or ExtractionSettings(), extractor.device.type, frames_per_video,
+                               "PCA", extractor.pca_samples)
     x = np.concatenate(vectors)
+    rng = np.random.default_rng(seed)
     if len(x) > max_vectors:
         x = x[rng.choice(len(x), max_vectors, replace=False)]
     prov = {"videos": len(used), "model": extractor.model_id, "weights_id": extractor.weights_id,
@@ -324,17 +333,13 @@ def train_vocabulary_on_videos(paths: Sequence[str | os.PathLike], settings: Ext
     (descriptors of textured regions only, ``weight > 0.5``)."""
     from extractors.mvlad import MVLADSettings, dense_sift, fit_vocabulary
 
-    settings = resolve_layout(settings, "cpu")
-    torch.set_num_threads(settings.torch_threads)  # the same numerics whatever ran before in this process
     ms = MVLADSettings()
-    local, used = [], []
-    for p, frames in sampled_frames(paths, settings, frames_per_video, "vocabulary"):
-        for b0 in range(0, len(frames), settings.batch_size):
-            d, w = dense_sift(frames[b0:b0 + settings.batch_size], ms.cell, ms.stride, ms.contrast)
-            local.append(d.reshape(-1, 128)[w.reshape(-1) > 0.5].numpy())
-        used.append(p)
-    if not local:
-        raise ValueError("vocabulary training: no video could be decoded")
+
+    def textured(batch: np.ndarray) -> np.ndarray:
+        d, w = dense_sift(batch, ms.cell, ms.stride, ms.contrast)
+        return d.reshape(-1, 128)[w.reshape(-1) > 0.5].numpy()
+
+    local, used = map_sample(paths, settings, "cpu", frames_per_video, "vocabulary", textured)
     return fit_vocabulary(np.concatenate(local), ms, {"videos": len(used), "frames_per_video": frames_per_video,
                                                       **(provenance or {})})
 
@@ -393,26 +398,20 @@ def train_frame_model_on_videos(paths: Sequence[str | os.PathLike], settings: Ex
     """Train the ``selfsup`` network (``fm``: :class:`pipeline.config.FrameModelConfig`) on evenly
     spaced frames of ``paths``, resuming from ``training_state_path`` when it holds a state for the
     same settings; returns a :class:`extractors.selfsup.FrameModel`."""
+    from extractors.features import pick_device
     from extractors.selfsup import FrameModel, TrainSettings, to_input, train_copy_net
     from pipeline.frame_model_store import load_training_state, save_training_state
 
-    settings = resolve_layout(settings, "cpu")
-    torch.set_num_threads(settings.torch_threads)  # the same numerics whatever ran before in this process
     ts = TrainSettings(steps=fm.steps, batch=fm.batch, input_size=fm.input_size, dim=fm.dim, width=fm.width,
                        lr=fm.lr, temperature=fm.temperature, koleo_weight=fm.koleo_weight, seed=fm.seed)
-    chunks, used = [], []
-    for p, frames in sampled_frames(paths, settings, fm.frames_per_video, "frame model data"):
-        chunks.append((to_input(frames, fm.input_size) * 255).round().to(torch.uint8))
-        used.append(p)
-    if not chunks:
-        raise ValueError("frame model training: no video could be decoded")
+    chunks, used = map_sample(paths, settings, "cpu", fm.frames_per_video, "frame model",
+                              lambda b: (to_input(b, fm.input_size) * 255).round().to(torch.uint8))
     data = torch.cat(chunks)
     key = {**asdict(ts), "frames": len(data), "videos": used}
     resume = load_training_state(training_state_path, key)
     if resume is not None:
         log.info("frame model: resuming training at step %d of %d", resume.step, ts.steps)
-    device = "cuda" if fm.device == "auto" and torch.cuda.is_available() else \
-        ("cpu" if fm.device == "auto" else fm.device)
+    device = str(pick_device(fm.device))
 
     def checkpoint(state) -> None:
         save_training_state(state, key, training_state_path)
