@@ -198,7 +198,8 @@ def _info(path: Path, container, stream) -> VideoInfo:
 
 def iter_samples(path: str | os.PathLike, image_area: int = DEFAULT_IMAGE_AREA,
                  fps: float = FPS, chunk: int = 64, threads: int = 0,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, hwaccel: str | None = None
+                 max_pixels: int = DEFAULT_MAX_PIXELS, hwaccel: str | None = None,
+                 too_large: str | None = None,
                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, VideoInfo]]:
     """Decode ``path`` and yield chunks of 15-fps samples as they become available.
 
@@ -221,8 +222,8 @@ def iter_samples(path: str | os.PathLike, image_area: int = DEFAULT_IMAGE_AREA,
         stream = _video_stream(p, container)
         info = _info(p, container, stream)
         if info.width * info.height > max_pixels:
-            raise DecodeError(p, f"frame size {info.width}x{info.height} exceeds the limit of "
-                                 f"{max_pixels} pixels")
+            raise DecodeError(p, f"frame size {info.width}x{info.height} "
+                                 f"{too_large or f'exceeds the limit of {max_pixels} pixels'}")
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = threads
         tb = stream.time_base

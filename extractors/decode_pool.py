@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import os
 import pickle
 import signal
 import time
@@ -126,18 +127,15 @@ def _fingerprinted_samples(path: str, settings: dict) -> Iterator[tuple]:
     cap_mb = int(settings.get("worker_memory_mb", 0) or 0)
     # a frame that cannot fit the memory cap is refused before decoding: inline decoding (where no
     # address-space cap applies) included; half the cap is left to the process itself
-    max_pixels = settings["max_pixels"]
-    if cap_mb > 0:
-        max_pixels = min(max_pixels, cap_mb * (1 << 20) // 2 // BYTES_PER_DECODED_PIXEL)
-    try:
-        yield from iter_samples(path, settings["image_area"], FPS, chunk=settings["batch_size"],
-                                threads=settings["decode_threads"], max_pixels=max_pixels,
-                                hwaccel=settings.get("hwaccel"))
-    except DecodeError as exc:
-        if cap_mb > 0 and "exceeds the limit" in exc.cause and max_pixels < settings["max_pixels"]:
-            raise DecodeError(path, f"{exc.cause.split(' exceeds')[0]} needs more memory to decode than the "
-                                    f"cap of {cap_mb} MB per decoder allows (features.worker_memory_mb)") from None
-        raise
+    max_pixels, why = settings["max_pixels"], None
+    by_cap = cap_mb * (1 << 20) // 2 // BYTES_PER_DECODED_PIXEL
+    if 0 < by_cap < max_pixels:
+        max_pixels = by_cap
+        why = (f"needs more memory to decode than the cap of {cap_mb} MB per decoder allows "
+               f"(features.worker_memory_mb)")
+    yield from iter_samples(path, settings["image_area"], FPS, chunk=settings["batch_size"],
+                            threads=settings["decode_threads"], max_pixels=max_pixels,
+                            hwaccel=settings.get("hwaccel"), too_large=why)
 
 
 def _decode_one(i: int, path: str, settings: dict) -> Iterator[tuple]:
@@ -170,7 +168,6 @@ def _decode_one(i: int, path: str, settings: dict) -> Iterator[tuple]:
 
 def _send_partial_and_die(conn) -> None:  # pragma: no cover - subprocess, failpoint only
     """Failpoint ``decode_worker.mid_write``: a message header and half its bytes, then SIGKILL."""
-    import os
     import struct
 
     os.write(conn.fileno(), struct.pack("!i", 1 << 20) + b"\x80\x04" + b"x" * 100)
@@ -179,8 +176,6 @@ def _send_partial_and_die(conn) -> None:  # pragma: no cover - subprocess, failp
 
 def _decode_worker(wid: int, conn, settings: dict) -> None:  # pragma: no cover - subprocess
     """One decoder: receives ``(i, path)`` items on its own pipe and answers on it (no shared lock)."""
-    import os
-
     cap = int(settings.get("worker_memory_mb", 0) or 0)
     _memory_cap(cap)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when decoders stop
