@@ -61,7 +61,8 @@ def _check_features(p: Path, problems: list[str]) -> None:
                                 f"(fingerprint mismatch)")
 
 
-def _check_pack(shard: Path, problems: list[str]) -> int:
+def _check_pack(shard: Path, problems: list[str], reported: set[Path]) -> int:
+    """Check a shard's pack against its feature files; files found wrong go into ``reported``."""
     try:
         pack = read_pack(shard)
     except ArtifactError as exc:
@@ -77,13 +78,15 @@ def _check_pack(shard: Path, problems: list[str]) -> int:
         try:
             with h5py.File(f, "r") as h:
                 shape = h["features"].shape
-                if shape[0] != count:
-                    problems.append(f"{f}: {shape[0]} frames but the pack says {count}")
-                if dim is not None and len(shape) == 2 and shape[1] != dim:
-                    problems.append(f"{f}: {shape[1]}-dimensional features in a shard of {dim}-dimensional ones "
-                                    f"(damaged, or from another configuration)")
+            wrong = [f"{shape[0]} frames but the pack says {count}"] if shape[0] != count else []
+            if dim is not None and len(shape) == 2 and shape[1] != dim:
+                wrong.append(f"{shape[1]}-dimensional features in a shard of {dim}-dimensional ones "
+                             f"(damaged, or from another configuration)")
         except (OSError, KeyError, TypeError, ValueError) as exc:
-            problems.append(f"{f}: unreadable HDF5 ({type(exc).__name__}: {exc})")
+            wrong = [f"unreadable HDF5 ({type(exc).__name__}: {exc})"]
+        problems += [f"{f}: {w}" for w in wrong]
+        if wrong:
+            reported.add(f)
         n += 1
     if pack.mean_frames.shape[0] != len(pack.video_ids):
         problems.append(f"{shard / PACK_NAME}: {pack.mean_frames.shape[0]} mean frames for "
@@ -151,6 +154,7 @@ def _check_index(d: Path, problems: list[str]) -> None:
 
 def verify_path(target: Path) -> tuple[list[str], int]:
     problems: list[str] = []
+    reported: set[Path] = set()  # files a shard check found wrong: not checked (and reported) again
     checked = 0
     if target.is_file():
         _check_h5(target, problems)
@@ -161,7 +165,7 @@ def verify_path(target: Path) -> tuple[list[str], int]:
         for t in stale_temporaries(d):
             problems.append(f"{t}: half-written temporary left by an interrupted run (re-run to clean)")
         if (d / PACK_NAME).is_file():
-            checked += _check_pack(d, problems)
+            checked += _check_pack(d, problems, reported)
         if (d / "meta.h5").is_file():
             _check_index(d, problems)
             checked += 1
@@ -178,47 +182,53 @@ def verify_path(target: Path) -> tuple[list[str], int]:
                 problems.append(f"{link}: missing (nothing published)")
             elif not link.resolve().is_dir():
                 problems.append(f"{link}: points at {os.readlink(link)}, which does not exist")
-    reported = {q.split(": ")[0] for q in problems}  # one report per damaged file
     for p in target.rglob("*.h5"):
-        if p.name not in (PACK_NAME, "meta.h5") and not p.name.startswith(".") and str(p) not in reported:
+        if p.name not in (PACK_NAME, "meta.h5") and not p.name.startswith(".") and p not in reported:
             _check_h5(p, problems)
             checked += 1
-    return list(dict.fromkeys(problems)), checked
+    return problems, checked
+
+
+def _resolve(target: str, overrides: str) -> Path:
+    """An artifact path as given, or the work directory of a dataset (by config name or YAML file);
+    raises ConfigError for a dataset that cannot be configured."""
+    from pipeline.config import is_config_path, load_config
+
+    p = Path(target)
+    if p.exists() and not (p.is_file() and is_config_path(target)):
+        return p
+    return load_config(target, overrides).work_dir
 
 
 def verify(target: str, overrides: str = "") -> tuple[list[str], int]:
     """Verify a dataset's work directory (by config name or YAML file) or one artifact path."""
-    from pipeline.config import ConfigError, is_config_path, load_config
+    from pipeline.config import ConfigError
 
-    p = Path(target)
-    if p.exists() and not (p.is_file() and is_config_path(target)):
-        return verify_path(p)
     try:
-        cfg = load_config(target, overrides)
+        p = _resolve(target, overrides)
     except ConfigError as exc:
         return [str(exc)], 0
-    if not cfg.work_dir.is_dir():
-        return [f"{cfg.work_dir}: no work directory for dataset {cfg.name} (nothing built yet)"], 0
-    return verify_path(cfg.work_dir)
+    if not p.exists():
+        return [f"{p}: no work directory for dataset {p.name} (nothing built yet)"], 0
+    return verify_path(p)
 
 
 def notes(target: str, overrides: str = "") -> list[str]:
-    """What an operator should know beside damage: the quarantined corpus entries."""
-    from pipeline.config import ConfigError, is_config_path, load_config
+    """What an operator should know beside damage: quarantined corpus entries, a rollback holding
+    ``current``, versions published before checksums were kept."""
+    from pipeline.config import ConfigError
+    from pipeline.publish import CHECKSUMS, pinned, versions
     from pipeline.quarantine import describe, load_quarantine
 
-    p = Path(target)
-    if not (p.exists() and not (p.is_file() and is_config_path(target))):
-        try:
-            p = load_config(target, overrides).work_dir
-        except ConfigError:
-            return []
-    from pipeline.publish import CHECKSUMS, pinned, versions
-
-    files = [p / "quarantine.json"] if (p / "quarantine.json").is_file() else \
-        (sorted(p.rglob("quarantine.json")) if p.is_dir() else [])
+    try:
+        p = _resolve(target, overrides)
+    except ConfigError:
+        return []
+    if not p.is_dir():
+        return []
+    files = [p / "quarantine.json"] if (p / "quarantine.json").is_file() else sorted(p.rglob("quarantine.json"))
     out = [line for f in files for line in describe(load_quarantine(f))]
-    for root in ([p] if p.name == "published" else sorted(p.rglob("published"))) if p.is_dir() else []:
+    for root in [p] if p.name == "published" else sorted(p.rglob("published")):
         held = pinned(root)
         if held is not None:
             out.append(f"{root}: current is held at {held.get('version')} by a rollback ({held.get('at')}); "
