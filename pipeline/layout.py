@@ -174,17 +174,24 @@ class Layout:
 
     @property
     def needs_vocabulary(self) -> bool:
+        return self._recommendation.needs_vocabulary
+
+    @property
+    def _recommendation(self):
         from extractors.frame_extractor import RECOMMENDED
 
-        return RECOMMENDED[self.cfg.features.extractor].needs_vocabulary
+        return RECOMMENDED[self.cfg.features.extractor]
+
+    def _sample_identity(self) -> dict:
+        """What the frames a corpus fit samples depend on (vocabulary, selfsup network)."""
+        f = self.cfg.features
+        return {"extractor": f.extractor, "image_area": f.image_area, "fps": FPS, "layout": FEATURE_LAYOUT_VERSION,
+                "black_bars": f.remove_black_bars}
 
     @cached_property
     def vocab_key(self) -> str:
         """The vocabulary's settings (fitted on this corpus's frames: see ``steps.train_vocabulary``)."""
-        f = self.cfg.features
-        return digest({"extractor": f.extractor, "image_area": f.image_area, "fps": FPS,
-                       "frames_per_video": f.pca_frames_per_video, "layout": FEATURE_LAYOUT_VERSION,
-                       "black_bars": f.remove_black_bars})
+        return digest({**self._sample_identity(), "frames_per_video": self.cfg.features.pca_frames_per_video})
 
     @property
     def vocab_path(self) -> Path:
@@ -192,18 +199,13 @@ class Layout:
 
     @property
     def needs_frame_model(self) -> bool:
-        from extractors.frame_extractor import RECOMMENDED
-
-        return RECOMMENDED[self.cfg.features.extractor].needs_frame_model
+        return self._recommendation.needs_frame_model
 
     @cached_property
     def frame_model_key(self) -> str:
         """The ``selfsup`` network's training settings and data (this corpus's frames: see
         ``steps.train_frame_model``)."""
-        f = self.cfg.features
-        return digest({"extractor": f.extractor, "image_area": f.image_area, "fps": FPS,
-                       "layout": FEATURE_LAYOUT_VERSION, "black_bars": f.remove_black_bars,
-                       "training": dataclasses.asdict(self.cfg.frame_model)})
+        return digest({**self._sample_identity(), "training": dataclasses.asdict(self.cfg.frame_model)})
 
     @property
     def frame_model_path(self) -> Path:
