@@ -119,6 +119,12 @@ class DatasetTask(luigi.Task):
     def record(self, **params: object) -> None:
         steps.record_run(self.layout, type(self).__name__, **params)
 
+    def fetch_inputs(self) -> None:
+        """Stage in the stored artifacts this task reads (fitted vocabulary, network, PCA)."""
+        for t in flatten(self.input()):
+            if hasattr(t, "local"):
+                self.store.fetch(t.local)
+
 
 class GenerateCorpus(DatasetTask):
     """A corpus the pipeline makes itself (``dataset.kind: demo``: planted copies + ground truth)."""
@@ -158,6 +164,7 @@ class CorpusFit(DatasetTask):
     def run(self):
         if self.outputs_valid():
             return
+        self.fetch_inputs()
         self.fit()
         self.store.publish(self.output().local)
         self.record()
@@ -195,25 +202,21 @@ def fitted_first(task: DatasetTask) -> list[luigi.Task]:
         ([task.clone(TrainFrameModel)] if lay.needs_frame_model else [])
 
 
-class TrainPCA(DatasetTask):
-    """PCA-whitening trained on the corpus (only when ``features.pca: trained``)."""
+class TrainPCA(CorpusFit):
+    """PCA-whitening trained on the corpus (only when ``features.pca: trained``), after the vocabulary
+    or network the extractor needs."""
+
+    is_valid = staticmethod(completeness.pca_complete)
 
     def requires(self):
         self.preflight()
         return fitted_first(self) or self.corpus_ready()
 
-    def output(self):
-        return self.store.target(self.layout.pca_path, completeness.pca_complete)
+    def target_path(self) -> Path:
+        return self.layout.pca_path
 
-    def run(self):
-        if self.outputs_valid():
-            return
-        for t in flatten(self.input()):
-            if hasattr(t, "local"):
-                self.store.fetch(t.local)
+    def fit(self) -> None:
         steps.train_pca(self.layout)
-        self.store.publish(self.output().local)
-        self.record()
 
 
 class ExtractFeatures(DatasetTask):
@@ -234,9 +237,7 @@ class ExtractFeatures(DatasetTask):
     def run(self):
         if self.outputs_valid():
             return
-        for t in flatten(self.input()):
-            if hasattr(t, "local"):
-                self.store.fetch(t.local)  # the fitted PCA / vocabulary / network
+        self.fetch_inputs()  # the fitted PCA / vocabulary / network
         shard = self.output().local.parent
         self.store.fetch(shard)  # videos finished by an interrupted attempt are kept
         steps.extract_shard(self.layout, self.shard)
