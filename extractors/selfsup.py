@@ -38,12 +38,10 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812 (torch's convention)
 
 from extractors.copy_attacks import AttackSettings, copy_attack
+from extractors.decode import IMAGENET_MEAN, IMAGENET_STD
 from extractors.features import pick_device
 from extractors.frame_extractor import whiten
 from extractors.pca import PCAWhitening
-
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -94,7 +92,7 @@ def to_input(frames: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
 
 
 def normalise(x: torch.Tensor) -> torch.Tensor:
-    return (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    return (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
 
 def info_nce(z: torch.Tensor, temperature: float) -> torch.Tensor:
