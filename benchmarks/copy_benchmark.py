@@ -45,7 +45,8 @@ log = logging.getLogger("copy_benchmark")
 
 GEOMETRIC = ["crop", "pad", "pip", "rescale", "fps", "overlay"]
 PHOTOMETRIC = ["colour", "gamma", "blur", "noise", "overlay", "lowbitrate", "reencode"]
-"""Every copy gets one geometric attack combined with one or two photometric ones."""
+"""Every copy gets one geometric attack combined with one or two photometric ones (an overlay,
+in either list, is drawn by :func:`geometric`)."""
 
 
 @dataclass
@@ -149,9 +150,7 @@ def photometric(kind: str, frames: list[np.ndarray], rng) -> list[np.ndarray]:
     if kind == "noise":
         sd = rng.uniform(8, 20)
         return [np.clip(f + rng.normal(0, sd, f.shape), 0, 255).astype(np.uint8) for f in frames]
-    if kind == "overlay":
-        return geometric("overlay", frames, 1.0, None, rng)  # type: ignore[arg-type]
-    return frames  # lowbitrate, reencode: applied by the encoder
+    return frames  # lowbitrate, reencode: applied by the encoder (overlay is drawn by geometric())
 
 
 def excerpt(src: Clip, start: float, length: float, fps: float) -> list[np.ndarray]:
