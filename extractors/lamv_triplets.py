@@ -28,22 +28,35 @@ class SnippetPairs:
 
 
 def sample_snippet_pairs(len_a: np.ndarray, len_b: np.ndarray, offset: np.ndarray, length: int,
-                         min_overlap: float, rng: np.random.Generator) -> SnippetPairs:
+                         min_overlap: float, rng: np.random.Generator, span_lo: np.ndarray | None = None,
+                         span_hi: np.ndarray | None = None) -> SnippetPairs:
     """One positive snippet pair for each video pair (arrays of equal length ``n``).
 
     ``X0 = A[start_a : start_a + L]``, ``X+ = B[start_b : start_b + L]``; ``X+`` holds at least
     ``ceil(min_overlap * L)`` frames of ``X0``'s content, and ``delta`` is uniform over the shifts that
-    allow it. Videos shorter than ``L`` give snippets padded by the caller (start 0).
+    allow it (``ceil(min_overlap * S)`` frames when the shared span ``S`` is shorter than ``L``).
+    Videos shorter than ``L`` give snippets padded by the caller (start 0).  ``span_lo``,
+    ``span_hi`` optionally bound the frames of A whose content B shows (a partial copy amid unrelated
+    material): only content inside counts as shared.
     """
     len_a, len_b = np.asarray(len_a, np.int64), np.asarray(len_b, np.int64)
     offset = np.asarray(np.round(offset), np.int64)
     n = len(len_a)
-    need = int(np.ceil(min_overlap * length))
+    need_full = int(np.ceil(min_overlap * length))
     la, lb = np.minimum(len_a, length), np.minimum(len_b, length)
     # the shared span of the two videos, in A's frames: [lo, hi)
     lo = np.maximum(0, offset)
     hi = np.minimum(len_a, len_b + offset)
-    valid = (hi - lo) >= np.minimum(need, np.minimum(la, lb))
+    if span_lo is not None:
+        lo = np.maximum(lo, np.asarray(span_lo, np.int64))
+    if span_hi is not None:
+        hi = np.minimum(hi, np.asarray(span_hi, np.int64))
+    shared = np.maximum(hi - lo, 0)
+    # a shared span shorter than a snippet (a short copy amid other material): X+ shows at least
+    # ``min_overlap`` of the span instead of ``min_overlap * L`` frames
+    need = np.where(shared >= length, need_full, np.ceil(min_overlap * shared).astype(np.int64))
+    need = np.maximum(need, 1)
+    valid = shared >= np.minimum(need, np.minimum(la, lb))
     # X0 starts where at least `need` of its frames (or all of a short video) fall in the shared span
     a_min = np.clip(lo + np.minimum(need, la) - la, 0, np.maximum(len_a - la, 0))
     a_max = np.clip(hi - np.minimum(need, la), 0, np.maximum(len_a - la, 0))
@@ -52,7 +65,7 @@ def sample_snippet_pairs(len_a: np.ndarray, len_b: np.ndarray, offset: np.ndarra
     # X0's content sits at B frames [centre, centre + la); the part of it inside B is [c0, c1), and X+
     # must cover at least `need` of those frames
     centre = start_a - offset
-    c0, c1 = np.maximum(centre, 0), np.minimum(centre + la, len_b)
+    c0, c1 = np.maximum(start_a, lo) - offset, np.minimum(start_a + la, hi) - offset
     want = np.minimum(np.minimum(need, np.maximum(c1 - c0, 0)), lb)
     b_min = np.clip(c0 + want - lb, 0, np.maximum(len_b - lb, 0))
     b_max = np.clip(c1 - want, 0, np.maximum(len_b - lb, 0))

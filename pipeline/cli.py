@@ -193,6 +193,62 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0 if not problems else 1
 
 
+def _cmd_generate(args: argparse.Namespace) -> int:
+    """A dataset generated from a folder of videos (``pipeline/generate.py``)."""
+    from pipeline.generate import build_align_dataset, build_copy_dataset, video_clips
+
+    clips = video_clips(Path(args.source))
+    out = Path(args.out)
+    if args.kind == "align":
+        recs = build_align_dataset(clips, out, cameras=args.cameras, seed=args.seed)
+        sys.stdout.write(f"{out}: {len(recs)} recordings; dataset.kind=align, dataset.gt_file=gt_align.align, "
+                         f"dataset.root={out.resolve()}\n")
+        return 0
+    n_src = min(args.max_sources, len(clips) - 1)
+    truth = build_copy_dataset(clips[:n_src], clips[n_src:], out, args.copies, args.hard, args.seed)
+    sys.stdout.write(f"{out}: {len(truth)} copied excerpts; dataset.kind=vcdb, dataset.root={out.resolve()}\n")
+    return 0
+
+
+def _cmd_train_lamv(args: argparse.Namespace) -> int:
+    """Train the dataset's learned LAMV kernel(s) (after the features it needs), like the TrainLAMV task."""
+    from pipeline.config import load_config
+    from pipeline.lamv import train_kernel
+    from pipeline.layout import Layout
+    from pipeline.steps import StepError, build
+
+    layout = Layout(load_config(args.dataset, args.overrides))
+    models = args.model or layout.trained_kernels
+    if not models:
+        raise StepError(f"dataset {layout.cfg.name}: no model of type lamv_learned with kernel: trained "
+                        f"(add one under models:, e.g. --overrides 'models.lamv_learned={{type: lamv_learned}}')")
+    build(layout, until="features", show_progress=not args.quiet)
+    for m in models:
+        k = train_kernel(layout, m, show_progress=not args.quiet)
+        last = k.history[-1]
+        sys.stdout.write(f"{layout.lamv_path(m)}: {m} trained on {k.provenance['train_pairs']} pairs "
+                         f"({k.provenance['held_out_pairs']} held out), {len(k.history)} epochs, final loss "
+                         f"{last.loss:.5f}, held-out localisation within 1 s {last.val_localisation_1s:.3f}\n")
+    return 0
+
+
+def _cmd_periods(args: argparse.Namespace) -> int:
+    """Period design (LAMV paper section 3.4) on a dataset with alignment or copy ground truth."""
+    from pipeline.config import load_config
+    from pipeline.lamv import coprime_period_sets, design_periods
+    from pipeline.layout import Layout
+    from pipeline.steps import build
+
+    layout = Layout(load_config(args.dataset, args.overrides))
+    build(layout, until="features", show_progress=False)
+    cands = [[int(p) for p in c.split(",")] for c in args.candidate] or \
+        coprime_period_sets(args.count, args.lowest * 15, args.highest * 15, args.sets, args.seed)
+    sys.stdout.write("localisation within 1 s  periods (1/15 s)\n")
+    for sc in design_periods(layout, cands):
+        sys.stdout.write(f"{sc.localisation_1s:24.3f}  {','.join(map(str, sc.periods))}\n")
+    return 0
+
+
 def program_name() -> str:
     """``videoalign`` when run as the installed script, else ``python -m pipeline``."""
     name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
@@ -250,6 +306,37 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(configs/luigid.cfg); other arguments go to luigid")
     ld.add_argument("luigid_args", nargs=argparse.REMAINDER, help="e.g. --port 8082 --state-path ...")
     ld.set_defaults(func=_cmd_luigid)
+    g = sub.add_parser("generate", help="generate a dataset with exact ground truth from a folder of videos: "
+                                        "copies (VCDB format) or multi-camera alignments (.align format)")
+    g.add_argument("kind", choices=["copies", "align"])
+    g.add_argument("--source", required=True, help="a folder of videos")
+    g.add_argument("--out", required=True, help="the dataset root to write")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--cameras", type=int, default=5, help="align: recordings per source clip")
+    g.add_argument("--copies", type=int, default=24, help="copies: copy videos")
+    g.add_argument("--hard", type=int, default=4, help="copies: hard negatives (other moments of a source)")
+    g.add_argument("--max-sources", type=int, default=12, help="copies: smallest clips used as sources; "
+                                                                  "the rest only as unrelated filler")
+    g.set_defaults(func=_cmd_generate)
+    tl = sub.add_parser("train-lamv", help="train the learned LAMV kernel(s) of a dataset on its ground truth "
+                                           "(held-out fold excluded; resumes an interrupted training)")
+    tl.add_argument("--dataset", required=True)
+    tl.add_argument("--overrides", default="")
+    tl.add_argument("--model", action="append", help="a lamv_learned model (default: every one with kernel: trained)")
+    tl.add_argument("--quiet", action="store_true", help="no progress bars")
+    tl.set_defaults(func=_cmd_train_lamv)
+    pd = sub.add_parser("periods", help="rank candidate TMK period sets by localisation accuracy on a dataset's "
+                                        "ground truth (LAMV paper section 3.4)")
+    pd.add_argument("--dataset", required=True)
+    pd.add_argument("--overrides", default="")
+    pd.add_argument("--candidate", action="append", default=[], help="a period set 'p1,p2,...' in 1/15 s "
+                                                                      "(repeatable; default: random coprime sets)")
+    pd.add_argument("--count", type=int, default=4, help="periods per generated set")
+    pd.add_argument("--lowest", type=float, default=10.0, help="shortest generated period, seconds")
+    pd.add_argument("--highest", type=float, default=700.0, help="longest generated period, seconds")
+    pd.add_argument("--sets", type=int, default=8, help="generated sets")
+    pd.add_argument("--seed", type=int, default=0)
+    pd.set_defaults(func=_cmd_periods)
     v = sub.add_parser("verify", help="check every artifact of a dataset (or one file/directory)")
     v.add_argument("target", help="a dataset name / YAML, or an artifact path")
     v.add_argument("--overrides", default="")

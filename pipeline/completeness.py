@@ -45,6 +45,12 @@ def frame_model_complete(path: Path) -> bool:
     return _loads(load_frame_model, path)
 
 
+def lamv_kernel_complete(path: Path) -> bool:
+    from pipeline.lamv_store import load_kernel
+
+    return _loads(load_kernel, path)
+
+
 def feature_shard_complete(shard: Path) -> bool:
     """The pack is readable and every file it lists exists with the frame count it records."""
     if not (shard / PACK_NAME).is_file():

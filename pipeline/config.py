@@ -142,6 +142,43 @@ class TMKModelConfig:
 
 
 @dataclass(frozen=True)
+class LearnedLAMVModelConfig:
+    """The learned LAMV kernel: a TMK (``preset`` or ``periods``/``m``/``norm``) whose coefficients are
+    trained (``kernel: trained``, by the ``TrainLAMV`` task on this dataset's ground truth, settings in
+    ``lamv_training``) or read from a kernel file written by an earlier training (``kernel: /path.h5``)."""
+
+    type: Literal["lamv_learned"]
+    kernel: str = "trained"
+    init: Literal["von_mises", "uniform"] = "von_mises"
+    preset: str | None = "lamv"
+    periods: list[float] | None = None
+    m: int | None = None
+    norm: Literal["freq", "feat", "feat_freq", "matrix", "none"] | None = None
+    parametrisation: Literal["softplus", "clamp"] = "softplus"
+
+
+@dataclass(frozen=True)
+class LAMVTrainingConfig:
+    """Training of ``lamv_learned`` kernels (``extractors/lamv_training.py``; the paper's values by default)."""
+
+    epochs: int
+    batch: int
+    lr: float
+    momentum: float
+    snippet_s: float
+    min_overlap: float
+    negatives: int
+    pool_per_video: int
+    retrieval_margin: float
+    localisation_margin: float
+    radius_s: float
+    retrieval_weight: float
+    folds: int
+    test_fold: int
+    seed: int
+
+
+@dataclass(frozen=True)
 class CTEModelConfig:
     type: Literal["cte"]
     m: int | None = None
@@ -151,8 +188,10 @@ class CTEModelConfig:
 
 SECTIONS: dict[str, type] = {"dataset": DatasetConfig, "features": FeaturesConfig,
                              "frame_model": FrameModelConfig, "shards": ShardsConfig,
-                             "index": IndexConfig, "search": SearchConfig, "evaluate": EvaluateConfig}
-MODEL_TYPES: dict[str, type] = {"tmk": TMKModelConfig, "cte": CTEModelConfig}
+                             "index": IndexConfig, "search": SearchConfig, "evaluate": EvaluateConfig,
+                             "lamv_training": LAMVTrainingConfig}
+MODEL_TYPES: dict[str, type] = {"tmk": TMKModelConfig, "cte": CTEModelConfig,
+                                "lamv_learned": LearnedLAMVModelConfig}
 TOP_LEVEL: dict[str, Any] = {"storage": str | None, "work_dir": str, "reports_dir": str}
 
 # Constraints beyond the type (key -> (predicate, what is expected)).
@@ -166,7 +205,11 @@ _MIN: dict[str, float] = {
     "search.segment_max_gap_s": 0, "frame_model.frames_per_video": 1, "frame_model.steps": 1,
     "frame_model.batch": 2, "frame_model.input_size": 32, "frame_model.dim": 8, "frame_model.width": 4,
     "frame_model.lr": 1e-9, "frame_model.temperature": 1e-6, "frame_model.koleo_weight": 0,
-    "frame_model.checkpoint_every": 0,
+    "frame_model.checkpoint_every": 0, "lamv_training.epochs": 1, "lamv_training.batch": 1,
+    "lamv_training.lr": 1e-12, "lamv_training.momentum": 0, "lamv_training.snippet_s": 1 / 15,
+    "lamv_training.min_overlap": 1e-3, "lamv_training.negatives": 1, "lamv_training.pool_per_video": 1,
+    "lamv_training.retrieval_margin": 0, "lamv_training.localisation_margin": 0, "lamv_training.radius_s": 0,
+    "lamv_training.retrieval_weight": 0, "lamv_training.folds": 1, "lamv_training.test_fold": 0,
 }
 
 REMOVED: dict[str, str] = {
@@ -375,7 +418,13 @@ class Config:
         models = self.data.get("models")
         if not isinstance(models, dict) or not models:
             raise ConfigError(f"{self.source}: 'models' must be a non-empty mapping of name -> model")
-        self.models: dict[str, TMKModelConfig | CTEModelConfig] = {}
+        self.lamv_training: LAMVTrainingConfig = _validate_record(LAMVTrainingConfig, self.data.get("lamv_training"),
+                                                                  "lamv_training", self.source)
+        lt = self.lamv_training
+        if lt.test_fold >= lt.folds or lt.min_overlap > 1 or lt.momentum >= 1 or lt.retrieval_weight > 1:
+            raise ConfigError(f"{self.source}: 'lamv_training' needs test_fold < folds, min_overlap <= 1, "
+                              f"momentum < 1 and retrieval_weight <= 1")
+        self.models: dict[str, TMKModelConfig | CTEModelConfig | LearnedLAMVModelConfig] = {}
         for name, spec in models.items():
             kind = spec.get("type") if isinstance(spec, dict) else None
             if kind not in MODEL_TYPES:

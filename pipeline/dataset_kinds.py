@@ -80,6 +80,7 @@ KINDS: dict[str, DatasetKind] = {k.name: k for k in (
                 missing_root_hint=" (generate it: python -m pipeline demo, or any Luigi task with --dataset demo)"),
     DatasetKind("climbing", _align_gt, "alignment"),
     DatasetKind("madonna", _align_gt, "alignment"),
+    DatasetKind("align", _align_gt, "alignment"),  # any .align file, e.g. `python -m pipeline generate align`
     DatasetKind("folder", _no_gt, "summary"),
 )}
 

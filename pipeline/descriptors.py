@@ -43,7 +43,8 @@ TemporalModel = TMK | CTE
 
 
 def build_model(spec: dict, max_length_s: float | None = None) -> TemporalModel:
-    """A temporal model from its config entry (``{type: tmk, preset: lamv}``, ...)."""
+    """A temporal model from its config entry (``{type: tmk, preset: lamv}``, ...); a ``lamv_learned``
+    entry's ``kernel`` must name its kernel file (``Layout.model_spec`` resolves ``trained``)."""
     spec = dict(spec)
     kind = spec.pop("type")
     if kind == "tmk":
@@ -51,6 +52,14 @@ def build_model(spec: dict, max_length_s: float | None = None) -> TemporalModel:
         if preset:
             return TMK.preset(preset, **spec)
         return TMK(**spec)
+    if kind == "lamv_learned":
+        from pipeline.lamv_store import load_kernel
+
+        path = Path(os.path.expanduser(str(spec["kernel"])))
+        if not path.is_file():
+            raise ArtifactError(f"{path}: learned LAMV kernel not found (train it: python -m pipeline train-lamv "
+                                f"--dataset NAME, or the TrainLAMV task; or set kernel: to a kernel file)")
+        return load_kernel(path).model()
     if kind == "cte":
         max_s = spec.pop("max_length_s", None) or max_length_s or DEFAULT_CTE_MAX_LENGTH_S
         return CTE.for_max_length(int(np.ceil(float(max_s) * FPS)), m=int(spec.pop("m", 256)),

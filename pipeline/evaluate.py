@@ -18,6 +18,7 @@ Every offset and error is in seconds.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
@@ -32,7 +33,7 @@ from pipeline import metrics
 from pipeline.config import Config
 from pipeline.corpus import GroundTruth
 from pipeline.dataset_kinds import kind_of, load_ground_truth
-from pipeline.descriptors import DescriptorStore, build_model, describe_video
+from pipeline.descriptors import DescriptorStore, TemporalModel, describe_video
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +164,8 @@ def evaluate_pairs(gt: GroundTruth, rows: list[Match], durations: dict[str, floa
             "per_query": table, "vcdb_mode": mode}
 
 
-def evaluate_alignment(cfg: Config, gt: GroundTruth, model_name: str, features) -> dict:
+def evaluate_alignment(cfg: Config, gt: GroundTruth, model: TemporalModel, features) -> dict:
     """Climbing/Madonna: every item vs every other, cropped to its span (spec 5.1)."""
-    model = build_model(cfg.model_spec(model_name), cfg.dataset.max_length_s)
     items = gt.align
     descs, keep = [], []
     for i, it in enumerate(items):
@@ -195,8 +195,11 @@ def evaluate_alignment(cfg: Config, gt: GroundTruth, model_name: str, features) 
                                          gi, gt_off[sel])
     acc = metrics.accuracy_below(errors)
     m, ap = metrics.map_localization(len(keep), pair_index, np.array(pmax), gi)
+    # every unordered pair of items scored: pair-level AP of "these two overlap"
+    pl = metrics.pair_level({frozenset((int(a), int(b))): s for (a, b), s in zip(pair_index, pmax, strict=True)},
+                            {frozenset((int(a), int(b))) for a, b in gi}, len(keep))
     return {"metrics": {**{f"localisation_accuracy_below_{t:g}s": v for t, v in acc.items()},
-                        "localisation_mAP": m},
+                        "localisation_mAP": m, "pair_AP": pl.ap, "pair_best_F1": pl.best_f1},
             "curves": {"localisation_errors_s": [e if math.isfinite(e) else None for e in errors]},
             "per_query": [{"item": items[keep[i]].video, "error_s": (e if math.isfinite(e) else None),
                            "AP": float(ap[i])} for i, e in enumerate(errors)]}
@@ -209,27 +212,40 @@ def evaluate_summary(rows: list[Match]) -> dict:
                            "offset_s": r.offset_s} for r in rows if r.rank == 1]}
 
 
-def evaluate(cfg: Config, model_name: str, rows: list[Match], features, durations: dict[str, float],
-             store: DescriptorStore, ids: list[str]) -> dict:
-    """Run the dataset kind's evaluation protocol (``pipeline.dataset_kinds``)."""
+def evaluate(cfg: Config, model_name: str, model: TemporalModel, rows: list[Match], features,
+             durations: dict[str, float], store: DescriptorStore, ids: list[str], held=None) -> dict:
+    """Run the dataset kind's evaluation protocol (``pipeline.dataset_kinds``); with ``held``
+    (``pipeline.lamv.HeldOut``: the dataset trains a kernel) only on the held-out fold."""
     kind = kind_of(cfg)
     gt = load_ground_truth(cfg, ids)
+    if held is not None:
+        if kind.protocol == "alignment":
+            gt = dataclasses.replace(gt, align=[it for i, it in enumerate(gt.align) if i in held.items])
+        else:
+            keep = held.videos
+            rows = [r for r in rows if r.query in keep and r.match in keep]
+            gt = dataclasses.replace(gt, pairs=[p for p in gt.pairs if p.video_a in keep and p.video_b in keep])
+            ids = [v for v in ids if v in keep]
     if kind.protocol == "event_retrieval":
         out = evaluate_evve(gt, rows)
     elif kind.protocol == "copy_pairs":
         out = evaluate_pairs(gt, rows, durations, cfg.evaluate.vcdb_mode, len(ids))
     elif kind.protocol == "alignment":
-        out = evaluate_alignment(cfg, gt, model_name, features)
+        out = evaluate_alignment(cfg, gt, model, features)
     else:
         out = evaluate_summary(rows)
-    out["samples"] = sample_curves(cfg, model_name, rows, gt, store)
+    out["samples"] = sample_curves(model, rows, gt, store)
+    if held is not None:
+        out["held_out"] = {"fold": held.fold, "folds": held.folds,
+                           "videos": len(held.items) if kind.protocol == "alignment" else len(ids),
+                           "note": "this dataset trains a LAMV kernel: every model is evaluated on the "
+                                   "held-out fold only"}
     return out
 
 
-def sample_curves(cfg: Config, model_name: str, rows: list[Match], gt: GroundTruth, store: DescriptorStore,
+def sample_curves(model: TemporalModel, rows: list[Match], gt: GroundTruth, store: DescriptorStore,
                   n: int = 3) -> list[dict]:
     """Score-versus-offset curves of a few top results, with the ground-truth offset when known."""
-    model = build_model(cfg.model_spec(model_name), cfg.dataset.max_length_s)
     pairs = _pair_index(gt)
     chosen = [r for r in rows if r.rank == 1][:n]
     out = []

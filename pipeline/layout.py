@@ -12,7 +12,10 @@ settings) or a changed corpus never reuses a stale output::
         features-<F>/shard-00000-<M>/<video>.h5      F = extractor, weights, PCA, precision, ...
                                   /_pack.h5, failures.csv     M = the shard's members (id, size, mtime)
         features-<F>/delta-000003-00000/...           refresh delta shards (version, chunk)
-        descriptors/<model>-<D>/<feature shard>.h5   D = F + model spec + max length
+        lamv-<model>-<L>.h5, ....training.h5         L = F + learned-LAMV model + training settings +
+                                                     ground truth + corpus listing (TrainLAMV)
+        descriptors/<model>-<D>/<feature shard>.h5   D = F + model spec (a learned kernel: L, or
+                                                     the kernel file's hash) + max length
         index-<I>/{index.faiss, meta.h5}             I = D(index.model) + index settings + corpus listing
         search/<model>-<S>/{results.h5, results.csv} S = I + D(model) + search settings + dataset kind
         published/vNNNNNN/, published/current         refresh versions
@@ -247,8 +250,75 @@ class Layout:
     # ------------------------------------------------------------------ descriptors
 
     def descriptors_key(self, model: str) -> str:
-        return digest({"features": self.features_key, "model": self.cfg.model_spec(model),
+        return digest({"features": self.features_key, "model": self.model_identity(model),
                        "max_length_s": self.cfg.dataset.max_length_s})
+
+    # ------------------------------------------------------------------ learned LAMV kernels
+
+    def trains_kernel(self, model: str) -> bool:
+        """``model`` is a ``lamv_learned`` kernel trained on this dataset (by ``TrainLAMV``)."""
+        spec = self.cfg.model_spec(model)
+        return spec.get("type") == "lamv_learned" and spec.get("kernel", "trained") == "trained"
+
+    @property
+    def trained_kernels(self) -> list[str]:
+        return [m for m in self.cfg.models if self.trains_kernel(m)]
+
+    def ground_truth_files(self) -> list[Path]:
+        """The files the dataset's ground truth is read from (whichever exist)."""
+        root, ds = self.cfg.root, self.cfg.dataset
+        files = [root / ds.gt_file] if ds.gt_file else []
+        for pattern in ("annotation/*.txt", "annotations/*.dat", "label_file.json", "pair_file.csv"):
+            files += sorted(root.glob(pattern))
+        return [f for f in files if f.is_file()]
+
+    def lamv_key(self, model: str) -> str:
+        """What a trained kernel depends on: features, the model, the training settings, the ground
+        truth (file contents) and the corpus listing."""
+        from pipeline.artifacts import file_sha256
+
+        spec = {k: v for k, v in dataclasses.asdict(self.cfg.models[model]).items() if k != "kernel"}
+        return digest({"features": self.features_key, "model": spec,
+                       "training": dataclasses.asdict(self.cfg.lamv_training),
+                       "ground_truth": [[f.name, file_sha256(f)] for f in self.ground_truth_files()],
+                       "corpus": self.corpus_hash})
+
+    def lamv_path(self, model: str) -> Path:
+        return self.work / f"lamv-{model}-{self.lamv_key(model)}.h5"
+
+    def lamv_training_path(self, model: str) -> Path:
+        """Resumable state of an unfinished training of :meth:`lamv_path`."""
+        return self.work / f"lamv-{model}-{self.lamv_key(model)}.training.h5"
+
+    def kernel_file(self, model: str) -> Path | None:
+        """The kernel file a ``lamv_learned`` model scores with (``None`` for other models)."""
+        spec = self.cfg.model_spec(model)
+        if spec.get("type") != "lamv_learned":
+            return None
+        if self.trains_kernel(model):
+            return self.lamv_path(model)
+        return Path(os.path.expanduser(str(spec["kernel"])))
+
+    def model_identity(self, model: str) -> dict:
+        """The model spec as hashed into its outputs: a learned kernel is named by its training
+        (trained here) or its file's content (given as a path)."""
+        from pipeline.artifacts import file_sha256
+
+        spec = self.cfg.model_spec(model)
+        if spec.get("type") != "lamv_learned":
+            return spec
+        spec = dataclasses.asdict(self.cfg.models[model])
+        if self.trains_kernel(model):
+            return {**spec, "kernel": {"trained": self.lamv_key(model)}}
+        path = self.kernel_file(model)
+        return {**spec, "kernel": {"sha256": file_sha256(path) if path and path.is_file() else "missing"}}
+
+    def model_spec(self, model: str) -> dict:
+        """The spec :func:`pipeline.descriptors.build_model` builds ``model`` from (a learned kernel's
+        file resolved)."""
+        spec = self.cfg.model_spec(model)
+        kf = self.kernel_file(model)
+        return spec if kf is None else {**spec, "kernel": str(kf)}
 
     def descriptors_dir(self, model: str) -> Path:
         return self.work / "descriptors" / f"{model}-{self.descriptors_key(model)}"

@@ -17,11 +17,13 @@ import math
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from extractors import failpoints
+from extractors.timebase import FPS
 from pipeline.artifacts import atomic_path
 
 
@@ -73,6 +75,8 @@ def make_plots(result: dict) -> dict[str, bytes]:
                ylim=(0, 1.02), title="Cumulative localisation error")
         ax.grid(alpha=0.3)
         plots["localisation_errors.png"] = _png(fig)
+    if result.get("learned_kernel"):
+        plots.update(kernel_plots(result["learned_kernel"]))
     for i, s in enumerate(result.get("samples", [])):
         fig, ax = plt.subplots(figsize=(6, 3))
         ax.plot(s["offsets_s"], s["scores"], lw=0.8)
@@ -85,6 +89,50 @@ def make_plots(result: dict) -> dict[str, bytes]:
         ax.legend(fontsize=7)
         plots[f"score_vs_offset_{i}.png"] = _png(fig)
     return plots
+
+
+def kernel_curve(coefficients: np.ndarray, period: float, offsets: np.ndarray) -> np.ndarray:
+    """``kappa(delta) = sum_k a_k cos(2 pi k delta / T)`` of one period's coefficients (delta in frames)."""
+    k = np.arange(len(coefficients))
+    return (np.asarray(coefficients)[None, :] * np.cos(2 * np.pi * offsets[:, None] * k[None, :] / period)).sum(1)
+
+
+def kernel_plots(lk: dict) -> dict[str, bytes]:
+    """A learned LAMV kernel against its initialisation: coefficients per period, the kernel as a function
+    of the offset (the paper's figure 4), and the training curves."""
+    out: dict[str, bytes] = {}
+    periods = lk["periods_frames"]
+    learned, init = np.asarray(lk["coefficients"]), np.asarray(lk["init_coefficients"])
+    fig, axes = plt.subplots(2, len(periods), figsize=(3.2 * len(periods), 5.5), squeeze=False)
+    for p, T in enumerate(periods):
+        ax = axes[0, p]
+        ax.plot(init[p], "o-", ms=3, label=f"initial ({lk['init']})")
+        ax.plot(learned[p], "o-", ms=3, label="learned")
+        ax.set(title=f"T = {T / FPS:.1f} s", xlabel="frequency k", ylabel="a_k" if p == 0 else None)
+        ax.grid(alpha=0.3)
+        ax = axes[1, p]
+        d = np.linspace(-T / 2, T / 2, 801)
+        for name, c in (("initial", init[p]), ("learned", learned[p])):
+            ax.plot(d / FPS, kernel_curve(c, T, d) / max(1e-12, float(c.sum())), label=name)
+        ax.set(xlabel="offset (s)", ylabel="kernel (normalised)" if p == 0 else None)
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7)
+    out["lamv_kernel.png"] = _png(fig)
+    hist = lk.get("history") or []
+    if hist:
+        ep = [h["epoch"] for h in hist]
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.plot(ep, [h["loss"] for h in hist], label="training loss")
+        ax.set(xlabel="epoch", ylabel="loss", title="Training")
+        ax2 = ax.twinx()
+        val = [h["val_localisation_1s"] for h in hist]
+        if any(v == v for v in val):
+            ax2.plot(ep, val, color="tab:green", label="held-out localisation < 1 s")
+            ax2.set(ylabel="accuracy", ylim=(0, 1.02))
+            ax2.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper right")
+        out["lamv_training.png"] = _png(fig)
+    return out
 
 
 def write_report(out_dir: Path, dataset: str, model: str, result: dict, config: dict) -> Path:
@@ -127,6 +175,20 @@ def render_markdown(doc: dict, plots: dict[str, bytes]) -> str:
              "| metric | value | unit |", "|---|---:|---|"]
     lines += [f"| {k} | {v} | {u} |" for k, v, u in _metric_rows(doc)]
     lines.append("")
+    lk = doc.get("learned_kernel")
+    if lk:
+        lines += ["## Learned LAMV kernel", "", f"File `{lk['file']}` (kernel id {lk['kernel_id']}), init "
+                  f"{lk['init']}, {lk['parametrisation']} parametrisation; trained on "
+                  f"{lk['provenance'].get('train_pairs')} pairs, fold {lk['provenance'].get('test_fold')} of "
+                  f"{lk['provenance'].get('folds')} held out.", "",
+                  "| period (s) | learned a_0..a_5 | initial a_0..a_5 |", "|---:|---|---|"]
+        lines += [f"| {T / FPS:.1f} | {', '.join(f'{a:.4f}' for a in c[:6])} | "
+                  f"{', '.join(f'{a:.4f}' for a in i[:6])} |"
+                  for T, c, i in zip(lk["periods_frames"], lk["coefficients"], lk["init_coefficients"], strict=True)]
+        lines.append("")
+    if doc.get("held_out"):
+        lines += [f"Evaluated on the held-out fold {doc['held_out']['fold']} of {doc['held_out']['folds']} only "
+                  f"({doc['held_out']['videos']} videos): {doc['held_out']['note']}.", ""]
     for name in plots:
         lines.append(f"![{name}]({name})")
     cols, rows = _table_rows(doc)

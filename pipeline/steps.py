@@ -298,7 +298,7 @@ def describe_shard(layout: Layout, feature_shard: Path, model: str) -> Path:
     """Temporal descriptors of ``model`` for every video of one feature shard."""
     out = layout.descriptor_file(model, feature_shard)
     failpoints.hit("describe.before_write")
-    return compute_shard_descriptors(feature_shard, out, model, layout.cfg.model_spec(model),
+    return compute_shard_descriptors(feature_shard, out, model, layout.model_spec(model),
                                      layout.cfg.dataset.max_length_s)
 
 
@@ -362,9 +362,9 @@ class FeatureLookup:
         return vf
 
 
-def configured_model(cfg: Config, model_name: str):
-    """The temporal model ``models.<model_name>`` of the config."""
-    return build_model(cfg.model_spec(model_name), cfg.dataset.max_length_s)
+def configured_model(layout: Layout, model_name: str):
+    """The temporal model ``models.<model_name>`` of the config (a learned kernel read from its file)."""
+    return build_model(layout.model_spec(model_name), layout.cfg.dataset.max_length_s)
 
 
 def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_mean: np.ndarray,
@@ -425,7 +425,7 @@ def search(layout: Layout, model_name: str, show_progress: bool = True) -> Path:
     mean_of = dict(zip(ids, means, strict=True))
     features = FeatureLookup.of_layout(layout)
     queries, allowed = search_scope(cfg, store.ids)
-    model = configured_model(cfg, model_name)
+    model = configured_model(layout, model_name)
     rows: list[Match] = []
     for q in progress(queries, unit="query", desc=f"search {model_name}", wanted=show_progress):
         qf = features.get(q) if q in features.where else None
@@ -440,16 +440,23 @@ def search(layout: Layout, model_name: str, show_progress: bool = True) -> Path:
 def evaluate(layout: Layout, model_name: str) -> Path:
     """Metrics and reports (JSON, Markdown, HTML) of one model's search results."""
     from pipeline.evaluate import evaluate as run_protocol
+    from pipeline.lamv import held_out
     from pipeline.report import write_report
 
     cfg = layout.cfg
     rows = read_search_results(layout.search_dir(model_name))
     store = descriptor_store(layout, model_name)
     durations = {v: frame_count_seconds(n) for v, n in store.n_frames.items()}
-    result = run_protocol(cfg, model_name, rows, FeatureLookup.of_layout(layout), durations, store,
-                          [v.id for v in layout.videos])
+    result = run_protocol(cfg, model_name, configured_model(layout, model_name), rows,
+                          FeatureLookup.of_layout(layout), durations, store, [v.id for v in layout.videos],
+                          held_out(layout))
     result["metrics"] = {k: (float(v) if isinstance(v, np.floating) else v) for k, v in result["metrics"].items()}
     result["search_results"] = str(layout.search_dir(model_name))
+    kernel = layout.kernel_file(model_name)
+    if kernel is not None:
+        from pipeline.lamv_store import load_kernel
+
+        result["learned_kernel"] = {"file": str(kernel), **load_kernel(kernel).summary()}
     return write_report(layout.report_dir(model_name), cfg.name, model_name, result, cfg.data)
 
 
@@ -503,6 +510,11 @@ def build(layout: Layout, until: str = "index", models: Sequence[str] | None = N
         step(completeness.feature_shard_complete(layout.feature_shard_dir(s)), "ExtractFeatures",
              lambda s=s: extract_shard(layout, s, show_progress), shard=s)
     if stop >= 1:
+        from pipeline.lamv import train_kernel
+
+        for m in layout.trained_kernels:
+            step(completeness.lamv_kernel_complete(layout.lamv_path(m)), "TrainLAMV",
+                 lambda m=m: train_kernel(layout, m, show_progress), model=m)
         for s in range(layout.n_shards):
             for m in cfg.models:
                 step(completeness.descriptors_complete(layout.descriptor_path(m, s)), "ComputeDescriptors",
@@ -612,9 +624,9 @@ def query(video: Path, index_dir: Path, model_name: str | None = None, top: int 
         features = FeatureLookup.of_layout(layout)
     vf = query_features(cfg, layout, video)  # decoded and described once
     times = vf.timestamps_s * FPS
-    model = configured_model(cfg, model_name)
+    model = configured_model(layout, model_name)
     fv = describe_video(model, vf.features, times)
-    imodel = model if cfg.index.model == model_name else configured_model(cfg, cfg.index.model)
+    imodel = model if cfg.index.model == model_name else configured_model(layout, cfg.index.model)
     ifv = fv if imodel is model else describe_video(imodel, vf.features, times)
     mean = mean_frame_component(imodel, ifv[None]).numpy()[0]
     rows = search_one(cfg, model, str(video), fv[None], mean, vf, idx, store, features, None)

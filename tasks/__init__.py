@@ -20,7 +20,7 @@ from pathlib import Path
 import luigi
 from luigi.task import flatten
 
-from pipeline import completeness, steps
+from pipeline import completeness, lamv, steps
 from pipeline.config import Config, ConfigError, load_config
 from pipeline.corpus import Video, list_videos
 from pipeline.dataset_kinds import kind_of
@@ -245,15 +245,39 @@ class ExtractFeatures(DatasetTask):
         self.record(shard=self.shard)
 
 
+class TrainLAMV(DatasetTask):
+    """A learned LAMV kernel (``models.<model>: {type: lamv_learned, kernel: trained}``), trained on the
+    dataset's ground truth over every shard's frame features, held-out fold excluded; resumable."""
+
+    model = luigi.Parameter()
+
+    def requires(self):
+        self.preflight()
+        return [self.clone(ExtractFeatures, shard=s) for s in range(self.layout.n_shards)]
+
+    def output(self):
+        return self.store.target(self.layout.lamv_path(self.model), completeness.lamv_kernel_complete)
+
+    def run(self):
+        if self.outputs_valid():
+            return
+        for t in flatten(self.input()):
+            self.store.fetch(t.local.parent)
+        lamv.train_kernel(self.layout, self.model)
+        self.store.publish(self.output().local)
+        self.record(model=self.model)
+
+
 class ComputeDescriptors(DatasetTask):
-    """Temporal descriptors of one shard for one model."""
+    """Temporal descriptors of one shard for one model (after its kernel's training, for a learned one)."""
 
     shard = luigi.IntParameter()
     model = luigi.Parameter()
 
     def requires(self):
         self.preflight()
-        return self.clone(ExtractFeatures)
+        kernel = [self.clone(TrainLAMV)] if self.layout.trains_kernel(self.model) else []
+        return [self.clone(ExtractFeatures), *kernel]
 
     def output(self):
         return self.store.target(self.layout.descriptor_path(self.model, self.shard),
@@ -262,8 +286,10 @@ class ComputeDescriptors(DatasetTask):
     def run(self):
         if self.outputs_valid():
             return
-        feature_shard = self.input().local.parent
+        feature_shard = self.input()[0].local.parent
         self.store.fetch(feature_shard)
+        if self.layout.trains_kernel(self.model):
+            self.store.fetch(self.layout.lamv_path(self.model))
         steps.describe_shard(self.layout, feature_shard, self.model)
         self.store.publish(self.output().local)
         self.record(shard=self.shard, model=self.model)
@@ -417,4 +443,4 @@ class RefreshCorpus(DatasetTask):
 
 
 __all__ = ["BuildIndex", "ComputeDescriptors", "Evaluate", "ExtractFeatures", "GenerateCorpus", "RefreshCorpus",
-           "Search", "TrainFrameModel", "TrainPCA", "TrainVocabulary", "forget_listings"]
+           "Search", "TrainFrameModel", "TrainLAMV", "TrainPCA", "TrainVocabulary", "forget_listings"]
