@@ -24,6 +24,7 @@ Points (the crash suite, ``tests/test_crash_points.py``, kills a run at each):
     publish.current_switch    the new current link created, not yet renamed over the old one
     report.file               after report.json, and after report.md
     train_frame_model.checkpoint  after a training state is saved
+    lamv.epoch_saved          after a learned-LAMV training state is saved (one per epoch)
     decode_worker.send        a decoder, before each message; decode_worker.mid_write: half a message
 """
 

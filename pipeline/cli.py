@@ -242,7 +242,7 @@ def _cmd_periods(args: argparse.Namespace) -> int:
     layout = Layout(load_config(args.dataset, args.overrides))
     build(layout, until="features", show_progress=False)
     cands = [[int(p) for p in c.split(",")] for c in args.candidate] or \
-        coprime_period_sets(args.count, args.lowest * 15, args.highest * 15, args.sets, args.seed)
+        coprime_period_sets(args.count, args.lowest, args.highest, args.sets, args.seed)
     sys.stdout.write("localisation within 1 s  periods (1/15 s)\n")
     for sc in design_periods(layout, cands):
         sys.stdout.write(f"{sc.localisation_1s:24.3f}  {','.join(map(str, sc.periods))}\n")

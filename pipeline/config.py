@@ -206,7 +206,7 @@ _MIN: dict[str, float] = {
     "frame_model.batch": 2, "frame_model.input_size": 32, "frame_model.dim": 8, "frame_model.width": 4,
     "frame_model.lr": 1e-9, "frame_model.temperature": 1e-6, "frame_model.koleo_weight": 0,
     "frame_model.checkpoint_every": 0, "lamv_training.epochs": 1, "lamv_training.batch": 1,
-    "lamv_training.lr": 1e-12, "lamv_training.momentum": 0, "lamv_training.snippet_s": 1 / 15,
+    "lamv_training.lr": 1e-12, "lamv_training.momentum": 0, "lamv_training.snippet_s": 0.1,
     "lamv_training.min_overlap": 1e-3, "lamv_training.negatives": 1, "lamv_training.pool_per_video": 1,
     "lamv_training.retrieval_margin": 0, "lamv_training.localisation_margin": 0, "lamv_training.radius_s": 0,
     "lamv_training.retrieval_weight": 0, "lamv_training.folds": 1, "lamv_training.test_fold": 0,

@@ -261,12 +261,14 @@ def held_out(layout: Layout) -> HeldOut | None:
     return HeldOut(test, cfg.lamv_training.folds, frozenset(chosen), frozenset())
 
 
-def coprime_period_sets(count: int, lowest: float, highest: float, n_sets: int, seed: int = 0) -> list[list[int]]:
-    """``n_sets`` sets of ``count`` pairwise relatively prime periods (frames) in ``[lowest, highest]``,
-    spread log-uniformly (the paper's section 3.4 designs periods this way)."""
+def coprime_period_sets(count: int, lowest_s: float, highest_s: float, n_sets: int, seed: int = 0
+                        ) -> list[list[int]]:
+    """``n_sets`` sets of ``count`` pairwise relatively prime periods (1/15-s frames) between ``lowest_s``
+    and ``highest_s`` seconds, spread log-uniformly (the paper's section 3.4 designs periods this way)."""
     from math import gcd
 
     rng = np.random.default_rng(seed)
+    lowest, highest = lowest_s * FPS, highest_s * FPS
     out: list[list[int]] = []
     for _ in range(n_sets * 50):
         if len(out) == n_sets:

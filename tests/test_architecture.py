@@ -27,11 +27,12 @@ STORAGE_MODULES = {
     "pipeline.version", "pipeline.config", "pipeline.corpus", "pipeline.datasets", "pipeline.dataset_kinds",
     "pipeline.layout", "pipeline.artifacts", "pipeline.descriptors", "pipeline.publish", "pipeline.lock",
     "pipeline.index_store", "pipeline.pca_store", "pipeline.vocab_store", "pipeline.frame_model_store",
-    "pipeline.search_results", "pipeline.quarantine",
+    "pipeline.search_results", "pipeline.quarantine", "pipeline.lamv_store",
     "pipeline.completeness",
     "pipeline.metrics", "pipeline.synthetic",
 }
 STEP_MODULES = {"pipeline.steps", "pipeline.extract", "pipeline.refresh", "pipeline.evaluate", "pipeline.report",
+                "pipeline.lamv", "pipeline.generate",
                 "pipeline.verify"}
 ENTRY_MODULES = {"pipeline", "pipeline.__main__", "pipeline.cli", "pipeline.demo"}
 
