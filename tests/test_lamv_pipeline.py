@@ -135,8 +135,10 @@ def test_training_killed_with_sigkill_resumes_to_the_same_kernel(dataset, tmp_pa
     assert not lay.lamv_training_path("ll").exists()
     a = load_kernel(Layout(load_config("folder", ov["straight"])).lamv_path("ll"))
     b = load_kernel(lay.lamv_path("ll"))
-    np.testing.assert_array_equal(a.coefficients, b.coefficients)
-    assert [h.loss for h in a.history] == [h.loss for h in b.history]
+    # same kernel up to float rounding: two processes' BLAS reductions may differ in the last bit
+    np.testing.assert_allclose(a.coefficients, b.coefficients, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose([h.loss for h in a.history], [h.loss for h in b.history], rtol=1e-5)
+    assert not np.allclose(a.coefficients, a.init_coefficients)  # it did train
 
 
 def test_a_dataset_without_alignment_truth_cannot_train(dataset, tmp_path):

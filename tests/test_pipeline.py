@@ -267,7 +267,7 @@ def test_evve_evaluation_from_search_results():
 def test_alignment_evaluation_on_an_align_file(built):
     """Climbing/Madonna protocol on the demo videos: a source span and its copy on one timeline."""
     from pipeline.evaluate import evaluate_alignment
-    from pipeline.steps import FeatureLookup
+    from pipeline.steps import FeatureLookup, configured_model
 
     cfg, ov, copies = built
     c = copies[0]
@@ -279,7 +279,8 @@ def test_alignment_evaluation_on_an_align_file(built):
     acfg = load_config("demo", ov + ";dataset.kind=climbing;dataset.gt_file=gt_demo.align")
     gt = load_ground_truth(acfg, [v.id for v in list_videos(acfg)])
     assert gt.align_pairs()[0].tolist() == [[0, 1]]
-    out = evaluate_alignment(acfg, gt, "tmk_lamv", FeatureLookup.of_layout(Layout(acfg)))
+    lay = Layout(acfg)
+    out = evaluate_alignment(acfg, gt, configured_model(lay, "tmk_lamv"), FeatureLookup.of_layout(lay))
     errors = [r["error_s"] for r in out["per_query"]]
     assert errors[0] is not None and errors[0] < 0.1 and errors[1] < 0.1 and errors[2] is None
     assert out["metrics"]["localisation_accuracy_below_0.1s"] == pytest.approx(2 / 3)
