@@ -33,6 +33,7 @@ from pipeline import metrics
 from pipeline.config import Config
 from pipeline.corpus import GroundTruth
 from pipeline.dataset_kinds import kind_of, load_ground_truth
+from pipeline.datasets import AlignItem
 from pipeline.descriptors import DescriptorStore, TemporalModel, describe_video
 
 log = logging.getLogger(__name__)
@@ -164,20 +165,30 @@ def evaluate_pairs(gt: GroundTruth, rows: list[Match], durations: dict[str, floa
             "per_query": table, "vcdb_mode": mode}
 
 
+def align_item_span(item: AlignItem, features) -> tuple[np.ndarray, np.ndarray] | None:
+    """Frame features ``(n, d) float32`` and timestamps ``(n,)`` seconds of an ``.align`` item's span of its
+    video (the whole video when the span is empty); ``None`` (logged) when the video has no features."""
+    vid = next((v for v in (item.video, item.video + ".avi") if v in features.where), None)
+    if vid is None:
+        log.warning("no features for item %s", item.video)
+        return None
+    vf = features.get(vid)
+    lo, hi = int(np.floor(FPS * item.begin_s)), int(np.floor(FPS * item.end_s))
+    if lo >= hi:
+        return vf.features.astype(np.float32), vf.timestamps_s
+    return vf.features[lo:hi].astype(np.float32), vf.timestamps_s[lo:hi]
+
+
 def evaluate_alignment(cfg: Config, gt: GroundTruth, model: TemporalModel, features) -> dict:
     """Climbing/Madonna: every item vs every other, cropped to its span (spec 5.1)."""
     items = gt.align
     descs, keep = [], []
     for i, it in enumerate(items):
-        vid = next((v for v in (it.video, it.video + ".avi") if v in features.where), None)
-        if vid is None:
-            log.warning("no features for item %s", it.video)
+        span = align_item_span(it, features)
+        if span is None:
             continue
-        vf = features.get(vid)
-        lo, hi = int(np.floor(FPS * it.begin_s)), int(np.floor(FPS * it.end_s))
-        feats = vf.features[lo:hi] if lo < hi else vf.features
-        t = vf.timestamps_s[lo:hi] if lo < hi else vf.timestamps_s
-        descs.append(describe_video(model, feats.astype(np.float32), (t - t[0]) * FPS))
+        feats, t = span
+        descs.append(describe_video(model, feats, (t - t[0]) * FPS))
         keep.append(i)
     L = round(cfg.dataset.max_length_s * FPS)
     offsets = np.arange(-L, L)

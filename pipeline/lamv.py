@@ -40,6 +40,7 @@ from pipeline.artifacts import file_sha256
 from pipeline.config import LearnedLAMVModelConfig
 from pipeline.corpus import GroundTruth
 from pipeline.dataset_kinds import kind_of, load_ground_truth
+from pipeline.evaluate import align_item_span
 from pipeline.lamv_store import (
     LearnedKernel,
     load_kernel,
@@ -91,14 +92,11 @@ def _align_data(gt: GroundTruth, features: FeatureLookup
                 ) -> tuple[list[str], list[np.ndarray], TrainingPairs, list[int]]:
     names, feats, keep = [], [], []
     for i, it in enumerate(gt.align):
-        vid = next((v for v in (it.video, it.video + ".avi") if v in features.where), None)
-        if vid is None:
-            log.warning("no features for item %s: left out of training", it.video)
+        span = align_item_span(it, features)
+        if span is None:
             continue
-        x = features.get(vid).features
-        lo, hi = int(np.floor(FPS * it.begin_s)), int(np.floor(FPS * it.end_s))
         names.append(f"{it.video}[{it.begin_s:g}-{it.end_s:g}s]")
-        feats.append(np.asarray(x[lo:hi] if lo < hi else x, np.float32))
+        feats.append(span[0])
         keep.append(i)
     remap = {old: new for new, old in enumerate(keep)}
     idx, off_s = gt.align_pairs()

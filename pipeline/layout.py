@@ -272,16 +272,21 @@ class Layout:
             files += sorted(root.glob(pattern))
         return [f for f in files if f.is_file()]
 
+    @cached_property
+    def ground_truth_identity(self) -> list[list[str]]:
+        """Name and sha256 of every ground-truth file, read once per layout (every descriptor, index and
+        search path of a trained kernel's model hashes it)."""
+        from pipeline.artifacts import file_sha256
+
+        return [[f.name, file_sha256(f)] for f in self.ground_truth_files()]
+
     def lamv_key(self, model: str) -> str:
         """What a trained kernel depends on: features, the model, the training settings, the ground
         truth (file contents) and the corpus listing."""
-        from pipeline.artifacts import file_sha256
-
         spec = {k: v for k, v in dataclasses.asdict(self.cfg.models[model]).items() if k != "kernel"}
         return digest({"features": self.features_key, "model": spec,
                        "training": dataclasses.asdict(self.cfg.lamv_training),
-                       "ground_truth": [[f.name, file_sha256(f)] for f in self.ground_truth_files()],
-                       "corpus": self.corpus_hash})
+                       "ground_truth": self.ground_truth_identity, "corpus": self.corpus_hash})
 
     def lamv_path(self, model: str) -> Path:
         return self.work / f"lamv-{model}-{self.lamv_key(model)}.h5"
