@@ -33,6 +33,9 @@ class Match:
     match_start_s: float = float("nan")
     match_end_s: float = float("nan")
     raw_score: float = float("nan")  # the model's score before per-query normalisation (= score without it)
+    copy: bool = False  # the frame-level stage found a segment scoring at least segments.copy_threshold
+    segment_score: float = float("nan")  # the best segment's score (nan: no frame-level stage)
+    draq: float = float("nan")  # DRAQ alignability (lower: more alignable) when align.draq_top re-ranked it
 
 
 def offset_range(model: TMK | CTE, query_frames: int, max_candidate_frames: int) -> np.ndarray:

@@ -60,12 +60,14 @@ def _cmd_query(args: argparse.Namespace) -> int:
         return 0
     sys.stdout.write(f"{res.video}: {res.n_frames} frames ({res.duration_s:.1f} s), "
                      f"model {res.model}, index {res.index_dir}\n")
-    sys.stdout.write(f"{'rank':>4}  {'score':>9}  {'offset (s)':>10}  {'query span (s)':>17}  "
+    sys.stdout.write(f"{'rank':>4}  {'score':>9}  {'offset (s)':>10}  {'copy':>4}  {'query span (s)':>17}  "
                      f"{'match span (s)':>17}  match\n")
     for r in res.matches:
         qs = f"{r.query_start_s:7.2f}-{r.query_end_s:<7.2f}" if r.query_start_s == r.query_start_s else "-"
         ms = f"{r.match_start_s:7.2f}-{r.match_end_s:<7.2f}" if r.match_start_s == r.match_start_s else "-"
-        sys.stdout.write(f"{r.rank:>4}  {r.score:9.4f}  {r.offset_s:+10.2f}  {qs:>17}  {ms:>17}  {r.match}\n")
+        copy = "yes" if r.copy else "no" if r.segment_score == r.segment_score else "?"
+        sys.stdout.write(f"{r.rank:>4}  {r.score:9.4f}  {r.offset_s:+10.2f}  {copy:>4}  {qs:>17}  {ms:>17}  "
+                         f"{r.match}\n")
     return 0
 
 
@@ -249,6 +251,39 @@ def _cmd_periods(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_align(args: argparse.Namespace) -> int:
+    """DTW alignment of two videos (Sync from the Sea): the warping as JSON (seconds) and a plot."""
+    import json
+
+    from pipeline.alignment import align_features, plot_warping
+    from pipeline.config import Config, config_from_json, load_config
+    from pipeline.index_store import read_index
+    from pipeline.layout import Layout
+    from pipeline.steps import query_features
+
+    if args.index:
+        idx = read_index(Path(args.index))
+        cfg = config_from_json(str(idx.attrs["config"]), f"{Path(args.index) / 'meta.h5'} (stored configuration)")
+    else:
+        cfg = load_config(args.dataset, args.overrides)
+    data = dict(cfg.data)
+    data["align"] = {**cfg.data["align"], **({"fps": args.fps} if args.fps else {}),
+                     **({"contextualise": args.contextualise == "yes"} if args.contextualise else {}),
+                     **({"unwarped": args.unwarped} if args.unwarped else {})}
+    cfg = Config(data, cfg.source)
+    layout = Layout(cfg)
+    a, b = (query_features(cfg, layout, Path(v)) for v in (args.a, args.b))
+    w = align_features(a, b, cfg.align)
+    plot = Path(args.plot) if args.plot else Path(f"align-{Path(args.a).stem}-{Path(args.b).stem}.png")
+    plot_warping(w, Path(args.a).name, Path(args.b).name, plot)
+    doc = {"a": args.a, "b": args.b, "fps": cfg.align.fps, "unwarped": cfg.align.unwarped, "plot": str(plot),
+           **w.as_json()}
+    path = doc.pop("path")
+    text = json.dumps({**doc, "path": "@"}, indent=1)  # one line per key; the path's cells on one line
+    sys.stdout.write(text.replace('"@"', json.dumps(path)) + "\n")
+    return 0
+
+
 def program_name() -> str:
     """``videoalign`` when run as the installed script, else ``python -m pipeline``."""
     name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
@@ -337,6 +372,19 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--sets", type=int, default=8, help="generated sets")
     pd.add_argument("--seed", type=int, default=0)
     pd.set_defaults(func=_cmd_periods)
+    al = sub.add_parser("align", help="DTW-align two videos (Sync from the Sea): warping path as JSON in seconds, "
+                                      "DRAQ, and a plot of the cost matrix with the path")
+    al.add_argument("a", help="a video file (rows of the cost matrix)")
+    al.add_argument("b", help="a video file (columns)")
+    al.add_argument("--index", help="use the feature settings stored with this index directory")
+    al.add_argument("--dataset", default="demo", help="dataset config for the feature settings (without --index)")
+    al.add_argument("--overrides", default="", help="config overrides 'key.path=value;...'")
+    al.add_argument("--fps", type=float, default=0.0, help="frames per second aligned (default: align.fps)")
+    al.add_argument("--contextualise", choices=["yes", "no"], help="contextualised features (default: "
+                                                                  "align.contextualise)")
+    al.add_argument("--unwarped", choices=["none", "first"], help="keep A unwarped: one path cell per frame of A")
+    al.add_argument("--plot", help="PNG to write (default: align-<A>-<B>.png)")
+    al.set_defaults(func=_cmd_align)
     v = sub.add_parser("verify", help="check every artifact of a dataset (or one file/directory)")
     v.add_argument("target", help="a dataset name / YAML, or an artifact path")
     v.add_argument("--overrides", default="")

@@ -115,13 +115,42 @@ class SearchConfig:
     qe_n1: int
     qe_n2: int
     qe_mode: Literal["corrected", "reference"]
-    segment_threshold: float
-    segment_max_gap_s: float
     score_normalisation: Literal["none", "background"]
     background: int
     verify: Literal["none", "diagonal"]
     verify_fps: float
     verify_threshold: float
+
+
+@dataclass(frozen=True)
+class SegmentsConfig:
+    """Copy segments of the kept candidates (``index/localise.py``) and the copy / no-copy decision."""
+
+    method: Literal["offset", "hv", "tn", "dtw"]
+    fps: float
+    frame_threshold: float
+    band_s: float
+    max_gap_s: float
+    min_length_s: float
+    max_segments: int
+    max_overlap: float
+    tn_top_k: int
+    tn_max_step_s: float
+    contextualise: bool
+    copy_threshold: float
+    max_elements: int
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """Frame alignment (Sync from the Sea): ``python -m pipeline align`` and DRAQ re-ranking."""
+
+    fps: float
+    contextualise: bool
+    unwarped: Literal["none", "first"]
+    draq_paths: int
+    draq_top: int
+    seed: int
 
 
 @dataclass(frozen=True)
@@ -189,7 +218,7 @@ class CTEModelConfig:
 SECTIONS: dict[str, type] = {"dataset": DatasetConfig, "features": FeaturesConfig,
                              "frame_model": FrameModelConfig, "shards": ShardsConfig,
                              "index": IndexConfig, "search": SearchConfig, "evaluate": EvaluateConfig,
-                             "lamv_training": LAMVTrainingConfig}
+                             "lamv_training": LAMVTrainingConfig, "segments": SegmentsConfig, "align": AlignConfig}
 MODEL_TYPES: dict[str, type] = {"tmk": TMKModelConfig, "cte": CTEModelConfig,
                                 "lamv_learned": LearnedLAMVModelConfig}
 TOP_LEVEL: dict[str, Any] = {"storage": str | None, "work_dir": str, "reports_dir": str}
@@ -202,7 +231,7 @@ _MIN: dict[str, float] = {
     "features.worker_memory_mb": 0, "shards.size": 1, "index.ivf_threshold": 1, "index.nprobe": 1,
     "search.top_k": 1, "search.keep": 1, "search.qe_n1": 1, "search.qe_n2": 1, "search.background": 1,
     "search.verify_fps": 0.1,
-    "search.segment_max_gap_s": 0, "frame_model.frames_per_video": 1, "frame_model.steps": 1,
+    "frame_model.frames_per_video": 1, "frame_model.steps": 1,
     "frame_model.batch": 2, "frame_model.input_size": 32, "frame_model.dim": 8, "frame_model.width": 4,
     "frame_model.lr": 1e-9, "frame_model.temperature": 1e-6, "frame_model.koleo_weight": 0,
     "frame_model.checkpoint_every": 0, "lamv_training.epochs": 1, "lamv_training.batch": 1,
@@ -210,11 +239,18 @@ _MIN: dict[str, float] = {
     "lamv_training.min_overlap": 1e-3, "lamv_training.negatives": 1, "lamv_training.pool_per_video": 1,
     "lamv_training.retrieval_margin": 0, "lamv_training.localisation_margin": 0, "lamv_training.radius_s": 0,
     "lamv_training.retrieval_weight": 0, "lamv_training.folds": 1, "lamv_training.test_fold": 0,
+    "segments.fps": 0.05, "segments.frame_threshold": -1, "segments.band_s": 0, "segments.max_gap_s": 0,
+    "segments.min_length_s": 0, "segments.max_segments": 1, "segments.max_overlap": 0, "segments.tn_top_k": 1,
+    "segments.tn_max_step_s": 0, "segments.copy_threshold": 0, "segments.max_elements": 1024,
+    "align.fps": 0.05, "align.draq_paths": 1, "align.draq_top": 0,
 }
 
 REMOVED: dict[str, str] = {
     "features.fps": "features.fps was removed: every video is sampled at 15 fps, the pipeline's one time base "
                     "(extractors/timebase.py)",
+    "search.segment_threshold": "search.segment_threshold was replaced by segments.frame_threshold (copy segments "
+                                "are located by segments.method: offset | hv | tn | dtw)",
+    "search.segment_max_gap_s": "search.segment_max_gap_s was replaced by segments.max_gap_s",
 }
 
 
@@ -415,6 +451,9 @@ class Config:
         self.search: SearchConfig = _validate_record(SearchConfig, self.data.get("search"), "search", self.source)
         self.evaluate: EvaluateConfig = _validate_record(EvaluateConfig, self.data.get("evaluate"), "evaluate",
                                                          self.source)
+        self.segments: SegmentsConfig = _validate_record(SegmentsConfig, self.data.get("segments"), "segments",
+                                                         self.source)
+        self.align: AlignConfig = _validate_record(AlignConfig, self.data.get("align"), "align", self.source)
         models = self.data.get("models")
         if not isinstance(models, dict) or not models:
             raise ConfigError(f"{self.source}: 'models' must be a non-empty mapping of name -> model")
@@ -543,4 +582,11 @@ def config_from_json(text: str, source: str) -> Config:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{source}: stored configuration is not JSON ({exc})") from None
+    if isinstance(data, dict):  # sections added since the artifact was written take their defaults
+        base = _read_yaml(base_file())
+        for section in ("segments", "align"):
+            data.setdefault(section, base[section])
+        if isinstance(data.get("search"), dict):
+            for removed in ("segment_threshold", "segment_max_gap_s"):
+                data["search"].pop(removed, None)
     return Config(data, source)

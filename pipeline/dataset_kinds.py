@@ -44,6 +44,15 @@ def _copy_pairs_gt(cfg: Config, ids: list[str]) -> GroundTruth:
     return GroundTruth(cfg.dataset.kind, pairs=_map_ids(raw, ids))
 
 
+def _vsc_gt(cfg: Config, ids: list[str]) -> GroundTruth:
+    from pipeline.segment_results import vsc_copy_pairs
+
+    if not cfg.dataset.gt_file:
+        raise ConfigError(f"{cfg.source}: dataset.gt_file must name the VSC 2022 ground-truth CSV "
+                          f"(query_id,ref_id,query_start,query_end,ref_start,ref_end) for kind vsc")
+    return GroundTruth(cfg.dataset.kind, pairs=_map_ids(vsc_copy_pairs(cfg.root / cfg.dataset.gt_file), ids))
+
+
 def _align_gt(cfg: Config, ids: list[str]) -> GroundTruth:
     if not cfg.dataset.gt_file:
         raise ConfigError(f"{cfg.source}: dataset.gt_file must name the .align file for kind {cfg.dataset.kind}")
@@ -76,6 +85,8 @@ class DatasetKind:
 KINDS: dict[str, DatasetKind] = {k.name: k for k in (
     DatasetKind("evve", _evve_gt, "event_retrieval", query_split=True),
     DatasetKind("vcdb", _copy_pairs_gt, "copy_pairs"),
+    DatasetKind("vcsl", _copy_pairs_gt, "copy_pairs"),  # label_file.json (+ pair_file.csv): the VCSL format
+    DatasetKind("vsc", _vsc_gt, "copy_pairs"),  # VSC 2022 matching ground truth (dataset.gt_file)
     DatasetKind("demo", _copy_pairs_gt, "copy_pairs", generated=True,
                 missing_root_hint=" (generate it: python -m pipeline demo, or any Luigi task with --dataset demo)"),
     DatasetKind("climbing", _align_gt, "alignment"),

@@ -35,6 +35,8 @@ from pipeline.corpus import GroundTruth
 from pipeline.dataset_kinds import kind_of, load_ground_truth
 from pipeline.datasets import AlignItem
 from pipeline.descriptors import DescriptorStore, TemporalModel, describe_video
+from pipeline.segment_metrics import Box, vcsl_metrics, vsc_micro_ap
+from pipeline.segment_results import ground_truth_boxes
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +167,78 @@ def evaluate_pairs(gt: GroundTruth, rows: list[Match], durations: dict[str, floa
             "per_query": table, "vcdb_mode": mode}
 
 
+def segment_metrics(gt: GroundTruth, rows: list[Match], segments: list[Box], copy_threshold: float,
+                    n_videos: int) -> dict:
+    """The frame-level stage judged on the searched queries: VSC 2022 micro-AP over every segment (ranked
+    by score), VCSL precision / recall / F1 of the copies (segments at or above ``copy_threshold``),
+    and the copy / no-copy decision over unordered video pairs (decided when either direction is),
+    with the segment-score threshold that would give the best F1 on this dataset (calibration)."""
+    searched = {r.query for r in rows}
+    gtb = ground_truth_boxes(gt.pairs, searched)
+    segs = [b for b in segments if b.query in searched]
+    copies = [b for b in segs if b.score >= copy_threshold]
+    vsc = vsc_micro_ap(gtb, segs)
+    vcsl = vcsl_metrics(gtb, copies)
+    true = {frozenset((p.video_a, p.video_b)) for p in gt.pairs if p.video_a != p.video_b}
+    decided = {frozenset((r.query, r.match)) for r in rows if r.copy}
+    tp = len(decided & true)
+    prec = tp / len(decided) if decided else float("nan")
+    rec = tp / len(true) if true else float("nan")
+    best: dict[frozenset, float] = {}
+    for b in segs:
+        k = frozenset((b.query, b.ref))
+        best[k] = max(best.get(k, 0.0), b.score)
+    pl = metrics.pair_level(best, true, n_videos)
+    return {"metrics": {"VSC_segment_uAP": vsc.ap, "VCSL_precision": vcsl.precision, "VCSL_recall": vcsl.recall,
+                        "VCSL_F1": vcsl.f1, "VCSL_false_rejection": vcsl.false_rejection,
+                        "VCSL_false_alarm": vcsl.false_alarm, "copy_threshold": copy_threshold,
+                        "copy_decision_precision": prec, "copy_decision_recall": rec,
+                        "copy_decision_F1": (2 * prec * rec / (prec + rec) if decided and true and prec + rec > 0
+                                             else 0.0),
+                        "segment_score_pair_AP": pl.ap, "copy_threshold_best_F1": pl.best_f1_threshold},
+            "curves": {"vsc_precision": vsc.precision.tolist(), "vsc_recall": vsc.recall.tolist(),
+                       "segment_scores": {"copies": sorted(best.get(k, 0.0) for k in true),
+                                          "non_copies": sorted(v for k, v in best.items() if k not in true),
+                                          "non_copies_without_segment": (n_videos * (n_videos - 1) // 2 - len(true)
+                                                                         - sum(1 for k in best if k not in true)),
+                                          "threshold": copy_threshold}}}
+
+
+def pair_views(cfg: Config, rows: list[Match], segments: list[Box], features, gt: GroundTruth, n: int = 3,
+               max_side: int = 160) -> list[dict]:
+    """For the report: the ``n`` best-scoring copies' frame similarity matrices (at most ``max_side``
+    compared frames a side), their detected segments, the ground truth and the DTW path (seconds)."""
+    from index.dtw import dtw
+
+    pairs = _pair_index(gt)
+    chosen = sorted((r for r in rows if r.segment_score == r.segment_score), key=lambda r: -r.segment_score)
+    out: list[dict] = []
+    seen: set[frozenset] = set()
+    for r in chosen:
+        key = frozenset((r.query, r.match))
+        if len(out) >= n or key in seen or r.query not in features.where or r.match not in features.where:
+            continue
+        seen.add(key)
+        step = max(1, round(FPS / cfg.segments.fps))
+        qa, ra = features.get(r.query), features.get(r.match)
+        sa = max(step, step * -(-len(qa.features) // (step * max_side)))  # stride bounding the matrix side
+        sb = max(step, step * -(-len(ra.features) // (step * max_side)))
+        a, b = qa.features[::sa].astype(np.float32), ra.features[::sb].astype(np.float32)
+        if len(a) == 0 or len(b) == 0:
+            continue
+        sim = a @ b.T
+        path = dtw(torch.from_numpy(1.0 - sim)).cells(0)
+        ta, tb = qa.timestamps_s[::sa], ra.timestamps_s[::sb]
+        out.append({"query": r.query, "match": r.match, "segment_score": r.segment_score, "copy": r.copy,
+                    "query_times_s": ta.tolist(), "ref_times_s": tb.tolist(),
+                    "similarity": np.round(sim, 3).tolist(),
+                    "segments": [[b.q0, b.q1, b.r0, b.r1, b.score] for b in segments
+                                 if b.query == r.query and b.ref == r.match],
+                    "ground_truth": [list(g) for g in pairs.get((r.query, r.match), [])],
+                    "dtw_path_s": [[float(ta[i]), float(tb[j])] for i, j in path]})
+    return out
+
+
 def align_item_span(item: AlignItem, features) -> tuple[np.ndarray, np.ndarray] | None:
     """Frame features ``(n, d) float32`` and timestamps ``(n,)`` seconds of an ``.align`` item's span of its
     video (the whole video when the span is empty); ``None`` (logged) when the video has no features."""
@@ -224,7 +298,8 @@ def evaluate_summary(rows: list[Match]) -> dict:
 
 
 def evaluate(cfg: Config, model_name: str, model: TemporalModel, rows: list[Match], features,
-             durations: dict[str, float], store: DescriptorStore, ids: list[str], held=None) -> dict:
+             durations: dict[str, float], store: DescriptorStore, ids: list[str], held=None,
+             segments: list[Box] | None = None) -> dict:
     """Run the dataset kind's evaluation protocol (``pipeline.dataset_kinds``); with ``held``
     (``pipeline.lamv.HeldOut``: the dataset trains a kernel) only on the held-out fold."""
     kind = kind_of(cfg)
@@ -235,12 +310,19 @@ def evaluate(cfg: Config, model_name: str, model: TemporalModel, rows: list[Matc
         else:
             keep = held.videos
             rows = [r for r in rows if r.query in keep and r.match in keep]
+            segments = [b for b in segments or [] if b.query in keep and b.ref in keep]
             gt = dataclasses.replace(gt, pairs=[p for p in gt.pairs if p.video_a in keep and p.video_b in keep])
             ids = [v for v in ids if v in keep]
     if kind.protocol == "event_retrieval":
         out = evaluate_evve(gt, rows)
     elif kind.protocol == "copy_pairs":
         out = evaluate_pairs(gt, rows, durations, cfg.evaluate.vcdb_mode, len(ids))
+        if segments is not None and any(r.segment_score == r.segment_score for r in rows):
+            seg = segment_metrics(gt, rows, segments, cfg.segments.copy_threshold, len(ids))
+            out["metrics"].update(seg["metrics"])
+            out["curves"].update(seg["curves"])
+            out["segments_method"] = cfg.segments.method
+            out["pair_views"] = pair_views(cfg, rows, segments, features, gt)
     elif kind.protocol == "alignment":
         out = evaluate_alignment(cfg, gt, model, features)
     else:

@@ -347,7 +347,8 @@ class Layout:
         return self.work / f"index-{self.index_key}"
 
     def search_key(self, model: str) -> str:
-        return digest({"search": self.cfg.data["search"], "index": self.index_key,
+        return digest({"search": self.cfg.data["search"], "segments": self.cfg.data["segments"],
+                       "align": self.cfg.data["align"], "index": self.index_key,
                        "descriptors": self.descriptors_key(model), "kind": self.cfg.dataset.kind})
 
     def search_dir(self, model: str) -> Path:

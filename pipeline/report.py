@@ -75,6 +75,10 @@ def make_plots(result: dict) -> dict[str, bytes]:
                ylim=(0, 1.02), title="Cumulative localisation error")
         ax.grid(alpha=0.3)
         plots["localisation_errors.png"] = _png(fig)
+    if curves.get("segment_scores"):
+        plots["segment_scores.png"] = segment_score_plot(curves["segment_scores"])
+    for i, v in enumerate(result.get("pair_views", [])):
+        plots[f"similarity_{i}.png"] = pair_view_plot(v)
     if result.get("learned_kernel"):
         plots.update(kernel_plots(result["learned_kernel"]))
     for i, s in enumerate(result.get("samples", [])):
@@ -89,6 +93,43 @@ def make_plots(result: dict) -> dict[str, bytes]:
         ax.legend(fontsize=7)
         plots[f"score_vs_offset_{i}.png"] = _png(fig)
     return plots
+
+
+def segment_score_plot(sc: dict) -> bytes:
+    """Best segment score of every copy pair and of the non-copy pairs that had a segment, with the
+    copy threshold (non-copies without any segment are counted in the title)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    top = max([*sc["copies"], *sc["non_copies"], sc["threshold"], 1e-3])
+    bins = np.linspace(0, top * 1.05, 40)
+    ax.hist(sc["non_copies"], bins=bins, alpha=0.6, label=f"non-copies ({len(sc['non_copies'])})", color="tab:red")
+    ax.hist(sc["copies"], bins=bins, alpha=0.6, label=f"copies ({len(sc['copies'])})", color="tab:green")
+    ax.axvline(sc["threshold"], color="black", ls="--", label=f"copy threshold {sc['threshold']:g}")
+    ax.set(xlabel="best segment score (s of similarity above the frame threshold)", ylabel="pairs",
+           title=f"Copies vs non-copies ({sc['non_copies_without_segment']} non-copies without a segment)")
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def pair_view_plot(v: dict) -> bytes:
+    """A pair's frame similarity matrix with its detected segments (boxes), the ground truth (dashed)
+    and the DTW path."""
+    ta, tb = np.asarray(v["query_times_s"]), np.asarray(v["ref_times_s"])
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    im = ax.imshow(np.asarray(v["similarity"]), cmap="magma", aspect="auto", interpolation="nearest",
+                   extent=(0, float(tb[-1]) + 1e-9, float(ta[-1]) + 1e-9, 0), vmin=-0.2, vmax=1)
+    fig.colorbar(im, ax=ax, label="frame cosine")
+    for q0, q1, r0, r1, sc in v["segments"]:
+        ax.add_patch(plt.Rectangle((r0, q0), r1 - r0, q1 - q0, fill=False, color="cyan", lw=1.5))
+        ax.text(r0, q0, f"{sc:.2f}", color="cyan", fontsize=7, va="bottom")
+    for q0, q1, r0, r1 in v["ground_truth"]:
+        ax.add_patch(plt.Rectangle((r0, q0), r1 - r0, q1 - q0, fill=False, color="lime", lw=1.2, ls="--"))
+    if v["dtw_path_s"]:
+        p = np.asarray(v["dtw_path_s"])
+        ax.plot(p[:, 1], p[:, 0], color="white", lw=0.7, alpha=0.8)
+    ax.set(xlabel=f"{v['match']} (s)", ylabel=f"{v['query']} (s)",
+           title=f"segments (cyan), ground truth (green), DTW path (white); copy: {v['copy']}")
+    ax.title.set_fontsize(8)
+    return _png(fig)
 
 
 def kernel_curve(coefficients: np.ndarray, period: float, offsets: np.ndarray) -> np.ndarray:
@@ -143,7 +184,10 @@ def write_report(out_dir: Path, dataset: str, model: str, result: dict, config: 
         with atomic_path(out_dir / name) as tmp:
             tmp.write_bytes(data)
     doc = {"dataset": dataset, "model": model, "units": "offsets and errors in seconds",
-           **{k: v for k, v in result.items() if k != "samples"},
+           **{k: v for k, v in result.items() if k not in ("samples", "pair_views")},
+           "pair_views": [{k: v for k, v in s.items() if k not in ("similarity", "query_times_s", "ref_times_s",
+                                                                     "dtw_path_s")}
+                          for s in result.get("pair_views", [])],
            "samples": [{k: v for k, v in s.items() if k not in ("offsets_s", "scores")}
                        for s in result.get("samples", [])],
            "plots": sorted(plots), "config": config}

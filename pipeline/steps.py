@@ -35,7 +35,8 @@ from extractors.resnet import WeightsNotFoundError, resolve_weights
 from extractors.selfsup import FrameModel, SelfSupExtractor
 from extractors.timebase import FPS, frame_count_seconds
 from index.faiss_index import build_faiss, choose_index_type
-from index.search import Match, aligned_segment, background_normalised, offset_range, rerank_with_expansion
+from index.localise import LocaliserSettings, localise
+from index.search import Match, background_normalised, offset_range, rerank_with_expansion
 from index.verification import diagonal_verify, refine_offsets
 from pipeline import completeness
 from pipeline.artifacts import ArtifactError, VideoFeatures, atomic_path, read_pack, read_video_features, utc_now
@@ -54,7 +55,8 @@ from pipeline.frame_model_store import load_frame_model, save_frame_model
 from pipeline.index_store import read_index, write_index
 from pipeline.layout import Layout
 from pipeline.pca_store import load_pca, save_pca
-from pipeline.search_results import read_search_results, write_search_results
+from pipeline.search_results import read_search_results, read_segments, write_search_results
+from pipeline.segment_metrics import Box
 from pipeline.vocab_store import load_vocabulary, save_vocabulary
 
 log = logging.getLogger(__name__)
@@ -369,8 +371,11 @@ def configured_model(layout: Layout, model_name: str):
 
 def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_mean: np.ndarray,
                q_feats: VideoFeatures | None, index, store: DescriptorStore,
-               features: FeatureLookup | None, allowed: set[str] | None) -> list[Match]:
-    """FAISS candidates -> offset re-ranking with ``model`` -> segments, for one query."""
+               features: FeatureLookup | None, allowed: set[str] | None,
+               segments: list[Box] | None = None) -> list[Match]:
+    """FAISS candidates -> offset re-ranking with ``model`` -> copy segments and decisions, for one
+    query; the segments found are appended to ``segments``."""
+    segments = [] if segments is None else segments
     s = cfg.search
     n_bg = s.background if s.score_normalisation == "background" else 0
     _, names = index.search(query_mean[None], s.top_k + 1 + n_bg, cfg.index.nprobe)
@@ -402,16 +407,62 @@ def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_
         raw, scores, off_s = raw.copy(), scores.copy(), off_s.copy()
         raw[order], scores[order], off_s[order] = raw_v, scores_v, offsets_v  # the kept ones, re-scored
         order = order[np.argsort(-scores_v, kind="stable")]
+    located = features is not None and q_feats is not None
+    if located:
+        usable = [int(i) for i in order if cands[i] in features.where]
+        found = locate_copies(cfg, query_id, q_feats, [cands[i] for i in usable],
+                              [features.get(cands[i], q_feats.features.shape[1]) for i in usable], off_s[usable])
+        segments += found
+    best: dict[str, Box] = {}
+    for b in segments:
+        if b.query == query_id and (b.ref not in best or b.score > best[b.ref].score):
+            best[b.ref] = b
+    draq = np.full(len(cands), np.nan)
+    if cfg.align.draq_top > 0 and located:  # re-rank the top results by alignability (Sync from the Sea)
+        from pipeline.alignment import draq_order
+
+        top = [int(i) for i in order[: cfg.align.draq_top] if cands[i] in features.where]
+        if top:
+            by, values = draq_order(q_feats, [features.get(cands[i], q_feats.features.shape[1]) for i in top],
+                                    cfg.align)
+            draq[top] = values
+            order = np.r_[np.asarray(top)[by], [i for i in order if int(i) not in set(top)]].astype(np.int64)
     out = []
     for rank, i in enumerate(order):
-        spans = (float("nan"),) * 4
-        if features is not None and q_feats is not None and cands[i] in features.where:
-            m = features.get(cands[i], q_feats.features.shape[1])
-            spans = aligned_segment(q_feats.features, q_feats.timestamps_s, m.features, m.timestamps_s,
-                                    float(off_s[i]), s.segment_threshold, s.segment_max_gap_s)
+        b = best.get(cands[i])
+        spans = (b.q0, b.q1, b.r0, b.r1) if b is not None else (float("nan"),) * 4
+        seg_score = (b.score if b is not None else 0.0) if located else float("nan")
         out.append(Match(query_id, cands[i], float(scores[i]), round(float(off_s[i]), 6), rank + 1, *spans,
-                         raw_score=float(raw[i])))
+                         raw_score=float(raw[i]), copy=bool(seg_score >= cfg.segments.copy_threshold),
+                         segment_score=seg_score, draq=float(draq[i])))
     return out
+
+
+def localiser_settings(cfg: Config) -> LocaliserSettings:
+    """``segments:`` in the localiser's units (compared frames of the 15-fps stream)."""
+    sg = cfg.segments
+    step = max(1, round(FPS / sg.fps))
+    per = FPS / step  # compared frames per second
+
+    def frames(seconds: float) -> int:
+        return round(seconds * per)
+
+    return LocaliserSettings(method=sg.method, step=step, threshold=sg.frame_threshold,
+                             band=frames(sg.band_s) if sg.method != "offset" else 0, max_gap=frames(sg.max_gap_s),
+                             min_length=max(1, frames(sg.min_length_s)), max_segments=sg.max_segments,
+                             max_overlap=sg.max_overlap, tn_top_k=sg.tn_top_k,
+                             tn_max_step=max(1, frames(sg.tn_max_step_s)), contextualise=sg.contextualise,
+                             max_elements=sg.max_elements)
+
+
+def locate_copies(cfg: Config, query_id: str, query: VideoFeatures, ref_ids: list[str],
+                  refs: list[VideoFeatures], offsets_s: np.ndarray) -> list[Box]:
+    """The frame-level stage of one query: copy segments (seconds) in each reference, seeded by the
+    re-ranking model's offsets."""
+    found = localise(query.features, query.timestamps_s, [r.features for r in refs],
+                     [r.timestamps_s for r in refs], np.asarray(offsets_s, dtype=np.float64), localiser_settings(cfg))
+    return [Box(query_id, ref_ids[c.candidate], c.query_start_s, c.query_end_s, c.ref_start_s, c.ref_end_s,
+                c.score) for c in found]
 
 
 def search(layout: Layout, model_name: str, show_progress: bool = True) -> Path:
@@ -427,11 +478,13 @@ def search(layout: Layout, model_name: str, show_progress: bool = True) -> Path:
     queries, allowed = search_scope(cfg, store.ids)
     model = configured_model(layout, model_name)
     rows: list[Match] = []
+    segments: list[Box] = []
     for q in progress(queries, unit="query", desc=f"search {model_name}", wanted=show_progress):
         qf = features.get(q) if q in features.where else None
-        rows += search_one(cfg, model, q, store.get([q]), mean_of[q], qf, idx, store, features, allowed)
+        rows += search_one(cfg, model, q, store.get([q]), mean_of[q], qf, idx, store, features, allowed, segments)
     return write_search_results(layout.search_dir(model_name), rows,
-                                {"model": model_name, "dataset": cfg.name, "n_queries": len(queries)})
+                                {"model": model_name, "dataset": cfg.name, "n_queries": len(queries),
+                                 "segments_method": cfg.segments.method}, segments, cfg.segments.copy_threshold)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -445,11 +498,12 @@ def evaluate(layout: Layout, model_name: str) -> Path:
 
     cfg = layout.cfg
     rows = read_search_results(layout.search_dir(model_name))
+    segments, _ = read_segments(layout.search_dir(model_name))
     store = descriptor_store(layout, model_name)
     durations = {v: frame_count_seconds(n) for v, n in store.n_frames.items()}
     result = run_protocol(cfg, model_name, configured_model(layout, model_name), rows,
                           FeatureLookup.of_layout(layout), durations, store, [v.id for v in layout.videos],
-                          held_out(layout))
+                          held_out(layout), segments)
     result["metrics"] = {k: (float(v) if isinstance(v, np.floating) else v) for k, v in result["metrics"].items()}
     result["search_results"] = str(layout.search_dir(model_name))
     kernel = layout.kernel_file(model_name)

@@ -29,10 +29,10 @@ STORAGE_MODULES = {
     "pipeline.index_store", "pipeline.pca_store", "pipeline.vocab_store", "pipeline.frame_model_store",
     "pipeline.search_results", "pipeline.quarantine", "pipeline.lamv_store",
     "pipeline.completeness",
-    "pipeline.metrics", "pipeline.synthetic",
+    "pipeline.metrics", "pipeline.synthetic", "pipeline.segment_metrics", "pipeline.segment_results",
 }
 STEP_MODULES = {"pipeline.steps", "pipeline.extract", "pipeline.refresh", "pipeline.evaluate", "pipeline.report",
-                "pipeline.lamv", "pipeline.generate",
+                "pipeline.lamv", "pipeline.generate", "pipeline.alignment",
                 "pipeline.verify"}
 ENTRY_MODULES = {"pipeline", "pipeline.__main__", "pipeline.cli", "pipeline.demo"}
 

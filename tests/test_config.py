@@ -39,10 +39,17 @@ def test_a_bad_value_names_the_key_and_the_expected_type(tmp_path):
 
 
 def test_values_are_typed(tmp_path):
-    cfg = load_config("demo", f"dataset.root={tmp_path};search.segment_threshold=1;features.weights=random")
-    assert cfg.search.segment_threshold == 1.0 and isinstance(cfg.search.segment_threshold, float)
+    cfg = load_config("demo", f"dataset.root={tmp_path};segments.frame_threshold=1;features.weights=random")
+    assert cfg.segments.frame_threshold == 1.0 and isinstance(cfg.segments.frame_threshold, float)
     assert cfg.features.weights == "random" and cfg.shards.size == 6 and cfg.index.model == "tmk_lamv"
     assert cfg.dataset.max_length_s == 40.0 and cfg.models["cte"].m == 256
+
+
+def test_replaced_segment_settings_name_their_successor(tmp_path):
+    with pytest.raises(ConfigError, match=r"segments\.frame_threshold"):
+        load_config("demo", f"dataset.root={tmp_path};search.segment_threshold=0.5")
+    with pytest.raises(ConfigError, match=r"segments\.method.*offset.*hv.*tn.*dtw"):
+        load_config("demo", f"dataset.root={tmp_path};segments.method=sift")
 
 
 def test_features_fps_is_gone_with_a_reason(tmp_path):

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from index.faiss_index import build_faiss, choose_index_type
-from index.search import aligned_segment
 from pipeline.config import ConfigError, load_config, parse_overrides
 from pipeline.corpus import list_videos, parse_vcdb_json, shard_videos
 from pipeline.dataset_kinds import load_ground_truth
@@ -133,20 +132,6 @@ def test_index_round_trip(tmp_path):
         read_index(tmp_path / "bad")
 
 
-def test_aligned_segment_finds_the_copied_span():
-    rng = np.random.default_rng(1)
-    m = rng.standard_normal((300, 128)).astype(np.float32)
-    m /= np.linalg.norm(m, axis=1, keepdims=True)
-    other = rng.standard_normal((45, 128)).astype(np.float32)
-    other /= np.linalg.norm(other, axis=1, keepdims=True)
-    q = np.concatenate([other, m[120:210]])  # 3 s of other material, then 6 s copied from 8 s on
-    tq, tm = np.arange(len(q)) / 15, np.arange(300) / 15
-    q0, q1, m0, m1 = aligned_segment(q, tq, m, tm, offset_s=3.0 - 8.0)
-    assert (round(q0, 3), round(q1, 3)) == (3.0, 9.0)
-    assert (round(m0, 3), round(m1, 3)) == (8.0, 14.0)
-    assert np.isnan(aligned_segment(q, tq, m, tm, offset_s=40.0)[0])
-
-
 # --------------------------------------------------------------------------- the Luigi chain
 
 
@@ -177,7 +162,15 @@ def test_planted_copies_are_found_with_offsets_within_0p1s(built):
         assert abs(top.query_start_s - c.query_start_s) <= 0.5  # the copied span starts after the lead-in
     csv_text = (Layout(cfg).search_dir("tmk_lamv") / "results.csv").read_text()
     assert csv_text.splitlines()[0] == ("query,match,score,offset_s,rank,query_start_s,query_end_s,"
-                                        "match_start_s,match_end_s,raw_score")
+                                        "match_start_s,match_end_s,raw_score,copy,segment_score,draq")
+    # spans lie inside both videos; the planted copies are decided copies, in the VSC 2022 file too
+    assert all(r.query_start_s >= 0 and r.match_start_s >= 0 for r in rows if r.query_start_s == r.query_start_s)
+    planted = {frozenset((c.query, c.source)) for c in copies}
+    for r in rows:  # every planted copy is decided a copy, no other pair is
+        assert r.copy == (frozenset((r.query, r.match)) in planted), r
+    vsc = (Layout(cfg).search_dir("tmk_lamv") / "matches.csv").read_text().splitlines()
+    assert vsc[0] == "query_id,ref_id,query_start,query_end,ref_start,ref_end,score"
+    assert {tuple(line.split(",")[:2]) for line in vsc[1:]} >= {(c.query, c.source) for c in copies}
 
 
 @pytest.mark.slow

@@ -1,0 +1,203 @@
+"""Dynamic time warping, contextualised frame features and DRAQ (Sync from the Sea).
+
+* :func:`contextualise` (paper eq. 2-3): each frame feature concatenated with the running mean of
+  the features up to it (cumulative sum divided by the clip length), then zero-centred per clip.
+* :func:`banded_dtw` (eq. 4-5): the cheapest monotone path of moves (0, 1), (1, 0), (1, 1) from the
+  first cell to the last, batched over pairs.  Cells live in a *band* around a diagonal: column
+  ``w`` of row ``i`` is the cell ``(i, j = i + band_start + w)``; a full DTW is the band that covers
+  the whole matrix (:func:`full_band`).  The recurrence is evaluated one anti-diagonal
+  (``i + j`` constant) at a time, vectorised over the anti-diagonal and the batch: the anti-diagonals
+  are the only sequential dependency, there is no loop over cells or pairs.
+* :func:`random_path_costs` and :func:`draq` (eq. 6): the optimal cost divided by the mean cost of
+  ``k`` biased random monotone paths from ``(n, m)`` to ``(1, 1)`` (up with probability
+  ``i / (i + j)``, left with ``j / (i + j)``; a step out of the matrix is not taken).  Lower DRAQ: the
+  pair is more alignable than chance.
+* :func:`warp` turns a path into a map from one sequence's positions to the other's, optionally
+  keeping one sequence unwarped (one position per frame of it: repeated indices dropped).
+
+Shapes: ``B`` pairs, ``n`` rows (the first sequence), ``m`` columns, ``W`` band width.  Positions are
+frame indices of whatever sampling the caller used; converting them to seconds is the caller's job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+INF = float("inf")
+MOVE_DIAGONAL, MOVE_UP, MOVE_LEFT = 0, 1, 2  # (i-1, j-1), (i-1, j), (i, j-1)
+
+
+def contextualise(features: torch.Tensor) -> torch.Tensor:
+    """``(n, d)`` -> ``(n, 2d)``: ``[x_t, (sum_{s<=t} x_s) / n]``, minus its mean over the clip."""
+    x = features.to(torch.float32)
+    n = max(1, x.shape[0])
+    ctx = torch.cat([x, torch.cumsum(x, dim=0) / n], dim=1)
+    return ctx - ctx.mean(dim=0, keepdim=True)
+
+
+def cosine_cost(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine distance ``1 - cos(a_i, b_j)``: ``(n, d), (m, d) -> (n, m)``."""
+    an = torch.nn.functional.normalize(a.to(torch.float32), dim=1)
+    bn = torch.nn.functional.normalize(b.to(torch.float32), dim=1)
+    return 1.0 - an @ bn.T
+
+
+@dataclass(frozen=True)
+class Band:
+    """The cells a DTW may visit: row ``i``, column ``w`` is cell ``(i, i + start + w)``."""
+
+    start: int
+    width: int
+
+
+def full_band(n: int, m: int) -> Band:
+    """The band covering every cell of an ``n x m`` matrix."""
+    return Band(start=-(n - 1), width=n + m - 1)
+
+
+def band_cost(full: torch.Tensor, band: Band) -> torch.Tensor:
+    """``(B, n, m)`` dense costs -> ``(B, n, W)`` band layout (cells outside the matrix: inf)."""
+    n, m = full.shape[1:]
+    i = torch.arange(n)[:, None]
+    j = i + band.start + torch.arange(band.width)[None, :]
+    inside = (j >= 0) & (j < m)
+    out = full[:, i, j.clamp(0, max(0, m - 1))]
+    return torch.where(inside[None], out, torch.full_like(out, INF))
+
+
+@dataclass(frozen=True)
+class DTWResult:
+    """``cost (B,)``: the optimal path's summed cost (inf: no path inside the band);
+    ``path (B, P, 2)``: its cells ``(i, j)`` from the first to the last, padded with -1;
+    ``length (B,)``: cells on each path."""
+
+    cost: np.ndarray
+    path: np.ndarray
+    length: np.ndarray
+
+    def cells(self, b: int) -> np.ndarray:
+        """The ``(L, 2)`` cells of pair ``b``'s path."""
+        return self.path[b, : self.length[b]]
+
+
+def banded_dtw(cost: torch.Tensor, band: Band, n: np.ndarray, m: np.ndarray) -> DTWResult:
+    """Optimal warping of every pair: ``cost (B, N, W)`` in band layout, ``n (B,)`` and ``m (B,)`` the
+    pairs' own lengths (rows ``>= n[b]`` and columns ``>= m[b]`` are padding).  Each path runs from
+    ``(0, 0)`` to ``(n[b] - 1, m[b] - 1)``; both must lie inside the band."""
+    B, N, W = cost.shape
+    n_t = torch.as_tensor(np.asarray(n), dtype=torch.long)
+    m_t = torch.as_tensor(np.asarray(m), dtype=torch.long)
+    rows = torch.arange(N)[:, None]
+    cols = rows + band.start + torch.arange(W)[None, :]
+    valid = (rows[None] < n_t[:, None, None]) & (cols[None] >= 0) & (cols[None] < m_t[:, None, None])
+    c = torch.where(valid, cost.to(torch.float64), torch.full((), INF, dtype=torch.float64))
+    # D padded by one row on top and one column on each side: D[:, i + 1, w + 1] is cell (i, w)
+    D = torch.full((B, N + 1, W + 2), INF, dtype=torch.float64)
+    move = torch.zeros((B, N, W), dtype=torch.uint8)
+    # anti-diagonal k = i + j = 2 i + w + start: cells (i, w) with w = k - start - 2 i
+    k_lo, k_hi = 0, int((N - 1) + (N - 1 + band.start + W - 1))
+    all_i = torch.arange(N)
+    for k in range(k_lo, k_hi + 1):
+        w = k - band.start - 2 * all_i
+        sel = (w >= 0) & (w < W)
+        if not bool(sel.any()):
+            continue
+        i, w = all_i[sel], w[sel]
+        diag = D[:, i, w + 1]  # (i-1, w): same band column one row up  = cell (i-1, j-1)
+        up = D[:, i, w + 2]  # (i-1, w+1) = cell (i-1, j)
+        left = D[:, i + 1, w]  # (i, w-1) = cell (i, j-1)
+        best, arg = torch.stack([diag, up, left]).min(dim=0)
+        first = (i == 0) & (w + band.start == 0)  # cell (0, 0)
+        best = torch.where(first[None], torch.zeros_like(best), best)
+        D[:, i + 1, w + 1] = c[:, i, w] + best
+        move[:, i, w] = arg.to(torch.uint8)
+    end_w = (m_t - 1) - (n_t - 1) - band.start
+    if bool(((end_w < 0) | (end_w >= W)).any()):
+        raise ValueError("the last cell (n-1, m-1) of a pair lies outside the DTW band")
+    total = D[torch.arange(B), n_t, end_w + 1].numpy()
+    path, length = _backtrack(move.numpy(), band, np.asarray(n), np.asarray(m), np.isfinite(total))
+    return DTWResult(total, path, length)
+
+
+def _backtrack(move: np.ndarray, band: Band, n: np.ndarray, m: np.ndarray, ok: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Follow the stored moves back from every pair's last cell at once (one step per iteration)."""
+    B = len(n)
+    P = int((n + m).max()) - 1 if B else 0
+    path = np.full((B, max(P, 0), 2), -1, dtype=np.int64)
+    i, j = n - 1, m - 1
+    alive = ok.copy()
+    steps = np.zeros(B, dtype=np.int64)
+    rows = np.arange(B)
+    for s in range(P):
+        if not alive.any():
+            break
+        path[alive, s, 0], path[alive, s, 1] = i[alive], j[alive]
+        steps[alive] = s + 1
+        at_start = alive & (i == 0) & (j == 0)
+        alive = alive & ~at_start
+        w = np.clip(j - i - band.start, 0, move.shape[2] - 1)
+        mv = move[rows, np.clip(i, 0, move.shape[1] - 1), w]
+        i = np.where(alive & (mv != MOVE_LEFT), i - 1, i)
+        j = np.where(alive & (mv != MOVE_UP), j - 1, j)
+    # reverse each path so it runs from (0, 0)
+    idx = steps[:, None] - 1 - np.arange(path.shape[1])[None, :]
+    rev = np.take_along_axis(path, np.clip(idx, 0, None)[..., None].repeat(2, axis=2), axis=1)
+    rev[idx < 0] = -1
+    return rev, steps
+
+
+def dtw(cost: torch.Tensor) -> DTWResult:
+    """Full DTW of one ``(n, m)`` cost matrix."""
+    n, m = cost.shape
+    band = full_band(n, m)
+    return banded_dtw(band_cost(cost[None], band), band, np.array([n]), np.array([m]))
+
+
+def warp(path: np.ndarray, n: int, unwarped: str | None = None) -> np.ndarray:
+    """Position in the second sequence for each of the first sequence's ``n`` positions along ``path
+    (L, 2)``: the mean of the columns the path pairs with that row; ``unwarped='first'`` keeps the
+    first sequence unwarped by taking the first such column instead (each row used once: the repeated
+    row indices of horizontal runs are dropped)."""
+    i, j = path[:, 0], path[:, 1]
+    if unwarped == "first":
+        first = np.r_[True, i[1:] != i[:-1]]
+        out = np.full(n, np.nan)
+        out[i[first]] = j[first]
+        return out
+    total = np.bincount(i, weights=j, minlength=n)
+    count = np.bincount(i, minlength=n)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def random_path_costs(cost: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """Summed cost of ``k`` biased random monotone paths through ``cost (n, m)`` from ``(n, m)`` to
+    ``(1, 1)`` (1-based): at ``(i, j)`` the path steps up with probability ``i / (i + j)``, else left;
+    a step that would leave the matrix is not taken.  All ``k`` paths advance together -> ``(k,)``."""
+    n, m = cost.shape
+    c = cost.to(torch.float64).reshape(-1)
+    i = torch.full((k,), n, dtype=torch.long)
+    j = torch.full((k,), m, dtype=torch.long)
+    total = c[(i - 1) * m + (j - 1)].clone()
+    while True:
+        active = (i > 1) | (j > 1)
+        if not bool(active.any()):
+            return total
+        u = torch.rand(k, generator=generator, dtype=torch.float64)
+        up = u < i.to(torch.float64) / (i + j).to(torch.float64)
+        step_i = active & up & (i > 1)
+        step_j = active & ~up & (j > 1)
+        i = i - step_i.long()
+        j = j - step_j.long()
+        moved = step_i | step_j
+        total = total + torch.where(moved, c[(i - 1) * m + (j - 1)], torch.zeros((), dtype=torch.float64))
+
+
+def draq(cost: torch.Tensor, optimal: float, k: int = 100, seed: int = 0) -> float:
+    """DRAQ of one pair: the optimal DTW cost over the mean cost of ``k`` random monotone paths."""
+    g = torch.Generator().manual_seed(seed)
+    mean = float(random_path_costs(cost, k, g).mean())
+    return float(optimal) / mean if mean > 0 else float("inf")

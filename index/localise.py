@@ -1,0 +1,126 @@
+"""Copy segments of one query's candidates, in seconds: the frame-level stage after re-ranking.
+
+:func:`localise` sub-samples the 15-fps frame features (``step`` frames), runs the configured
+localiser of :mod:`index.segments` over all candidates in memory-bounded blocks, and converts the
+segments to seconds from each video's own timestamps, clipped to both videos' durations.  The
+``offset`` method is the TMK / CTE offset alone: the longest run of matching frames along it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from extractors.timebase import FPS
+from index.segments import (
+    FrameSegments,
+    blocks,
+    diagonal_segments,
+    dtw_segments,
+    hough_segments,
+    suppress,
+    temporal_network_segments,
+)
+
+METHODS = ("offset", "hv", "tn", "dtw")
+
+
+@dataclass(frozen=True)
+class LocaliserSettings:
+    """``method`` (:data:`METHODS`); ``step``: frames of the 15-fps stream per compared frame; every
+    other length in compared frames: ``band`` (offsets searched around the seed), ``max_gap``,
+    ``min_length``, ``tn_max_step``."""
+
+    method: str = "hv"
+    step: int = 8
+    threshold: float = 0.3
+    band: int = 10
+    max_gap: int = 4
+    min_length: int = 2
+    max_segments: int = 3
+    max_overlap: float = 0.3
+    tn_top_k: int = 5
+    tn_max_step: int = 5
+    contextualise: bool = False
+    max_elements: int = 1 << 25
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown localiser {self.method!r} (one of {', '.join(METHODS)})")
+
+
+@dataclass(frozen=True)
+class CopySegment:
+    """A copied segment: ``candidate`` (index in the candidate list), spans in seconds, score
+    (similarity above the frame threshold summed over the matched frames, times the compared frames'
+    period: ~seconds of close match)."""
+
+    candidate: int
+    query_start_s: float
+    query_end_s: float
+    ref_start_s: float
+    ref_end_s: float
+    score: float
+
+
+def localise(query: np.ndarray, query_times_s: np.ndarray, candidates: list[np.ndarray],
+             candidate_times_s: list[np.ndarray], seed_offsets_s: np.ndarray,
+             settings: LocaliserSettings) -> list[CopySegment]:
+    """Segments of ``query (Nq, d)`` in every ``candidates[c] (Nc, d)`` (unit rows, 15-fps features with
+    their timestamps); ``seed_offsets_s (C,)``: the re-ranking model's offsets ``t_query - t_ref``."""
+    st = settings
+    if not candidates or len(query) == 0:
+        return []
+    q = query[:: st.step]
+    cs = [c[:: st.step] for c in candidates]
+    seeds = np.rint(np.asarray(seed_offsets_s, dtype=np.float64) * FPS / st.step).astype(np.int64)
+    if st.method == "dtw":
+        parts = []
+        # per candidate: ~6 (N, d) feature copies and the (N, 2 band + 1) cost, move and DTW tables
+        per_pair = len(q) * (6 * q.shape[1] + 3 * (2 * st.band + 1))
+        per_block = max(1, st.max_elements // max(1, per_pair))
+        for c0 in range(0, len(cs), per_block):  # blocks of candidates bounded in memory
+            seg = dtw_segments(q, cs[c0:c0 + per_block], seeds[c0:c0 + per_block], st.band, st.threshold,
+                               st.max_gap, st.min_length, st.max_segments, st.contextualise, st.max_overlap)
+            parts.append(seg.shifted(c0))
+        found = FrameSegments.concat(parts)
+    else:
+        parts = []
+        for blk in blocks(q, cs, st.max_elements):
+            bs = seeds[blk.first:blk.first + len(blk.lengths)]
+            if st.method == "hv":
+                seg = hough_segments(blk, bs, st.band, st.threshold, st.max_gap, st.min_length, st.max_segments,
+                                     st.max_overlap)
+            elif st.method == "tn":
+                seg = temporal_network_segments(blk, st.threshold, st.tn_top_k, st.tn_max_step, st.min_length,
+                                                st.max_segments, st.max_overlap)
+            else:  # offset: the model's diagonal only
+                seg = suppress(diagonal_segments(blk.sim, blk.lengths, bs[:, None], st.threshold, st.max_gap,
+                                                  st.min_length), st.max_overlap, st.max_segments)
+            parts.append(seg.shifted(blk.first))
+        found = FrameSegments.concat(parts)
+    return to_seconds(found, query_times_s, candidate_times_s, st.step)
+
+
+def to_seconds(seg: FrameSegments, query_times_s: np.ndarray, candidate_times_s: list[np.ndarray],
+               step: int) -> list[CopySegment]:
+    """Compared-frame spans -> seconds on each video's own timestamps (end: the last matched frame's
+    time plus one compared period), clipped to ``[0, duration]`` of both videos."""
+    period = step / FPS
+    tq = np.asarray(query_times_s, dtype=np.float64)
+    q_dur = (tq[-1] + 1.0 / FPS) if len(tq) else 0.0
+    out = []
+    for k in range(len(seg)):  # one record per found segment (a handful per candidate)
+        c = int(seg.pair[k])
+        tr = np.asarray(candidate_times_s[c], dtype=np.float64)
+        r_dur = (tr[-1] + 1.0 / FPS) if len(tr) else 0.0
+        qi0, qi1 = int(seg.q0[k]) * step, (int(seg.q1[k]) - 1) * step
+        ri0, ri1 = int(seg.r0[k]) * step, (int(seg.r1[k]) - 1) * step
+        if qi0 >= len(tq) or ri0 >= len(tr) or ri0 < 0 or qi0 < 0:
+            continue
+        q0, q1 = tq[qi0], min(tq[min(qi1, len(tq) - 1)] + period, q_dur)
+        r0, r1 = tr[ri0], min(tr[min(ri1, len(tr) - 1)] + period, r_dur)
+        out.append(CopySegment(c, float(max(q0, 0.0)), float(q1), float(max(r0, 0.0)), float(r1),
+                               float(seg.score[k]) * period))
+    return out
