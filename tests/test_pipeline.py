@@ -184,6 +184,11 @@ def test_reports_state_units_and_embed_plots(built):
     assert html.count("data:image/png;base64,") >= 3 and "pr_curve.png" in html
     assert "| localisation_accuracy_below_0.1s | 1.0000 | fraction (0-1) |" in (d / "report.md").read_text()
     assert (Layout(cfg).report_dir("cte") / "report.json").is_file()
+    # the frame-level stage: segment metrics beside the VCDB ones, score distributions, similarity matrices
+    m = doc["metrics"]
+    assert m["VSC_segment_uAP"] > 0.5 and m["VCSL_F1"] > 0.5 and m["copy_decision_F1"] == 1.0
+    assert {"segment_scores.png", "similarity_0.png", "similarity_1.png"} <= set(doc["plots"])
+    assert doc["pair_views"][0]["copy"] and "similarity" not in doc["pair_views"][0]
 
 
 def _mtimes(paths):
