@@ -55,14 +55,15 @@ def straightforward(query: np.ndarray, cands: list[np.ndarray], seeds: np.ndarra
         sim = query @ ref.T
         n, m = sim.shape
         if method == "hv":
-            best, best_off = -1.0, 0
-            for off in range(seeds[c] - band, seeds[c] + band + 1):
-                d = np.diagonal(sim, offset=-off)  # sim[i, i - off]
-                v = float(np.clip(d - threshold, 0, None).sum())
-                if v > best:
-                    best, best_off = v, off
+            votes = {}
+            for i in range(n):  # every frame pair in the band votes for its offset
+                for off in range(seeds[c] - band, seeds[c] + band + 1):
+                    j = i - off
+                    if 0 <= j < m and sim[i, j] > threshold:
+                        votes[off] = votes.get(off, 0.0) + sim[i, j] - threshold
+            best_off = max(votes, key=votes.get) if votes else seeds[c]
             run, start = 0.0, None
-            for i in range(n):
+            for i in range(n):  # matching frames along the winning diagonal
                 j = i - best_off
                 if 0 <= j < m and sim[i, j] >= threshold:
                     start = i if start is None else start

@@ -5,9 +5,9 @@
 * :func:`banded_dtw` (eq. 4-5): the cheapest monotone path of moves (0, 1), (1, 0), (1, 1) from the
   first cell to the last, batched over pairs.  Cells live in a *band* around a diagonal: column
   ``w`` of row ``i`` is the cell ``(i, j = i + band_start + w)``; a full DTW is the band that covers
-  the whole matrix (:func:`full_band`).  The recurrence is evaluated one anti-diagonal
-  (``i + j`` constant) at a time, vectorised over the anti-diagonal and the batch: the anti-diagonals
-  are the only sequential dependency, there is no loop over cells or pairs.
+  the whole matrix (:func:`full_band`).  The recurrence is evaluated one row at a time, each row as a
+  min-plus scan (a cumulative sum and a cumulative minimum) vectorised over the row and the batch:
+  the rows are the only sequential dependency, there is no loop over cells or pairs.
 * :func:`random_path_costs` and :func:`draq` (eq. 6): the optimal cost divided by the mean cost of
   ``k`` biased random monotone paths from ``(n, m)`` to ``(1, 1)`` (up with probability
   ``i / (i + j)``, left with ``j / (i + j)``; a step out of the matrix is not taken).  Lower DRAQ: the
@@ -86,38 +86,44 @@ class DTWResult:
 def banded_dtw(cost: torch.Tensor, band: Band, n: np.ndarray, m: np.ndarray) -> DTWResult:
     """Optimal warping of every pair: ``cost (B, N, W)`` in band layout, ``n (B,)`` and ``m (B,)`` the
     pairs' own lengths (rows ``>= n[b]`` and columns ``>= m[b]`` are padding).  Each path runs from
-    ``(0, 0)`` to ``(n[b] - 1, m[b] - 1)``; both must lie inside the band."""
+    ``(0, 0)`` to ``(n[b] - 1, m[b] - 1)``; both must lie inside the band.
+
+    One row at a time, vectorised over the row and the batch: with ``A[w]`` the best way into cell
+    ``w`` from the row above (diagonal or up), the row's recurrence ``D[w] = c[w] + min(A[w], D[w-1])``
+    is the min-plus scan ``D[w] = C[w] + min_{k <= w} (A[k] - C[k-1])`` (``C``: the row's cumulative
+    cost), a cumulative sum and a cumulative minimum."""
     B, N, W = cost.shape
     n_t = torch.as_tensor(np.asarray(n), dtype=torch.long)
     m_t = torch.as_tensor(np.asarray(m), dtype=torch.long)
-    rows = torch.arange(N)[:, None]
-    cols = rows + band.start + torch.arange(W)[None, :]
-    valid = (rows[None] < n_t[:, None, None]) & (cols[None] >= 0) & (cols[None] < m_t[:, None, None])
-    c = torch.where(valid, cost.to(torch.float64), torch.full((), INF, dtype=torch.float64))
-    # D padded by one row on top and one column on each side: D[:, i + 1, w + 1] is cell (i, w)
-    D = torch.full((B, N + 1, W + 2), INF, dtype=torch.float64)
-    move = torch.zeros((B, N, W), dtype=torch.uint8)
-    # anti-diagonal k = i + j = 2 i + w + start: cells (i, w) with w = k - start - 2 i
-    k_lo, k_hi = 0, int((N - 1) + (N - 1 + band.start + W - 1))
-    all_i = torch.arange(N)
-    for k in range(k_lo, k_hi + 1):
-        w = k - band.start - 2 * all_i
-        sel = (w >= 0) & (w < W)
-        if not bool(sel.any()):
-            continue
-        i, w = all_i[sel], w[sel]
-        diag = D[:, i, w + 1]  # (i-1, w): same band column one row up  = cell (i-1, j-1)
-        up = D[:, i, w + 2]  # (i-1, w+1) = cell (i-1, j)
-        left = D[:, i + 1, w]  # (i, w-1) = cell (i, j-1)
-        best, arg = torch.stack([diag, up, left]).min(dim=0)
-        first = (i == 0) & (w + band.start == 0)  # cell (0, 0)
-        best = torch.where(first[None], torch.zeros_like(best), best)
-        D[:, i + 1, w + 1] = c[:, i, w] + best
-        move[:, i, w] = arg.to(torch.uint8)
     end_w = (m_t - 1) - (n_t - 1) - band.start
-    if bool(((end_w < 0) | (end_w >= W)).any()):
-        raise ValueError("the last cell (n-1, m-1) of a pair lies outside the DTW band")
-    total = D[torch.arange(B), n_t, end_w + 1].numpy()
+    if bool(((end_w < 0) | (end_w >= W)).any()) or -band.start < 0 or -band.start >= W:
+        raise ValueError("the first or last cell of a pair lies outside the DTW band")
+    cols = torch.arange(W)[None, :]
+    inf = torch.full((), INF, dtype=torch.float64)
+    D = torch.empty((B, N, W), dtype=torch.float64)
+    move = torch.zeros((B, N, W), dtype=torch.uint8)
+    prev = torch.full((B, W), INF, dtype=torch.float64)
+    prev_up = torch.full((B, W), INF, dtype=torch.float64)
+    for i in range(N):  # each row depends on the one above
+        j = i + band.start + cols
+        valid = (j >= 0) & (j < m_t[:, None]) & (i < n_t[:, None])  # (B, W)
+        c = torch.where(valid, cost[:, i].to(torch.float64), torch.zeros((), dtype=torch.float64))
+        if i == 0:
+            a = torch.where(cols == -band.start, 0.0, inf).expand(B, W)
+            from_up = torch.zeros((B, W), dtype=torch.bool)
+        else:
+            prev_up[:, :-1] = prev[:, 1:]  # cell (i-1, j) is column w+1 of the row above
+            from_up = prev_up < prev
+            a = torch.minimum(prev, prev_up)
+        a = torch.where(valid, a, inf)
+        C = torch.cumsum(c, dim=1)
+        row = torch.where(valid, C + torch.cummin(a - (C - c), dim=1).values, inf)
+        left = torch.zeros((B, W), dtype=torch.bool)
+        left[:, 1:] = row[:, :-1] < a[:, 1:]
+        move[:, i] = torch.where(left, MOVE_LEFT, torch.where(from_up, MOVE_UP, MOVE_DIAGONAL)).to(torch.uint8)
+        D[:, i] = row
+        prev = row
+    total = D[torch.arange(B), n_t - 1, end_w].numpy()
     path, length = _backtrack(move.numpy(), band, np.asarray(n), np.asarray(m), np.isfinite(total))
     return DTWResult(total, path, length)
 

@@ -1,9 +1,10 @@
 """Copy segments of one query's candidates, in seconds: the frame-level stage after re-ranking.
 
 :func:`localise` sub-samples the 15-fps frame features (``step`` frames), runs the configured
-localiser of :mod:`index.segments` over all candidates in memory-bounded blocks, and converts the
-segments to seconds from each video's own timestamps, clipped to both videos' durations.  The
-``offset`` method is the TMK / CTE offset alone: the longest run of matching frames along it.
+localiser of :mod:`index.segments` over all candidates in memory-bounded groups (``max_elements``
+floats of similarities and padded features at a time), and converts the segments to seconds from
+each video's own timestamps, clipped to both videos' durations.  The ``offset`` method is the
+TMK / CTE offset alone: runs of matching frames along it.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ from extractors.timebase import FPS
 from index.segments import (
     FrameSegments,
     blocks,
-    diagonal_segments,
     dtw_segments,
     hough_segments,
-    suppress,
+    seed_band,
     temporal_network_segments,
 )
 
@@ -75,31 +75,27 @@ def localise(query: np.ndarray, query_times_s: np.ndarray, candidates: list[np.n
     q = query[:: st.step]
     cs = [c[:: st.step] for c in candidates]
     seeds = np.rint(np.asarray(seed_offsets_s, dtype=np.float64) * FPS / st.step).astype(np.int64)
-    if st.method == "dtw":
+    d = q.shape[1]
+    if st.method == "tn":  # every similarity: padded full-matrix blocks
+        parts = [temporal_network_segments(blk, st.threshold, st.tn_top_k, st.tn_max_step, st.min_length,
+                                           st.max_segments, st.max_overlap).shifted(blk.first)
+                 for blk in blocks(q, cs, st.max_elements)]
+    else:  # the band around the seeds only, candidates grouped so their padded features fit the budget
+        width = 2 * max(st.band, 1) + 1
+        longest = max(1, max(len(c) for c in cs))
+        per_group = max(1, st.max_elements // max(1, longest * (2 * d + 3 * width)))
         parts = []
-        # per candidate: ~6 (N, d) feature copies and the (N, 2 band + 1) cost, move and DTW tables
-        per_pair = len(q) * (6 * q.shape[1] + 3 * (2 * st.band + 1))
-        per_block = max(1, st.max_elements // max(1, per_pair))
-        for c0 in range(0, len(cs), per_block):  # blocks of candidates bounded in memory
-            seg = dtw_segments(q, cs[c0:c0 + per_block], seeds[c0:c0 + per_block], st.band, st.threshold,
-                               st.max_gap, st.min_length, st.max_segments, st.contextualise, st.max_overlap)
+        for c0 in range(0, len(cs), per_group):
+            group, gs = cs[c0:c0 + per_group], seeds[c0:c0 + per_group]
+            if st.method == "dtw":
+                seg = dtw_segments(q, group, gs, st.band, st.threshold, st.max_gap, st.min_length, st.max_segments,
+                                   st.contextualise, st.max_overlap)
+            else:  # hv; offset: the seed diagonal alone (its neighbours still tolerate a drift)
+                bb = seed_band(q, group, gs, max(st.band, 1))
+                seg = hough_segments(bb, max(st.band, 1), st.threshold, st.max_gap, st.min_length, st.max_segments,
+                                     st.max_overlap, search=st.band)
             parts.append(seg.shifted(c0))
-        found = FrameSegments.concat(parts)
-    else:
-        parts = []
-        for blk in blocks(q, cs, st.max_elements):
-            bs = seeds[blk.first:blk.first + len(blk.lengths)]
-            if st.method == "hv":
-                seg = hough_segments(blk, bs, st.band, st.threshold, st.max_gap, st.min_length, st.max_segments,
-                                     st.max_overlap)
-            elif st.method == "tn":
-                seg = temporal_network_segments(blk, st.threshold, st.tn_top_k, st.tn_max_step, st.min_length,
-                                                st.max_segments, st.max_overlap)
-            else:  # offset: the model's diagonal only
-                seg = suppress(diagonal_segments(blk.sim, blk.lengths, bs[:, None], st.threshold, st.max_gap,
-                                                  st.min_length), st.max_overlap, st.max_segments)
-            parts.append(seg.shifted(blk.first))
-        found = FrameSegments.concat(parts)
+    found = FrameSegments.concat(parts)
     return to_seconds(found, query_times_s, candidate_times_s, st.step)
 
 

@@ -1,17 +1,18 @@
-"""Copied segments of candidate pairs from their frame-to-frame similarity matrices.
+"""Copied segments of candidate pairs from their frame-to-frame similarities.
 
-Three localisers over the same inputs (a query and a block of candidates, frame features sub-sampled
-by the caller, unit rows):
+Three localisers over the same inputs (a query and its candidates, frame features sub-sampled by the
+caller, unit rows):
 
-* :func:`hough_segments` (HV): every frame pair votes for its offset ``i - j`` with its similarity
-  above ``threshold``; the best offsets within ``band`` of the seed offset (the TMK / CTE one) win;
-  along each winning diagonal, runs of matching frames (gaps up to ``max_gap`` bridged) are segments.
+* :func:`hough_segments` (HV): every frame pair within ``band`` of the seed offset (the TMK / CTE one)
+  votes for its offset ``i - j`` with its similarity above ``threshold``; along the winning diagonals
+  (and their two neighbours), runs of matching frames (gaps up to ``max_gap`` bridged) are segments.
 * :func:`temporal_network_segments` (TN, the VCSL baseline): each query frame's ``top_k`` most
   similar reference frames above ``threshold`` are nodes; a node links to the nodes at most
   ``max_step`` frames later on both axes; the heaviest paths (summed similarity above the threshold)
   are segments, from their first node to their last.
 * :func:`dtw_segments`: DTW (``index.dtw``) on the (optionally contextualised) features inside the
-  band around the seed diagonal; the runs of the warping path whose frames match are segments.
+  band around the seed diagonal; the runs of the warping path's diagonal steps whose frames match are
+  segments.
 
 Every localiser returns :class:`FrameSegments` in sampled-frame indices (end exclusive) with a score
 ``sum(similarity - threshold)`` over the segment's matched frames: zero for unrelated material, larger
@@ -19,9 +20,11 @@ for a longer or closer copy; the caller divides by its sampling rate to get seco
 segments of one pair are suppressed (intersection over the smaller box above ``max_overlap``), the
 best ``max_segments`` kept.
 
-Batched over candidates (a padded ``(B, n, L)`` similarity block whose size the caller bounds with
-:func:`blocks`); the loops that remain run over the query's rows or a DTW's anti-diagonals (each
-depends on the previous one), over at most ``max_segments`` picks, never over cells or candidates.
+Batched over candidates, memory bounded by the caller: HV and DTW only need the similarities inside
+the offset band (:func:`band_similarity`: ``(B, N, W)``, a batched matrix product per chunk of rows,
+never the full matrix); TN needs every similarity (:func:`blocks`: padded ``(B, n, L)`` blocks).  The
+loops that remain run over row chunks, over the query's rows or a DTW's rows (each depends on the
+previous one) and over at most ``max_segments`` picks - never over cells or candidates.
 """
 
 from __future__ import annotations
@@ -103,6 +106,49 @@ def blocks(query: np.ndarray, candidates: list[np.ndarray], max_elements: int = 
         c0 = c1
 
 
+@dataclass(frozen=True)
+class BandBlock:
+    """Similarities in a band: ``sim[b, i, w]`` pairs query row ``row0[b] + i`` with candidate row
+    ``row0[b] + i + shift[b] + w`` (``(B, N, W)``; ``NEG`` where either row does not exist)."""
+
+    sim: torch.Tensor
+    valid: torch.Tensor
+    row0: np.ndarray
+    shift: np.ndarray
+
+
+def band_similarity(query: torch.Tensor, cands: torch.Tensor, q_len: np.ndarray, c_len: np.ndarray,
+                    row0: np.ndarray, rows: np.ndarray, shift: np.ndarray, width: int, chunk: int = 64
+                    ) -> BandBlock:
+    """Band similarities of ``query`` (``(Nq, d)`` shared, or ``(B, Nq, d)`` one per pair, true lengths
+    ``q_len (B,)``) with ``cands (B, L, d)`` (true lengths ``c_len``): ``rows[b]`` rows from ``row0[b]``;
+    one batched product of a chunk of rows with the candidate rows its band reaches, per chunk."""
+    B, L, _ = cands.shape
+    N = max(1, int(np.max(rows, initial=0)))
+    W = width
+    q = query if query.dim() == 3 else query[None]
+    per_pair = q.shape[0] == B and query.dim() == 3
+    r0 = torch.from_numpy(np.asarray(row0, dtype=np.int64))
+    sh = torch.from_numpy(np.asarray(shift, dtype=np.int64))
+    b_idx = torch.arange(B)[:, None]
+    sim = torch.empty((B, N, W), dtype=torch.float32)
+    for t0 in range(0, N, chunk):  # chunks of rows: (B, T, d) x (B, T + W - 1, d)
+        T = min(chunk, N - t0)
+        qi = (r0[:, None] + t0 + torch.arange(T)[None]).clamp(0, q.shape[1] - 1)
+        Q = q[b_idx, qi] if per_pair else q[0][qi]
+        rj = (r0[:, None] + t0 + sh[:, None] + torch.arange(T + W - 1)[None]).clamp(0, L - 1)
+        S = torch.bmm(Q, cands[b_idx, rj].transpose(1, 2))  # (B, T, T + W - 1)
+        diag = (torch.arange(T)[:, None] + torch.arange(W)[None]).expand(B, T, W)
+        sim[:, t0:t0 + T] = torch.gather(S, 2, diag)
+    i = torch.arange(N)[None, :, None]
+    qrow = r0[:, None, None] + i
+    crow = qrow + sh[:, None, None] + torch.arange(W)[None, None, :]
+    valid = ((i < torch.from_numpy(np.asarray(rows))[:, None, None]) & (qrow >= 0)
+             & (qrow < torch.from_numpy(np.asarray(q_len))[:, None, None])
+             & (crow >= 0) & (crow < torch.from_numpy(np.asarray(c_len))[:, None, None]))
+    return BandBlock(torch.where(valid, sim, torch.full((), NEG)), valid, np.asarray(row0), np.asarray(shift))
+
+
 # --------------------------------------------------------------------------- shared helpers
 
 
@@ -178,21 +224,22 @@ def suppress(seg: FrameSegments, max_overlap: float, max_segments: int, min_scor
     return seg.take(kept)
 
 
-def diagonal_segments(sim: torch.Tensor, lengths: np.ndarray, offsets: np.ndarray, threshold: float,
-                       max_gap: int, min_length: int) -> FrameSegments:
-    """Runs of matching frames along diagonals ``j = i - offsets[b, k]`` of each block matrix.
-    ``offsets (B, K)``; a frame matches when its best similarity over the diagonal and its two
-    neighbours (a slightly drifting copy) reaches ``threshold``."""
-    B, n, L = sim.shape
-    K = offsets.shape[1]
-    i = torch.arange(n)[None, None, :]
-    best = torch.full((B, K, n), NEG)
-    for shift in (-1, 0, 1):  # the diagonal and its two neighbours
-        j = (i - torch.from_numpy(offsets)[:, :, None] + shift).expand(B, K, n)  # (B, K, n)
-        ok = (j >= 0) & (j < torch.from_numpy(lengths)[:, None, None])
-        vals = torch.gather(sim, 2, j.clamp(0, L - 1).permute(0, 2, 1)).permute(0, 2, 1)  # sim[b, i, j[b, k, i]]
-        best = torch.maximum(best, torch.where(ok, vals, torch.full((), NEG)))
-    s = best.reshape(B * K, n).numpy().astype(np.float64)
+# --------------------------------------------------------------------------- the localisers
+
+
+def _column_runs(bb: BandBlock, picks: torch.Tensor, threshold: float, max_gap: int, min_length: int
+                 ) -> FrameSegments:
+    """Runs of matching frames along band columns ``picks (B, K)`` of ``bb``: a frame matches when its
+    best similarity over the column and its two neighbours (a slightly drifting copy) reaches
+    ``threshold``."""
+    B, N, W = bb.sim.shape
+    K = picks.shape[1]
+    best = torch.full((B, K, N), NEG)
+    for dw in (-1, 0, 1):  # the diagonal and its two neighbours
+        col = (picks + dw).clamp(0, W - 1)[:, :, None].expand(B, K, N)
+        vals = torch.gather(bb.sim.permute(0, 2, 1), 1, col)  # sim[b, i, col[b, k]] -> (B, K, N)
+        best = torch.maximum(best, vals)
+    s = best.reshape(B * K, N).numpy().astype(np.float64)
     excess = np.clip(s - threshold, 0, None)
     matched = bridge_gaps(s >= threshold, max_gap)
     row, start, end = runs(matched)
@@ -200,76 +247,82 @@ def diagonal_segments(sim: torch.Tensor, lengths: np.ndarray, offsets: np.ndarra
     row, start, end = row[long_enough], start[long_enough], end[long_enough]
     cs = np.concatenate([np.zeros((B * K, 1)), np.cumsum(excess, axis=1)], axis=1)
     score = cs[row, end] - cs[row, start]
-    off = offsets.reshape(-1)[row]
-    return FrameSegments(row // K, start, end, start - off, end - off, score)
+    b = row // K
+    q0 = bb.row0[b] + start
+    r0 = q0 + bb.shift[b] + picks.numpy().reshape(-1)[row]
+    return FrameSegments(b, q0, q0 + (end - start), r0, r0 + (end - start), score)
 
 
-# --------------------------------------------------------------------------- the localisers
+def seed_band(query: np.ndarray, candidates: list[np.ndarray], seed_offsets: np.ndarray, band: int) -> BandBlock:
+    """Every offset within ``band`` of each candidate's seed (``i - j``): the band over the query rows
+    where any of them overlaps the candidate; column ``w`` is the offset ``seed + band - w``."""
+    seeds = np.asarray(seed_offsets, dtype=np.int64)
+    nq = len(query)
+    m = np.array([len(c) for c in candidates], dtype=np.int64)
+    row0 = np.clip(seeds - band, 0, nq)
+    end = np.clip(m + seeds + band, 0, nq)
+    rows = np.maximum(end - row0, 0)
+    q = torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32))
+    c = padded(candidates, max(1, int(m.max(initial=1))), query.shape[1])
+    return band_similarity(q, c, np.full(len(candidates), nq), m, row0, rows, -seeds - band, 2 * band + 1)
 
 
-def hough_segments(block: SimilarityBlock, seed_offsets: np.ndarray, band: int, threshold: float = 0.3,
-                   max_gap: int = 4, min_length: int = 2, max_segments: int = 3, max_overlap: float = 0.3
-                   ) -> FrameSegments:
-    """HV: ``seed_offsets (B,)`` in sampled frames (``i - j``); offsets searched within ``band``."""
-    sim, lengths = block.sim, block.lengths
-    B, n, L = sim.shape
-    w = (sim - threshold).clamp_min(0)
-    span = n + L - 1
-    diag = (torch.arange(n)[:, None] - torch.arange(L)[None, :] + L - 1).expand(B, n, L)
-    votes = torch.zeros(B, span).scatter_add_(1, diag.reshape(B, -1), w.reshape(B, -1))
+def hough_segments(bb: BandBlock, band: int, threshold: float = 0.3, max_gap: int = 4, min_length: int = 2,
+                   max_segments: int = 3, max_overlap: float = 0.3, search: int | None = None) -> FrameSegments:
+    """HV over a :func:`seed_band` block: offsets voted for by the excess similarity of their frames,
+    the best ones (at least 3 apart, within ``search`` of the seed: default the whole band) kept."""
+    excess = (bb.sim - threshold).clamp_min(0)
+    votes = excess.sum(dim=1)  # (B, W)
     smooth = votes.clone()
     smooth[:, 1:] += 0.5 * votes[:, :-1]
     smooth[:, :-1] += 0.5 * votes[:, 1:]
-    offs = torch.arange(span)[None, :] - (L - 1)
-    inside = (offs - torch.from_numpy(np.asarray(seed_offsets, dtype=np.int64))[:, None]).abs() <= band
-    smooth = torch.where(inside, smooth, torch.full((), -1.0))
+    W = votes.shape[1]
+    reach = band if search is None else search
+    cols = torch.arange(W)[None, :]
+    smooth = torch.where((cols - band).abs() <= reach, smooth, torch.full((), -1.0))
     picks = []
-    for _ in range(max_segments):  # the best offsets, each at least 3 apart
+    for _ in range(max_segments if reach > 0 else 1):  # the best offsets, each at least 3 apart
         k = smooth.argmax(dim=1)
         picks.append(k)
-        near = (torch.arange(span)[None, :] - k[:, None]).abs() <= 2
-        smooth = torch.where(near, torch.full((), -1.0), smooth)
-    offsets = (torch.stack(picks, dim=1) - (L - 1)).numpy()
-    seg = diagonal_segments(sim, lengths, offsets, threshold, max_gap, min_length)
+        smooth = torch.where((cols - k[:, None]).abs() <= 2, torch.full((), -1.0), smooth)
+    seg = _column_runs(bb, torch.stack(picks, dim=1), threshold, max_gap, min_length)
     return suppress(seg, max_overlap, max_segments)
 
 
 def temporal_network_segments(block: SimilarityBlock, threshold: float = 0.3, top_k: int = 5, max_step: int = 5,
                               min_length: int = 2, max_segments: int = 3, max_overlap: float = 0.3) -> FrameSegments:
-    """TN: heaviest monotone paths through every row's ``top_k`` matches (steps of 1..``max_step``)."""
+    """TN: heaviest monotone paths through every row's ``top_k`` matches (steps of 1..``max_step``).
+
+    The nodes are the ``(B, n, K)`` top matches; row ``i``'s nodes look for their best predecessor
+    among the ``max_step`` rows above (``(B, K, max_step K)`` comparisons), carrying the path's start."""
     sim = block.sim
     B, n, L = sim.shape
-    k = min(top_k, L)
-    top = sim.topk(k, dim=2).indices
-    node = torch.zeros_like(sim, dtype=torch.bool).scatter_(2, top, True) & (sim >= threshold)
-    weight = torch.where(node, sim - threshold, torch.zeros(()))
-    score = torch.full((B, n, L), NEG)
-    start_i = torch.zeros((B, n, L), dtype=torch.long)
-    start_j = torch.arange(L).expand(B, n, L).clone()
-    cols = torch.arange(L)
-    for i in range(n):  # row i depends on rows i-max_step .. i-1
-        own = weight[:, i]
+    K = min(top_k, L)
+    val, col = sim.topk(K, dim=2)  # (B, n, K)
+    node = val >= threshold
+    weight = torch.where(node, val - threshold, torch.zeros(()))
+    score = torch.full((B, n, K), NEG)
+    start_i = torch.arange(n)[None, :, None].expand(B, n, K).clone()
+    start_j = col.clone()
+    for i in range(n):  # row i depends on rows i - max_step .. i - 1
         lo = max(0, i - max_step)
-        if i > 0:
-            prev = score[:, lo:i]  # (B, r, L)
-            pbest, prow = prev.max(dim=1)
-            # best predecessor column in [j - max_step, j - 1]: a max-pool over the shifted row
-            padded = torch.nn.functional.pad(pbest, (max_step, 0), value=NEG)[:, None, :]
-            win, arg = torch.nn.functional.max_pool1d(padded, max_step, stride=1, return_indices=True)
-            win, arg = win[:, 0, :L], arg[:, 0, :L] - max_step  # column of the predecessor
-            argc = arg.clamp(0, L - 1)
-            from_row = torch.gather(prow, 1, argc) + lo
-            link = node[:, i] & (win > 0)
-            b = torch.arange(B)[:, None]
-            score[:, i] = torch.where(link, own + win, torch.where(node[:, i], own, torch.full((), NEG)))
-            start_i[:, i] = torch.where(link, start_i[b, from_row, argc], torch.full((), i))
-            start_j[:, i] = torch.where(link, start_j[b, from_row, argc], cols)
-        else:
-            score[:, 0] = torch.where(node[:, 0], own, torch.full((), NEG))
-    b_idx, i_idx, j_idx = torch.nonzero(score > 0, as_tuple=True)
-    s_i, s_j = start_i[b_idx, i_idx, j_idx], start_j[b_idx, i_idx, j_idx]
-    seg = FrameSegments(b_idx.numpy(), s_i.numpy(), i_idx.numpy() + 1, s_j.numpy(), j_idx.numpy() + 1,
-                        score[b_idx, i_idx, j_idx].numpy().astype(np.float64))
+        own = torch.where(node[:, i], weight[:, i], torch.full((), NEG))
+        if i == lo:
+            score[:, i] = own
+            continue
+        prev = score[:, lo:i].reshape(B, -1)  # (B, r K)
+        pcol = col[:, lo:i].reshape(B, -1)
+        cj = col[:, i][:, :, None]  # (B, K, 1)
+        ok = (pcol[:, None, :] < cj) & (pcol[:, None, :] >= cj - max_step) & (prev[:, None, :] > 0)
+        best, arg = torch.where(ok, prev[:, None, :], torch.full((), NEG)).max(dim=2)  # (B, K)
+        link = node[:, i] & (best > 0)
+        score[:, i] = torch.where(link, own + best, own)
+        start_i[:, i] = torch.where(link, torch.gather(start_i[:, lo:i].reshape(B, -1), 1, arg), start_i[:, i])
+        start_j[:, i] = torch.where(link, torch.gather(start_j[:, lo:i].reshape(B, -1), 1, arg), start_j[:, i])
+    b_idx, i_idx, k_idx = torch.nonzero(score > 0, as_tuple=True)
+    seg = FrameSegments(b_idx.numpy(), start_i[b_idx, i_idx, k_idx].numpy(), i_idx.numpy() + 1,
+                        start_j[b_idx, i_idx, k_idx].numpy(), col[b_idx, i_idx, k_idx].numpy() + 1,
+                        score[b_idx, i_idx, k_idx].numpy().astype(np.float64))
     # every node ends a path from its start; of the paths sharing a start, the heaviest is kept
     order = np.lexsort((-seg.score, seg.r0, seg.q0, seg.pair))
     seg = seg.take(order)
@@ -285,7 +338,7 @@ def dtw_segments(query: np.ndarray, candidates: list[np.ndarray], seed_offsets: 
                  contextualised: bool = False, max_overlap: float = 0.3) -> FrameSegments:
     """DTW inside ``band`` of the seed diagonal ``j = i - seed``: both sequences cropped to the part
     the seed says overlaps, warped together (all pairs in one batched DTW), and the runs of the
-    path whose frames match are segments (spans on both axes from the run's first to last cell)."""
+    path's diagonal steps whose frames match are segments (spans on both axes)."""
     C = len(candidates)
     if C == 0 or len(query) == 0:
         return FrameSegments.empty()
@@ -295,32 +348,29 @@ def dtw_segments(query: np.ndarray, candidates: list[np.ndarray], seed_offsets: 
     q_lo = np.clip(seed, 0, nq)  # crop: query rows q_lo.., reference rows r_lo.. on the seed diagonal
     r_lo = np.clip(-seed, 0, m)
     length = np.maximum(np.minimum(nq - q_lo, m - r_lo), 0)
-    N = max(1, int(length.max()))
     W = 2 * band + 1
-    qf = torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32))
-    idx = torch.arange(N)
-    xq = qf[(torch.from_numpy(q_lo)[:, None] + idx[None]).clamp(0, nq - 1)]  # (C, N, d): the cropped query
-    xr = padded([c[r:] for c, r in zip(candidates, r_lo, strict=True)], N, query.shape[1])  # (C, N, d)
-    lens = torch.from_numpy(length)
-    raw_q, raw_r = torch.nn.functional.normalize(xq, dim=2), torch.nn.functional.normalize(xr, dim=2)
-    if contextualised:
+    q = torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32))
+    cp = padded(candidates, max(1, int(m.max())), query.shape[1])
+    raw = band_similarity(q, cp, np.full(C, nq), m, q_lo, length, r_lo - q_lo - band, W)
+    if contextualised:  # each pair's crop contextualised on its own
+        N = max(1, int(length.max()))
+        idx = torch.arange(N)[None]
+        lens = torch.from_numpy(length)
+        xq = q[(torch.from_numpy(q_lo)[:, None] + idx).clamp(0, nq - 1)]
+        xr = cp[torch.arange(C)[:, None], (torch.from_numpy(r_lo)[:, None] + idx).clamp(0, cp.shape[1] - 1)]
         cq = torch.nn.functional.normalize(contextualise_padded(xq, lens), dim=2)
         cr = torch.nn.functional.normalize(contextualise_padded(xr, lens), dim=2)
+        zero = np.zeros(C, dtype=np.int64)
+        sim_cost = band_similarity(cq, cr, length, length, zero, length, zero - band, W).sim
     else:
-        cq, cr = raw_q, raw_r
-    # band similarities (C, N, W): column w pairs row i with row i - band + w of the reference
-    pad_r = torch.nn.functional.pad(cr, (0, 0, band, band))
-    sim_cost = torch.stack([(cq * pad_r[:, w:w + N]).sum(dim=2) for w in range(W)], dim=2)  # W vector ops
-    bnd = Band(start=-band, width=W)
-    cost = 1.0 - sim_cost
-    res = banded_dtw(cost, bnd, np.maximum(length, 1), np.maximum(length, 1))
-    # the raw similarity of every path cell, one row per pair: runs of matching cells
+        sim_cost = raw.sim
+    res = banded_dtw(1.0 - sim_cost, Band(start=-band, width=W), np.maximum(length, 1), np.maximum(length, 1))
+    # the raw similarity of every path cell, one row per pair: runs of matching diagonal steps
     P = res.path.shape[1]
-    pi, pj = np.clip(res.path[:, :, 0], 0, N - 1), np.clip(res.path[:, :, 1], 0, N - 1)
+    pi, pj = np.clip(res.path[:, :, 0], 0, None), np.clip(res.path[:, :, 1], 0, None)
     on_path = np.arange(P)[None, :] < res.length[:, None]
-    rq = raw_q[torch.arange(C)[:, None], torch.from_numpy(pi)]  # (C, P, d) the path's frames
-    rr = raw_r[torch.arange(C)[:, None], torch.from_numpy(pj)]
-    s = (rq * rr).sum(dim=2).numpy().astype(np.float64)
+    w = np.clip(pj - pi + band, 0, W - 1)
+    s = raw.sim.numpy()[np.arange(C)[:, None], np.clip(pi, 0, raw.sim.shape[1] - 1), w].astype(np.float64)
     s = np.where(on_path & (length[:, None] > 0), s, -1.0)
     # a segment starts and ends on diagonal steps: the path's horizontal / vertical catch-up moves at a
     # copy's borders (frames still similar to their neighbours) are not part of it

@@ -114,3 +114,18 @@ def test_path_offset_reads_the_shift_from_the_diagonal_steps(rng):
     res = dtw(cosine_cost(torch.from_numpy(a[:40]), torch.from_numpy(b)))
     t = np.arange(60) * 0.5
     assert path_offset(res.cells(0), t, t) == pytest.approx(-5.0)
+
+
+def test_draq_order_ranks_the_alignable_candidate_first(rng):
+    from pipeline.alignment import draq_order
+    from pipeline.artifacts import VideoFeatures
+    from pipeline.config import AlignConfig
+
+    t = np.arange(300) / 15.0
+    a = smooth_rows(rng, 300, 32, width=30)
+    cands = [smooth_rows(rng, 300, 32, width=30), noisy_copy(rng, a, 0.4), smooth_rows(rng, 300, 32, width=30)]
+    order, values = draq_order(VideoFeatures("a", a, t, {}), [VideoFeatures(f"c{i}", c, t, {})
+                                                             for i, c in enumerate(cands)],
+                               AlignConfig(fps=5.0, contextualise=True, unwarped="none", draq_paths=50, draq_top=3,
+                                           seed=0))
+    assert order[0] == 1 and values[1] < values[0] and values[1] < values[2]

@@ -87,3 +87,17 @@ def test_vcsl_prediction_json_reads_back_as_ground_truth(tmp_path):
     assert json.loads(path.read_text()) == {"q1-r2": [[1.0, 11.0, 4.0, 14.0]]}
     (p,) = parse_vcdb_json(path)
     assert (p.video_a, p.video_b, p.a_begin_s, p.a_end_s, p.b_begin_s, p.b_end_s) == ("q1", "r2", 1, 4, 11, 14)
+
+
+def test_a_vsc_dataset_reads_its_ground_truth_onto_corpus_ids(tmp_path):
+    from pipeline.config import ConfigError, load_config
+    from pipeline.dataset_kinds import load_ground_truth
+
+    (tmp_path / "gt.csv").write_text("query_id,ref_id,query_start,query_end,ref_start,ref_end\n"
+                                     "Q100,R200,1.5,9,0,7.5\nQ100,R999,0,1,0,1\n")
+    cfg = load_config("folder", f"dataset.root={tmp_path};dataset.kind=vsc;dataset.gt_file=gt.csv")
+    gt = load_ground_truth(cfg, ["queries/Q100", "refs/R200"])
+    assert [(p.video_a, p.video_b, p.a_begin_s, p.b_end_s) for p in gt.pairs] == [("queries/Q100", "refs/R200",
+                                                                                   1.5, 7.5)]
+    with pytest.raises(ConfigError, match="gt_file must name the VSC 2022"):
+        load_ground_truth(load_config("folder", f"dataset.root={tmp_path};dataset.kind=vsc"), [])
