@@ -93,38 +93,37 @@ def banded_dtw(cost: torch.Tensor, band: Band, n: np.ndarray, m: np.ndarray) -> 
     is the min-plus scan ``D[w] = C[w] + min_{k <= w} (A[k] - C[k-1])`` (``C``: the row's cumulative
     cost), a cumulative sum and a cumulative minimum."""
     B, N, W = cost.shape
-    n_t = torch.as_tensor(np.asarray(n), dtype=torch.long)
-    m_t = torch.as_tensor(np.asarray(m), dtype=torch.long)
-    end_w = (m_t - 1) - (n_t - 1) - band.start
-    if bool(((end_w < 0) | (end_w >= W)).any()) or -band.start < 0 or -band.start >= W:
+    n_a, m_a = np.asarray(n, dtype=np.int64), np.asarray(m, dtype=np.int64)
+    end_w = (m_a - 1) - (n_a - 1) - band.start
+    if ((end_w < 0) | (end_w >= W)).any() or -band.start < 0 or -band.start >= W:
         raise ValueError("the first or last cell of a pair lies outside the DTW band")
-    cols = torch.arange(W)[None, :]
-    inf = torch.full((), INF, dtype=torch.float64)
-    D = torch.empty((B, N, W), dtype=torch.float64)
-    move = torch.zeros((B, N, W), dtype=torch.uint8)
-    prev = torch.full((B, W), INF, dtype=torch.float64)
-    prev_up = torch.full((B, W), INF, dtype=torch.float64)
-    for i in range(N):  # each row depends on the one above
+    c_all = cost.detach().to(torch.float64).numpy() if isinstance(cost, torch.Tensor) else np.asarray(cost, np.float64)
+    cols = np.arange(W)[None, :]
+    D = np.empty((B, N, W))
+    move = np.zeros((B, N, W), dtype=np.uint8)
+    prev = np.full((B, W), np.inf)
+    prev_up = np.full((B, W), np.inf)
+    first = np.where(cols == -band.start, 0.0, np.inf).repeat(B, axis=0)
+    left = np.zeros((B, W), dtype=bool)
+    for i in range(N):  # each row depends on the one above (small arrays: NumPy, not torch, per row)
         j = i + band.start + cols
-        valid = (j >= 0) & (j < m_t[:, None]) & (i < n_t[:, None])  # (B, W)
-        c = torch.where(valid, cost[:, i].to(torch.float64), torch.zeros((), dtype=torch.float64))
+        valid = (j >= 0) & (j < m_a[:, None]) & (i < n_a[:, None])  # (B, W)
+        c = np.where(valid, c_all[:, i], 0.0)
         if i == 0:
-            a = torch.where(cols == -band.start, 0.0, inf).expand(B, W)
-            from_up = torch.zeros((B, W), dtype=torch.bool)
+            a, from_up = first, np.zeros((B, W), dtype=bool)
         else:
             prev_up[:, :-1] = prev[:, 1:]  # cell (i-1, j) is column w+1 of the row above
             from_up = prev_up < prev
-            a = torch.minimum(prev, prev_up)
-        a = torch.where(valid, a, inf)
-        C = torch.cumsum(c, dim=1)
-        row = torch.where(valid, C + torch.cummin(a - (C - c), dim=1).values, inf)
-        left = torch.zeros((B, W), dtype=torch.bool)
+            a = np.minimum(prev, prev_up)
+        a = np.where(valid, a, np.inf)
+        C = np.cumsum(c, axis=1)
+        row = np.where(valid, C + np.minimum.accumulate(a - (C - c), axis=1), np.inf)
         left[:, 1:] = row[:, :-1] < a[:, 1:]
-        move[:, i] = torch.where(left, MOVE_LEFT, torch.where(from_up, MOVE_UP, MOVE_DIAGONAL)).to(torch.uint8)
+        move[:, i] = np.where(left, MOVE_LEFT, np.where(from_up, MOVE_UP, MOVE_DIAGONAL))
         D[:, i] = row
         prev = row
-    total = D[torch.arange(B), n_t - 1, end_w].numpy()
-    path, length = _backtrack(move.numpy(), band, np.asarray(n), np.asarray(m), np.isfinite(total))
+    total = D[np.arange(B), n_a - 1, end_w]
+    path, length = _backtrack(move, band, n_a, m_a, np.isfinite(total))
     return DTWResult(total, path, length)
 
 
@@ -134,21 +133,20 @@ def _backtrack(move: np.ndarray, band: Band, n: np.ndarray, m: np.ndarray, ok: n
     B = len(n)
     P = int((n + m).max()) - 1 if B else 0
     path = np.full((B, max(P, 0), 2), -1, dtype=np.int64)
-    i, j = n - 1, m - 1
+    i, j = np.where(ok, n - 1, 0), np.where(ok, m - 1, 0)  # pairs without a path wait at (0, 0)
     alive = ok.copy()
     steps = np.zeros(B, dtype=np.int64)
     rows = np.arange(B)
+    di = np.array([1, 1, 0])[move]  # rows to step back per cell: diagonal 1, up 1, left 0
+    dj = np.array([1, 0, 1])[move]
     for s in range(P):
         if not alive.any():
             break
         path[alive, s, 0], path[alive, s, 1] = i[alive], j[alive]
         steps[alive] = s + 1
-        at_start = alive & (i == 0) & (j == 0)
-        alive = alive & ~at_start
-        w = np.clip(j - i - band.start, 0, move.shape[2] - 1)
-        mv = move[rows, np.clip(i, 0, move.shape[1] - 1), w]
-        i = np.where(alive & (mv != MOVE_LEFT), i - 1, i)
-        j = np.where(alive & (mv != MOVE_UP), j - 1, j)
+        alive &= (i > 0) | (j > 0)
+        w = j - i - band.start
+        i, j = i - di[rows, i, w] * alive, j - dj[rows, i, w] * alive
     # reverse each path so it runs from (0, 0)
     idx = steps[:, None] - 1 - np.arange(path.shape[1])[None, :]
     rev = np.take_along_axis(path, np.clip(idx, 0, None)[..., None].repeat(2, axis=2), axis=1)

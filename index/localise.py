@@ -43,7 +43,7 @@ class LocaliserSettings:
     tn_top_k: int = 5
     tn_max_step: int = 5
     contextualise: bool = False
-    max_elements: int = 1 << 25
+    max_elements: int = 1 << 26
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -83,7 +83,8 @@ def localise(query: np.ndarray, query_times_s: np.ndarray, candidates: list[np.n
     else:  # the band around the seeds only, candidates grouped so their padded features fit the budget
         width = 2 * max(st.band, 1) + 1
         longest = max(1, max(len(c) for c in cs))
-        per_group = max(1, st.max_elements // max(1, longest * (2 * d + 3 * width)))
+        # per candidate: its padded features and the band tables (similarities, DTW costs and moves)
+        per_group = max(1, st.max_elements // max(1, longest * (d + 4 * width)))
         parts = []
         for c0 in range(0, len(cs), per_group):
             group, gs = cs[c0:c0 + per_group], seeds[c0:c0 + per_group]

@@ -153,10 +153,11 @@ def band_similarity(query: torch.Tensor, cands: torch.Tensor, q_len: np.ndarray,
 
 
 def padded(seqs: list[np.ndarray], length: int, dim: int) -> torch.Tensor:
-    """``(B, length, dim)`` float32: each ``(L_b, dim)`` sequence, zero rows after it."""
-    out = torch.nn.utils.rnn.pad_sequence(
-        [torch.from_numpy(np.ascontiguousarray(s, dtype=np.float32).reshape(-1, dim)) for s in seqs]
-        + [torch.zeros((length, dim))], batch_first=True)[:-1]
+    """``(B, length, dim)`` float32: each ``(L_b, dim)`` sequence (any strides), zero rows after it;
+    one copy of the data."""
+    views = [torch.from_numpy(s if s.dtype == np.float32 else s.astype(np.float32)).reshape(-1, dim)
+             for s in seqs]
+    out = torch.nn.utils.rnn.pad_sequence([*views, torch.zeros((length, dim))], batch_first=True)[:-1]
     return out[:, :length]
 
 
@@ -298,15 +299,16 @@ def temporal_network_segments(block: SimilarityBlock, threshold: float = 0.3, to
     sim = block.sim
     B, n, L = sim.shape
     K = min(top_k, L)
-    val, col = sim.topk(K, dim=2)  # (B, n, K)
+    val_t, col_t = sim.topk(K, dim=2)  # (B, n, K)
+    val, col = val_t.numpy().astype(np.float64), col_t.numpy()
     node = val >= threshold
-    weight = torch.where(node, val - threshold, torch.zeros(()))
-    score = torch.full((B, n, K), NEG)
-    start_i = torch.arange(n)[None, :, None].expand(B, n, K).clone()
-    start_j = col.clone()
-    for i in range(n):  # row i depends on rows i - max_step .. i - 1
+    own_all = np.where(node, val - threshold, NEG)
+    score = np.full((B, n, K), NEG)
+    start_i = np.broadcast_to(np.arange(n)[None, :, None], (B, n, K)).copy()
+    start_j = col.copy()
+    for i in range(n):  # row i depends on rows i - max_step .. i - 1 (small arrays: NumPy per row)
         lo = max(0, i - max_step)
-        own = torch.where(node[:, i], weight[:, i], torch.full((), NEG))
+        own = own_all[:, i]
         if i == lo:
             score[:, i] = own
             continue
@@ -314,15 +316,18 @@ def temporal_network_segments(block: SimilarityBlock, threshold: float = 0.3, to
         pcol = col[:, lo:i].reshape(B, -1)
         cj = col[:, i][:, :, None]  # (B, K, 1)
         ok = (pcol[:, None, :] < cj) & (pcol[:, None, :] >= cj - max_step) & (prev[:, None, :] > 0)
-        best, arg = torch.where(ok, prev[:, None, :], torch.full((), NEG)).max(dim=2)  # (B, K)
+        cand = np.where(ok, prev[:, None, :], NEG)
+        arg = cand.argmax(axis=2)  # (B, K)
+        best = np.take_along_axis(cand, arg[:, :, None], axis=2)[:, :, 0]
         link = node[:, i] & (best > 0)
-        score[:, i] = torch.where(link, own + best, own)
-        start_i[:, i] = torch.where(link, torch.gather(start_i[:, lo:i].reshape(B, -1), 1, arg), start_i[:, i])
-        start_j[:, i] = torch.where(link, torch.gather(start_j[:, lo:i].reshape(B, -1), 1, arg), start_j[:, i])
-    b_idx, i_idx, k_idx = torch.nonzero(score > 0, as_tuple=True)
-    seg = FrameSegments(b_idx.numpy(), start_i[b_idx, i_idx, k_idx].numpy(), i_idx.numpy() + 1,
-                        start_j[b_idx, i_idx, k_idx].numpy(), col[b_idx, i_idx, k_idx].numpy() + 1,
-                        score[b_idx, i_idx, k_idx].numpy().astype(np.float64))
+        score[:, i] = np.where(link, own + best, own)
+        start_i[:, i] = np.where(link, np.take_along_axis(start_i[:, lo:i].reshape(B, -1), arg, axis=1),
+                                 start_i[:, i])
+        start_j[:, i] = np.where(link, np.take_along_axis(start_j[:, lo:i].reshape(B, -1), arg, axis=1),
+                                 start_j[:, i])
+    b_idx, i_idx, k_idx = np.nonzero(score > 0)
+    seg = FrameSegments(b_idx, start_i[b_idx, i_idx, k_idx], i_idx + 1, start_j[b_idx, i_idx, k_idx],
+                        col[b_idx, i_idx, k_idx] + 1, score[b_idx, i_idx, k_idx])
     # every node ends a path from its start; of the paths sharing a start, the heaviest is kept
     order = np.lexsort((-seg.score, seg.r0, seg.q0, seg.pair))
     seg = seg.take(order)
