@@ -405,3 +405,20 @@ def test_frame_level_verification_reranks_and_keeps_the_offsets(built):
         assert mine[0].match == c.source and abs(mine[0].offset_s - c.offset_s) < 0.1, (c, mine[0])
         assert mine[0].score > 0 and all(r.raw_score < 0.25 * mine[0].raw_score for r in mine[1:]
                                           if frozenset((r.query, r.match)) != frozenset((c.query, c.source)))
+
+
+@pytest.mark.slow
+def test_draq_re_ranks_the_top_results_by_alignability(built):
+    from pipeline import steps
+
+    cfg, ov, copies = built
+    layout = Layout(load_config("demo", ov + ";align.draq_top=3;align.draq_paths=30"))
+    steps.search(layout, "tmk_lamv", show_progress=False)
+    rows = read_search_results(layout.search_dir("tmk_lamv"))
+    for q in {r.query for r in rows}:
+        ranked = sorted((r for r in rows if r.query == q), key=lambda r: r.rank)
+        draq = [r.draq for r in ranked[:3]]
+        assert all(d == d for d in draq) and draq == sorted(draq)  # the top 3, by DRAQ ascending
+        assert all(r.draq != r.draq for r in ranked[3:])
+    for c in copies:  # the planted copy is the most alignable
+        assert next(r for r in rows if r.query == c.query and r.rank == 1).match == c.source
