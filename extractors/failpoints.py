@@ -25,6 +25,7 @@ Points (the crash suite, ``tests/test_crash_points.py``, kills a run at each):
     report.file               after report.json, and after report.md
     train_frame_model.checkpoint  after a training state is saved
     lamv.epoch_saved          after a learned-LAMV training state is saved (one per epoch)
+    tca.checkpoint_saved      after a TCA training state is saved (every tca_training.checkpoint_every steps)
     decode_worker.send        a decoder, before each message; decode_worker.mid_write: half a message
 """
 

@@ -234,6 +234,27 @@ def _cmd_train_lamv(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_tca(args: argparse.Namespace) -> int:
+    """Train the dataset's TCA model(s) (after the features they need), like the TrainTCA task."""
+    from pipeline.config import load_config
+    from pipeline.layout import Layout
+    from pipeline.steps import StepError, build
+    from pipeline.tca import train_tca_model
+
+    layout = Layout(load_config(args.dataset, args.overrides))
+    models = args.model or layout.trained_tca
+    if not models:
+        raise StepError(f"dataset {layout.cfg.name}: no model of type tca with checkpoint: trained "
+                        f"(add one under models:, e.g. --overrides 'models.tca={{type: tca}}')")
+    build(layout, until="features", show_progress=not args.quiet)
+    for m in models:
+        ck = train_tca_model(layout, m, show_progress=not args.quiet)
+        sys.stdout.write(f"{layout.tca_path(m)}: {m} trained on {ck.provenance['train_pairs']} pairs "
+                         f"({ck.provenance['held_out_pairs']} held out), {len(ck.history)} steps, final loss "
+                         f"{ck.history[-1]:.4f}\n")
+    return 0
+
+
 def _cmd_periods(args: argparse.Namespace) -> int:
     """Period design (LAMV paper section 3.4) on a dataset with alignment or copy ground truth."""
     from pipeline.config import load_config
@@ -360,6 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--model", action="append", help="a lamv_learned model (default: every one with kernel: trained)")
     tl.add_argument("--quiet", action="store_true", help="no progress bars")
     tl.set_defaults(func=_cmd_train_lamv)
+    tt = sub.add_parser("train-tca", help="train the TCA model(s) of a dataset on its ground truth (held-out fold "
+                                          "excluded; resumes an interrupted training)")
+    tt.add_argument("--dataset", required=True)
+    tt.add_argument("--overrides", default="")
+    tt.add_argument("--model", action="append", help="a tca model (default: every one with checkpoint: trained)")
+    tt.add_argument("--quiet", action="store_true", help="no progress bars")
+    tt.set_defaults(func=_cmd_train_tca)
     pd = sub.add_parser("periods", help="rank candidate TMK period sets by localisation accuracy on a dataset's "
                                         "ground truth (LAMV paper section 3.4)")
     pd.add_argument("--dataset", required=True)

@@ -51,6 +51,12 @@ def lamv_kernel_complete(path: Path) -> bool:
     return _loads(load_kernel, path)
 
 
+def tca_complete(path: Path) -> bool:
+    from pipeline.tca_store import load_tca
+
+    return _loads(load_tca, path)
+
+
 def feature_shard_complete(shard: Path) -> bool:
     """The pack is readable and every file it lists exists with the frame count it records."""
     if not (shard / PACK_NAME).is_file():

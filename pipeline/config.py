@@ -208,6 +208,38 @@ class LAMVTrainingConfig:
 
 
 @dataclass(frozen=True)
+class TCAModelConfig:
+    """Temporal Context Aggregation (``extractors/tca.py``): ``checkpoint: trained`` (by the ``TrainTCA``
+    task on this dataset's ground truth, settings in ``tca_training``) or a checkpoint file's path."""
+
+    type: Literal["tca"]
+    checkpoint: str = "trained"
+    padding_size: int = 300
+    fps: float = 1.0
+    heads: int = 8
+    feedforward: int = 1024
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class TCATrainingConfig:
+    """Training of ``tca`` models (``extractors/tca_training.py``); the held-out fold is
+    ``lamv_training.folds`` / ``test_fold`` (one protocol for every trained temporal model)."""
+
+    steps: int
+    batch: int
+    lr: float
+    weight_decay: float
+    temperature: float
+    queue: int
+    hard_negatives: int
+    crop_min: float
+    checkpoint_every: int
+    seed: int
+    device: Literal["auto", "cpu", "cuda"]
+
+
+@dataclass(frozen=True)
 class CTEModelConfig:
     type: Literal["cte"]
     m: int | None = None
@@ -218,9 +250,10 @@ class CTEModelConfig:
 SECTIONS: dict[str, type] = {"dataset": DatasetConfig, "features": FeaturesConfig,
                              "frame_model": FrameModelConfig, "shards": ShardsConfig,
                              "index": IndexConfig, "search": SearchConfig, "evaluate": EvaluateConfig,
-                             "lamv_training": LAMVTrainingConfig, "segments": SegmentsConfig, "align": AlignConfig}
+                             "lamv_training": LAMVTrainingConfig, "segments": SegmentsConfig, "align": AlignConfig,
+                             "tca_training": TCATrainingConfig}
 MODEL_TYPES: dict[str, type] = {"tmk": TMKModelConfig, "cte": CTEModelConfig,
-                                "lamv_learned": LearnedLAMVModelConfig}
+                                "lamv_learned": LearnedLAMVModelConfig, "tca": TCAModelConfig}
 TOP_LEVEL: dict[str, Any] = {"storage": str | None, "work_dir": str, "reports_dir": str}
 
 # Constraints beyond the type (key -> (predicate, what is expected)).
@@ -243,6 +276,9 @@ _MIN: dict[str, float] = {
     "segments.min_length_s": 0, "segments.max_segments": 1, "segments.max_overlap": 0, "segments.tn_top_k": 1,
     "segments.tn_max_step_s": 0, "segments.copy_threshold": 0, "segments.max_elements": 1024,
     "align.fps": 0.05, "align.draq_paths": 1, "align.draq_top": 0,
+    "tca_training.steps": 1, "tca_training.batch": 1, "tca_training.lr": 1e-12, "tca_training.weight_decay": 0,
+    "tca_training.temperature": 1e-6, "tca_training.queue": 1, "tca_training.hard_negatives": 1,
+    "tca_training.crop_min": 1e-3, "tca_training.checkpoint_every": 1,
 }
 
 REMOVED: dict[str, str] = {
@@ -454,6 +490,8 @@ class Config:
         self.segments: SegmentsConfig = _validate_record(SegmentsConfig, self.data.get("segments"), "segments",
                                                          self.source)
         self.align: AlignConfig = _validate_record(AlignConfig, self.data.get("align"), "align", self.source)
+        self.tca_training: TCATrainingConfig = _validate_record(TCATrainingConfig, self.data.get("tca_training"),
+                                                                "tca_training", self.source)
         models = self.data.get("models")
         if not isinstance(models, dict) or not models:
             raise ConfigError(f"{self.source}: 'models' must be a non-empty mapping of name -> model")
@@ -463,7 +501,7 @@ class Config:
         if lt.test_fold >= lt.folds or lt.min_overlap > 1 or lt.momentum >= 1 or lt.retrieval_weight > 1:
             raise ConfigError(f"{self.source}: 'lamv_training' needs test_fold < folds, min_overlap <= 1, "
                               f"momentum < 1 and retrieval_weight <= 1")
-        self.models: dict[str, TMKModelConfig | CTEModelConfig | LearnedLAMVModelConfig] = {}
+        self.models: dict[str, TMKModelConfig | CTEModelConfig | LearnedLAMVModelConfig | TCAModelConfig] = {}
         for name, spec in models.items():
             kind = spec.get("type") if isinstance(spec, dict) else None
             if kind not in MODEL_TYPES:
@@ -584,7 +622,7 @@ def config_from_json(text: str, source: str) -> Config:
         raise ConfigError(f"{source}: stored configuration is not JSON ({exc})") from None
     if isinstance(data, dict):  # sections added since the artifact was written take their defaults
         base = _read_yaml(base_file())
-        for section in ("segments", "align"):
+        for section in ("segments", "align", "tca_training"):
             data.setdefault(section, base[section])
         if isinstance(data.get("search"), dict):
             for removed in ("segment_threshold", "segment_max_gap_s"):

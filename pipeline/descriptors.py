@@ -2,8 +2,9 @@
 
 File ``<work>/descriptors/<model>-<hash>/<shard>.h5`` (schema ``videoalign/descriptors``):
 ``video_ids`` (n,), ``descriptors`` (n, ...) float32 (TMK ``(P, 2m, d)``, CTE
-``(d, 2m)``), ``mean_frames`` (n, d) float32 (the L2-normalised mean-frame
-component used by the FAISS index), ``n_frames`` (n,), ``duration_s`` (n,);
+``(d, 2m)``, TCA ``(padding_size, d)``: TCA_f, zero rows for padding), ``mean_frames`` (n, d)
+float32 (the L2-normalised mean-frame component used by the FAISS index; TCA: TCA_c),
+``n_frames`` (n,), ``duration_s`` (n,);
 attribute ``model`` is the JSON model specification.
 """
 
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from extractors.cte import CTE
+from extractors.tca import TCA
 from extractors.timebase import FPS
 from extractors.tmk import TMK
 from pipeline.artifacts import (
@@ -39,7 +41,7 @@ DESCRIPTORS_SCHEMA = "videoalign/descriptors"
 DESCRIPTORS_VERSION = 1
 DEFAULT_CTE_MAX_LENGTH_S = 1200.0
 
-TemporalModel = TMK | CTE
+TemporalModel = TMK | CTE | TCA
 
 
 def build_model(spec: dict, max_length_s: float | None = None) -> TemporalModel:
@@ -60,6 +62,14 @@ def build_model(spec: dict, max_length_s: float | None = None) -> TemporalModel:
             raise ArtifactError(f"{path}: learned LAMV kernel not found (train it: python -m pipeline train-lamv "
                                 f"--dataset NAME, or the TrainLAMV task; or set kernel: to a kernel file)")
         return load_kernel(path).model()
+    if kind == "tca":
+        from pipeline.tca_store import load_tca
+
+        path = Path(os.path.expanduser(str(spec["checkpoint"])))
+        if not path.is_file():
+            raise ArtifactError(f"{path}: TCA checkpoint not found (train it: python -m pipeline train-tca "
+                                f"--dataset NAME, or the TrainTCA task; or set checkpoint: to a checkpoint file)")
+        return load_tca(path).model
     if kind == "cte":
         max_s = spec.pop("max_length_s", None) or max_length_s or DEFAULT_CTE_MAX_LENGTH_S
         return CTE.for_max_length(int(np.ceil(float(max_s) * FPS)), m=int(spec.pop("m", 256)),
@@ -86,9 +96,12 @@ def describe_video(model: TemporalModel, features: np.ndarray, times: np.ndarray
 
 
 def mean_frame_component(model: TemporalModel, fv: torch.Tensor) -> torch.Tensor:
-    """``(B, d)`` L2-normalised mean frame of each descriptor (TMK: k=0 cosine row; CTE: DC bin)."""
+    """``(B, d)`` L2-normalised mean frame of each descriptor (TMK: k=0 cosine row; CTE: DC bin; TCA: the
+    TCA_c video vector)."""
     if isinstance(model, TMK):
         return model.mean_frame(fv)
+    if isinstance(model, TCA):
+        return model.video_vector(fv if fv.dim() == 3 else fv[None])
     dc = fv[..., 0] if fv.dim() == 3 else fv[None, :, 0]
     return dc / dc.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 

@@ -331,14 +331,17 @@ def evaluate(cfg: Config, model_name: str, model: TemporalModel, rows: list[Matc
     if held is not None:
         out["held_out"] = {"fold": held.fold, "folds": held.folds,
                            "videos": len(held.items) if kind.protocol == "alignment" else len(ids),
-                           "note": "this dataset trains a LAMV kernel: every model is evaluated on the "
-                                   "held-out fold only"}
+                           "note": "this dataset trains a model (LAMV kernel or TCA): every model is evaluated "
+                                   "on the held-out fold only"}
     return out
 
 
 def sample_curves(model: TemporalModel, rows: list[Match], gt: GroundTruth, store: DescriptorStore,
                   n: int = 3) -> list[dict]:
-    """Score-versus-offset curves of a few top results, with the ground-truth offset when known."""
+    """Score-versus-offset curves of a few top results, with the ground-truth offset when known (none
+    for TCA, which scores pairs without offsets)."""
+    if not hasattr(model, "score"):
+        return []
     pairs = _pair_index(gt)
     chosen = [r for r in rows if r.rank == 1][:n]
     out = []

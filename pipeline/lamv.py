@@ -246,8 +246,9 @@ def fold_assignment(layout: Layout, gt: GroundTruth) -> dict:
 
 
 def held_out(layout: Layout) -> HeldOut | None:
-    """The held-out fold when the configuration trains a kernel on this dataset (else ``None``)."""
-    if not layout.trained_kernels:
+    """The held-out fold when the configuration trains a model (a LAMV kernel, a TCA) on this dataset
+    (else ``None``)."""
+    if not layout.trains_models:
         return None
     cfg = layout.cfg
     gt = load_ground_truth(cfg, [v.id for v in layout.videos])

@@ -295,6 +295,48 @@ class Layout:
         """Resumable state of an unfinished training of :meth:`lamv_path`."""
         return self.work / f"lamv-{model}-{self.lamv_key(model)}.training.h5"
 
+    # ------------------------------------------------------------------ TCA models
+
+    def trains_tca(self, model: str) -> bool:
+        """``model`` is a ``tca`` model trained on this dataset (by ``TrainTCA``)."""
+        spec = self.cfg.model_spec(model)
+        return spec.get("type") == "tca" and spec.get("checkpoint", "trained") == "trained"
+
+    @property
+    def trained_tca(self) -> list[str]:
+        return [m for m in self.cfg.models if self.trains_tca(m)]
+
+    @property
+    def trains_models(self) -> bool:
+        """Some model of this configuration is trained on this dataset's ground truth (every report of
+        it is then on the held-out fold)."""
+        return bool(self.trained_kernels or self.trained_tca)
+
+    def tca_key(self, model: str) -> str:
+        """What a trained TCA model depends on: features, the model, the training settings and folds,
+        the ground truth (file contents) and the corpus listing."""
+        spec = {k: v for k, v in dataclasses.asdict(self.cfg.models[model]).items() if k != "checkpoint"}
+        lt = self.cfg.lamv_training
+        return digest({"features": self.features_key, "model": spec,
+                       "training": dataclasses.asdict(self.cfg.tca_training), "folds": [lt.folds, lt.test_fold],
+                       "ground_truth": self.ground_truth_identity, "corpus": self.corpus_hash})
+
+    def tca_path(self, model: str) -> Path:
+        return self.work / f"tca-{model}-{self.tca_key(model)}.pt"
+
+    def tca_training_path(self, model: str) -> Path:
+        """Resumable state of an unfinished training of :meth:`tca_path`."""
+        return self.work / f"tca-{model}-{self.tca_key(model)}.training.pt"
+
+    def checkpoint_file(self, model: str) -> Path | None:
+        """The checkpoint a ``tca`` model describes with (``None`` for other models)."""
+        spec = self.cfg.model_spec(model)
+        if spec.get("type") != "tca":
+            return None
+        if self.trains_tca(model):
+            return self.tca_path(model)
+        return Path(os.path.expanduser(str(spec["checkpoint"])))
+
     def kernel_file(self, model: str) -> Path | None:
         """The kernel file a ``lamv_learned`` model scores with (``None`` for other models)."""
         spec = self.cfg.model_spec(model)
@@ -310,6 +352,12 @@ class Layout:
         from pipeline.artifacts import file_sha256
 
         spec = self.cfg.model_spec(model)
+        if spec.get("type") == "tca":
+            spec = dataclasses.asdict(self.cfg.models[model])
+            if self.trains_tca(model):
+                return {**spec, "checkpoint": {"trained": self.tca_key(model)}}
+            ck = self.checkpoint_file(model)
+            return {**spec, "checkpoint": {"sha256": file_sha256(ck) if ck and ck.is_file() else "missing"}}
         if spec.get("type") != "lamv_learned":
             return spec
         spec = dataclasses.asdict(self.cfg.models[model])
@@ -322,6 +370,8 @@ class Layout:
         """The spec :func:`pipeline.descriptors.build_model` builds ``model`` from (a learned kernel's
         file resolved)."""
         spec = self.cfg.model_spec(model)
+        if spec.get("type") == "tca":
+            return {**dataclasses.asdict(self.cfg.models[model]), "checkpoint": str(self.checkpoint_file(model))}
         kf = self.kernel_file(model)
         return spec if kf is None else {**spec, "kernel": str(kf)}
 

@@ -569,6 +569,11 @@ def build(layout: Layout, until: str = "index", models: Sequence[str] | None = N
         for m in layout.trained_kernels:
             step(completeness.lamv_kernel_complete(layout.lamv_path(m)), "TrainLAMV",
                  lambda m=m: train_kernel(layout, m, show_progress), model=m)
+        from pipeline.tca import train_tca_model
+
+        for m in layout.trained_tca:
+            step(completeness.tca_complete(layout.tca_path(m)), "TrainTCA",
+                 lambda m=m: train_tca_model(layout, m, show_progress), model=m)
         for s in range(layout.n_shards):
             for m in cfg.models:
                 step(completeness.descriptors_complete(layout.descriptor_path(m, s)), "ComputeDescriptors",

@@ -20,7 +20,7 @@ from pathlib import Path
 import luigi
 from luigi.task import flatten
 
-from pipeline import completeness, lamv, steps
+from pipeline import completeness, lamv, steps, tca
 from pipeline.config import Config, ConfigError, load_config
 from pipeline.corpus import Video, list_videos
 from pipeline.dataset_kinds import kind_of
@@ -268,6 +268,29 @@ class TrainLAMV(DatasetTask):
         self.record(model=self.model)
 
 
+class TrainTCA(DatasetTask):
+    """A TCA model (``models.<model>: {type: tca, checkpoint: trained}``), trained on the dataset's ground
+    truth over every shard's frame features, held-out fold excluded; resumable."""
+
+    model = luigi.Parameter()
+
+    def requires(self):
+        self.preflight()
+        return [self.clone(ExtractFeatures, shard=s) for s in range(self.layout.n_shards)]
+
+    def output(self):
+        return self.store.target(self.layout.tca_path(self.model), completeness.tca_complete)
+
+    def run(self):
+        if self.outputs_valid():
+            return
+        for t in flatten(self.input()):
+            self.store.fetch(t.local.parent)
+        tca.train_tca_model(self.layout, self.model)
+        self.store.publish(self.output().local)
+        self.record(model=self.model)
+
+
 class ComputeDescriptors(DatasetTask):
     """Temporal descriptors of one shard for one model (after its kernel's training, for a learned one)."""
 
@@ -276,8 +299,9 @@ class ComputeDescriptors(DatasetTask):
 
     def requires(self):
         self.preflight()
-        kernel = [self.clone(TrainLAMV)] if self.layout.trains_kernel(self.model) else []
-        return [self.clone(ExtractFeatures), *kernel]
+        trained = ([self.clone(TrainLAMV)] if self.layout.trains_kernel(self.model) else
+                   [self.clone(TrainTCA)] if self.layout.trains_tca(self.model) else [])
+        return [self.clone(ExtractFeatures), *trained]
 
     def output(self):
         return self.store.target(self.layout.descriptor_path(self.model, self.shard),
@@ -290,6 +314,8 @@ class ComputeDescriptors(DatasetTask):
         self.store.fetch(feature_shard)
         if self.layout.trains_kernel(self.model):
             self.store.fetch(self.layout.lamv_path(self.model))
+        if self.layout.trains_tca(self.model):
+            self.store.fetch(self.layout.tca_path(self.model))
         steps.describe_shard(self.layout, feature_shard, self.model)
         self.store.publish(self.output().local)
         self.record(shard=self.shard, model=self.model)
@@ -443,4 +469,5 @@ class RefreshCorpus(DatasetTask):
 
 
 __all__ = ["BuildIndex", "ComputeDescriptors", "Evaluate", "ExtractFeatures", "GenerateCorpus", "RefreshCorpus",
-           "Search", "TrainFrameModel", "TrainLAMV", "TrainPCA", "TrainVocabulary", "forget_listings"]
+           "Search", "TrainFrameModel", "TrainLAMV", "TrainPCA", "TrainTCA", "TrainVocabulary",
+           "forget_listings"]

@@ -30,9 +30,10 @@ STORAGE_MODULES = {
     "pipeline.search_results", "pipeline.quarantine", "pipeline.lamv_store",
     "pipeline.completeness",
     "pipeline.metrics", "pipeline.synthetic", "pipeline.segment_metrics", "pipeline.segment_results",
+    "pipeline.tca_store",
 }
 STEP_MODULES = {"pipeline.steps", "pipeline.extract", "pipeline.refresh", "pipeline.evaluate", "pipeline.report",
-                "pipeline.lamv", "pipeline.generate", "pipeline.alignment",
+                "pipeline.lamv", "pipeline.generate", "pipeline.alignment", "pipeline.tca",
                 "pipeline.verify"}
 ENTRY_MODULES = {"pipeline", "pipeline.__main__", "pipeline.cli", "pipeline.demo"}
 

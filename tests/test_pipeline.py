@@ -411,7 +411,7 @@ def test_frame_level_verification_reranks_and_keeps_the_offsets(built):
 def test_draq_re_ranks_the_top_results_by_alignability(built):
     from pipeline import steps
 
-    cfg, ov, copies = built
+    _, ov, copies = built
     layout = Layout(load_config("demo", ov + ";align.draq_top=3;align.draq_paths=30"))
     steps.search(layout, "tmk_lamv", show_progress=False)
     rows = read_search_results(layout.search_dir("tmk_lamv"))
