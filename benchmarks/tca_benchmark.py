@@ -18,7 +18,9 @@ fold ``k``'s videos only:
 * **cost per query**: re-ranking 20 candidates with each model (descriptors in memory), median over the
   held-out queries; TCA training time per fold.
 
-The table gives every fold and the video-weighted mean.
+The table gives every fold and the video-weighted mean.  With ``--align-root``, also an event-retrieval
+style evaluation on the alignment benchmark (the recordings of one source clip are one event): mAP of
+TCA_c vs the mean frame and of TCA_f vs the TMK score, held-out recordings as queries.
 """
 
 from __future__ import annotations
@@ -67,11 +69,76 @@ def recall_at(vectors: dict[str, np.ndarray], queries: list[str], partners: dict
     return out
 
 
+def average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
+    order = np.argsort(-scores, kind="stable")
+    hits = relevant[order]
+    if not hits.any():
+        return float("nan")
+    return float((np.cumsum(hits) / np.arange(1, len(hits) + 1))[hits].mean())
+
+
+def events(root: Path, folds: int, extra: str) -> None:
+    """Event retrieval on the alignment benchmark: each held-out recording queries the whole corpus;
+    relevant: the other recordings of the same source clip (event); mAP of TCA_c vs the mean frame
+    (candidate stage) and of TCA_f chamfer vs the TMK score (re-ranking), every pair scored."""
+    from extractors.timebase import FPS
+    from pipeline import steps
+    from pipeline.config import load_config
+    from pipeline.lamv import held_out
+    from pipeline.layout import Layout
+
+    truth = {f"align/{t['name']}.mp4": t["source"] for t in json.loads((root / "truth.json").read_text())}
+    out = []
+    for fold in range(folds):
+        ov = (f"dataset.root={root.resolve()};dataset.kind=align;dataset.gt_file=gt_align.align;"
+              f"dataset.name=alignbench;dataset.max_length_s=60;features.extractor=selfsup;features.weights=random;"
+              f"features.pca=auto;shards.size=16;work_dir={root.resolve() / 'work'};"
+              f"reports_dir={root.resolve() / 'reports' / 'tca' / f'fold{fold}'};"
+              f"models={{lamv: {{type: tmk, preset: lamv}}, tca: {{type: tca}}}};index.model=lamv;search.model=lamv;"
+              f"evaluate.models=[lamv, tca];lamv_training.test_fold={fold}" + (f";{extra}" if extra else ""))
+        layout = Layout(load_config("folder", ov))
+        steps.build(layout, until="descriptors", show_progress=False)
+        held = held_out(layout)
+        assert held is not None
+        stores = {m: steps.descriptor_store(layout, m) for m in ("lamv", "tca")}
+        ids = [v for v in stores["lamv"].ids if v in truth]
+        queries = [v for v in ids if v in held.videos]
+        ev = np.array([truth[v] for v in ids])
+        models = {m: steps.configured_model(layout, m) for m in stores}
+        L = round(layout.cfg.dataset.max_length_s * FPS)
+        aps: dict[str, list[float]] = {"mean frame": [], "TCA_c": [], "TMK": [], "TCA_f": []}
+        vec = {m: dict(zip(*stores[m].mean_frames(), strict=True)) for m in stores}
+        allf = {m: stores[m].get(ids) for m in stores}
+        for q in queries:
+            others = np.array([v != q for v in ids])
+            rel = (ev == truth[q]) & others
+            for label, m in (("mean frame", "lamv"), ("TCA_c", "tca")):
+                x = np.stack([vec[m][v] for v in ids])
+                aps[label].append(average_precision((x @ vec[m][q])[others], rel[others]))
+            for label, m in (("TMK", "lamv"), ("TCA_f", "tca")):
+                sc, _ = models[m].score_max(stores[m].get([q]), allf[m], np.arange(-L, L))
+                aps[label].append(average_precision(sc.numpy()[others], rel[others]))
+        out.append((fold, len(queries), {k: float(np.nanmean(v)) for k, v in aps.items()}))
+    print(f"\nEvent retrieval on the alignment benchmark ({root}): held-out recordings query all 70; relevant: "
+          f"the other recordings of the same source clip; selfsup features\n")
+    print("| fold | queries | mAP mean frame | TCA_c | mAP TMK (lamv) | TCA_f |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for fold, n, m in out:
+        print(f"| {fold} | {n} | {m['mean frame']:.3f} | {m['TCA_c']:.3f} | {m['TMK']:.3f} | {m['TCA_f']:.3f} |")
+    w = np.array([n for _, n, _ in out], dtype=np.float64)
+    mean = {k: float(sum(m[k] * n for _, n, m in out) / w.sum()) for k in out[0][2]}
+    print(f"| **mean** | {int(w.sum())} | {mean['mean frame']:.3f} | {mean['TCA_c']:.3f} | {mean['TMK']:.3f} | "
+          f"{mean['TCA_f']:.3f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", type=Path, default=Path("bench_copy"))
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--overrides", default="", help="extra config overrides for every run")
+    ap.add_argument("--align-root", type=Path, default=None, help="also: event retrieval on this alignment "
+                                                                   "benchmark (benchmarks/lamv_benchmark.py builds it)")
+    ap.add_argument("--only-events", action="store_true")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
@@ -87,6 +154,10 @@ def main() -> None:
     from pipeline.tca_store import load_tca
 
     torch.set_num_threads(2)
+    if args.align_root is not None:
+        events(args.align_root, args.folds, args.overrides)
+    if args.only_events:
+        return
     rows = []
     for fold in range(args.folds):
         layout = Layout(load_config("folder", overrides(args.root, fold, args.overrides)))
