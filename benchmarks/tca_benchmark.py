@@ -87,7 +87,7 @@ def events(root: Path, folds: int, extra: str) -> None:
     from pipeline.lamv import held_out
     from pipeline.layout import Layout
 
-    truth = {f"align/{t['name']}.mp4": t["source"] for t in json.loads((root / "truth.json").read_text())}
+    truth = {f"align/{t['name']}": t["source"] for t in json.loads((root / "truth.json").read_text())}
     out = []
     for fold in range(folds):
         ov = (f"dataset.root={root.resolve()};dataset.kind=align;dataset.gt_file=gt_align.align;"
