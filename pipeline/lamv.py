@@ -143,6 +143,18 @@ def aligned_data(layout: Layout) -> AlignedData:
     return AlignedData(names, feats, pairs, fold)
 
 
+def training_split(layout: Layout) -> tuple[AlignedData, np.ndarray, np.ndarray]:
+    """The dataset's overlapping pairs and the masks of the training and held-out pairs (test fold
+    ``lamv_training.test_fold``: the protocol of every model trained on a dataset's ground truth)."""
+    data = aligned_data(layout)
+    t = layout.cfg.lamv_training
+    train_mask, held_mask = data.split(t.test_fold)
+    if not train_mask.any():
+        raise StepError(f"dataset {layout.cfg.name}: every overlapping pair is in the held-out fold {t.test_fold} "
+                        f"({int(data.fold.max()) + 1} group(s) of overlapping videos for {t.folds} folds)")
+    return data, train_mask, held_mask
+
+
 def train_settings(layout: Layout) -> LAMVTrainSettings:
     t = layout.cfg.lamv_training
     return LAMVTrainSettings(epochs=t.epochs, batch=t.batch, lr=t.lr, momentum=t.momentum,
@@ -172,12 +184,8 @@ def train_kernel(layout: Layout, model_name: str, show_progress: bool = True) ->
     cfg = layout.cfg
     spec = cfg.models[model_name]
     assert isinstance(spec, LearnedLAMVModelConfig)
-    data = aligned_data(layout)
+    data, train_mask, held_mask = training_split(layout)
     t = cfg.lamv_training
-    train_mask, held_mask = data.split(t.test_fold)
-    if not train_mask.any():
-        raise StepError(f"dataset {cfg.name}: every overlapping pair is in the held-out fold {t.test_fold} "
-                        f"({int(data.fold.max()) + 1} group(s) of overlapping videos for {t.folds} folds)")
     settings = train_settings(layout)
     model = initial_model(spec)
     init = model.coefficients().numpy().copy()

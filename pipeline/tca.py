@@ -24,7 +24,7 @@ from extractors.tca import TCA, TCAConfig
 from extractors.tca_training import TCATrainSettings, train_tca
 from pipeline.artifacts import file_sha256
 from pipeline.config import TCAModelConfig
-from pipeline.lamv import aligned_data
+from pipeline.lamv import training_split
 from pipeline.layout import Layout
 from pipeline.steps import StepError
 from pipeline.tca_store import TCACheckpoint, load_state, load_tca, save_state, save_tca
@@ -53,11 +53,8 @@ def train_tca_model(layout: Layout, model_name: str, show_progress: bool = True)
     cfg = layout.cfg
     spec = cfg.models[model_name]
     assert isinstance(spec, TCAModelConfig)
-    data = aligned_data(layout)
+    data, train_mask, held_mask = training_split(layout)
     test = cfg.lamv_training.test_fold
-    train_mask, held_mask = data.split(test)
-    if not train_mask.any():
-        raise StepError(f"dataset {cfg.name}: every overlapping pair is in the held-out fold {test}")
     settings = train_settings(layout)
     model = initial_model(spec, int(data.features[0].shape[1]), settings.seed)
     groups = components(len(data.features), data.pairs)

@@ -12,6 +12,24 @@ import pytest
 import torch
 
 
+def run_cli(args: list[str], armed: str = ""):
+    """``python -m pipeline ARGS`` in its own process group (a failpoint's ``kill`` ends only it), with
+    the failpoints ``armed`` (``name=action@hit``) and progress bars off."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from extractors.failpoints import ENV
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "TQDM_DISABLE": "1"}
+    env.pop(ENV, None)
+    if armed:
+        env[ENV] = armed
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, env=env,
+                          start_new_session=True, timeout=600)
+
+
 def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
     """``(n, d) float32`` random unit vectors."""
     x = rng.standard_normal((n, d)).astype(np.float32)

@@ -4,16 +4,12 @@ evaluation, the model type, and a training killed with SIGKILL that resumes to t
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from extractors.failpoints import ENV
 from pipeline import steps
 from pipeline.config import ConfigError, load_config
 from pipeline.dataset_kinds import load_ground_truth
@@ -22,6 +18,7 @@ from pipeline.lamv import aligned_data, held_out, train_kernel
 from pipeline.lamv_store import load_kernel
 from pipeline.layout import Layout
 from pipeline.synthetic import Segment, render, write_video
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,15 +101,6 @@ def test_learned_kernel_through_the_chain(dataset):
     assert not given.trained_kernels and held_out(given) is None
     np.testing.assert_array_equal(steps.configured_model(given, "ll").coefficients().numpy(), kernel.coefficients)
     assert given.model_identity("ll")["kernel"]["sha256"]
-
-
-def run_cli(args: list[str], armed: str = "") -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"}
-    env.pop(ENV, None)
-    if armed:
-        env[ENV] = armed
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, env=env,
-                          start_new_session=True, timeout=600)  # its own process group: only it is killed
 
 
 def test_training_killed_with_sigkill_resumes_to_the_same_kernel(dataset, tmp_path):

@@ -4,17 +4,13 @@ its task, and a training killed with SIGKILL that resumes to the same model."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from extractors.failpoints import ENV
 from extractors.tca import TCA, TCAConfig, chamfer, sample_frames
 from extractors.tca_training import TCATrainSettings, train_tca
 from pipeline import steps
@@ -25,7 +21,7 @@ from pipeline.lamv import held_out
 from pipeline.layout import Layout
 from pipeline.synthetic import Segment, render, write_video
 from pipeline.tca_store import load_tca
-from tests.conftest import noisy_copy, smooth_rows
+from tests.conftest import noisy_copy, run_cli, smooth_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -209,15 +205,6 @@ def test_a_missing_or_damaged_checkpoint_is_one_clear_error(dataset, tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ArtifactError, match=r"bad\.pt: not a readable TCA file"):
         load_tca(bad)
-
-
-def run_cli(args: list[str], armed: str = "") -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"}
-    env.pop(ENV, None)
-    if armed:
-        env[ENV] = armed
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, env=env,
-                          start_new_session=True, timeout=600)  # its own process group: only it is killed
 
 
 def test_training_killed_with_sigkill_resumes_to_the_same_model(dataset, tmp_path):
