@@ -30,12 +30,19 @@ INF = float("inf")
 MOVE_DIAGONAL, MOVE_UP, MOVE_LEFT = 0, 1, 2  # (i-1, j-1), (i-1, j), (i, j-1)
 
 
-def contextualise(features: torch.Tensor) -> torch.Tensor:
-    """``(n, d)`` -> ``(n, 2d)``: ``[x_t, (sum_{s<=t} x_s) / n]``, minus its mean over the clip."""
+def contextualise(features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """``(n, d)`` -> ``(n, 2d)``: ``[x_t, (sum_{s<=t} x_s) / n]``, minus its mean over the clip.  A
+    padded batch ``(B, N, d)`` with ``lengths (B,)``: each clip over its first ``lengths[b]`` rows, zero
+    rows after them."""
     x = features.to(torch.float32)
-    n = max(1, x.shape[0])
-    ctx = torch.cat([x, torch.cumsum(x, dim=0) / n], dim=1)
-    return ctx - ctx.mean(dim=0, keepdim=True)
+    if x.dim() == 2:
+        return contextualise(x[None], torch.tensor([x.shape[0]]))[0]
+    valid = (torch.arange(x.shape[1])[None, :] < lengths[:, None]).to(x.dtype)[..., None]
+    x = x * valid
+    n = lengths.clamp_min(1).to(x.dtype)[:, None, None]
+    ctx = torch.cat([x, torch.cumsum(x, dim=1) / n], dim=2)
+    mean = (ctx * valid).sum(dim=1, keepdim=True) / n
+    return (ctx - mean) * valid
 
 
 def cosine_cost(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -161,6 +168,12 @@ def dtw(cost: torch.Tensor) -> DTWResult:
     return banded_dtw(band_cost(cost[None], band), band, np.array([n]), np.array([m]))
 
 
+def first_of_each_row(path: np.ndarray) -> np.ndarray:
+    """The path ``(L, 2)`` with one cell per row: the first of each horizontal run (the first sequence
+    unwarped)."""
+    return path[np.r_[True, path[1:, 0] != path[:-1, 0]]]
+
+
 def warp(path: np.ndarray, n: int, unwarped: str | None = None) -> np.ndarray:
     """Position in the second sequence for each of the first sequence's ``n`` positions along ``path
     (L, 2)``: the mean of the columns the path pairs with that row; ``unwarped='first'`` keeps the
@@ -168,9 +181,9 @@ def warp(path: np.ndarray, n: int, unwarped: str | None = None) -> np.ndarray:
     row indices of horizontal runs are dropped)."""
     i, j = path[:, 0], path[:, 1]
     if unwarped == "first":
-        first = np.r_[True, i[1:] != i[:-1]]
+        i, j = first_of_each_row(path).T
         out = np.full(n, np.nan)
-        out[i[first]] = j[first]
+        out[i] = j
         return out
     total = np.bincount(i, weights=j, minlength=n)
     count = np.bincount(i, minlength=n)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from index.dtw import Band, banded_dtw
+from index.dtw import Band, banded_dtw, contextualise
 
 NEG = -1e9
 
@@ -161,18 +161,6 @@ def padded(seqs: list[np.ndarray], length: int, dim: int) -> torch.Tensor:
     return out[:, :length]
 
 
-def contextualise_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """:func:`index.dtw.contextualise` of every sequence of ``x (B, N, d)`` over its first
-    ``lengths[b]`` rows (zero rows after them) -> ``(B, N, 2d)``."""
-    N = x.shape[1]
-    valid = (torch.arange(N)[None, :] < lengths[:, None]).to(x.dtype)[..., None]
-    x = x * valid
-    n = lengths.clamp_min(1).to(x.dtype)[:, None, None]
-    ctx = torch.cat([x, torch.cumsum(x, dim=1) / n], dim=2)
-    mean = (ctx * valid).sum(dim=1, keepdim=True) / n
-    return (ctx - mean) * valid
-
-
 def bridge_gaps(mask: np.ndarray, max_gap: int) -> np.ndarray:
     """``(R, n)`` booleans with every run of at most ``max_gap`` False between two True set True."""
     R, n = mask.shape
@@ -191,6 +179,17 @@ def runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     sr, sc = np.nonzero(d == 1)
     _, ec = np.nonzero(d == -1)
     return sr, sc, ec
+
+
+def scored_runs(s: np.ndarray, threshold: float, max_gap: int, allowed: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of matching frames along every row of similarities ``s (R, n)``: a frame matches when it
+    reaches ``threshold`` (and is ``allowed``), gaps of at most ``max_gap`` are bridged; ``row, start,
+    end`` (end exclusive) and each run's score, its similarity above the threshold summed."""
+    matched = s >= threshold if allowed is None else (s >= threshold) & allowed
+    row, start, end = runs(bridge_gaps(matched, max_gap))
+    cs = np.concatenate([np.zeros((len(s), 1)), np.cumsum(np.clip(s - threshold, 0, None), axis=1)], axis=1)
+    return row, start, end, cs[row, end] - cs[row, start]
 
 
 def suppress(seg: FrameSegments, max_overlap: float, max_segments: int, min_score: float = 0.0) -> FrameSegments:
@@ -240,14 +239,9 @@ def _column_runs(bb: BandBlock, picks: torch.Tensor, threshold: float, max_gap: 
         col = (picks + dw).clamp(0, W - 1)[:, :, None].expand(B, K, N)
         vals = torch.gather(bb.sim.permute(0, 2, 1), 1, col)  # sim[b, i, col[b, k]] -> (B, K, N)
         best = torch.maximum(best, vals)
-    s = best.reshape(B * K, N).numpy().astype(np.float64)
-    excess = np.clip(s - threshold, 0, None)
-    matched = bridge_gaps(s >= threshold, max_gap)
-    row, start, end = runs(matched)
+    row, start, end, score = scored_runs(best.reshape(B * K, N).numpy().astype(np.float64), threshold, max_gap)
     long_enough = end - start >= min_length
-    row, start, end = row[long_enough], start[long_enough], end[long_enough]
-    cs = np.concatenate([np.zeros((B * K, 1)), np.cumsum(excess, axis=1)], axis=1)
-    score = cs[row, end] - cs[row, start]
+    row, start, end, score = row[long_enough], start[long_enough], end[long_enough], score[long_enough]
     b = row // K
     q0 = bb.row0[b] + start
     r0 = q0 + bb.shift[b] + picks.numpy().reshape(-1)[row]
@@ -363,8 +357,8 @@ def dtw_segments(query: np.ndarray, candidates: list[np.ndarray], seed_offsets: 
         lens = torch.from_numpy(length)
         xq = q[(torch.from_numpy(q_lo)[:, None] + idx).clamp(0, nq - 1)]
         xr = cp[torch.arange(C)[:, None], (torch.from_numpy(r_lo)[:, None] + idx).clamp(0, cp.shape[1] - 1)]
-        cq = torch.nn.functional.normalize(contextualise_padded(xq, lens), dim=2)
-        cr = torch.nn.functional.normalize(contextualise_padded(xr, lens), dim=2)
+        cq = torch.nn.functional.normalize(contextualise(xq, lens), dim=2)
+        cr = torch.nn.functional.normalize(contextualise(xr, lens), dim=2)
         zero = np.zeros(C, dtype=np.int64)
         sim_cost = band_similarity(cq, cr, length, length, zero, length, zero - band, W).sim
     else:
@@ -384,10 +378,7 @@ def dtw_segments(query: np.ndarray, candidates: list[np.ndarray], seed_offsets: 
     on_diag = np.zeros_like(on_path)
     on_diag[:, 1:] |= diag
     on_diag[:, :-1] |= diag
-    matched = bridge_gaps((s >= threshold) & on_diag, max_gap)
-    row, a, e = runs(matched)
-    cs = np.concatenate([np.zeros((C, 1)), np.cumsum(np.clip(s - threshold, 0, None), axis=1)], axis=1)
-    score = cs[row, e] - cs[row, a]
+    row, a, e, score = scored_runs(s, threshold, max_gap, allowed=on_diag)
     q0, q1 = pi[row, a] + q_lo[row], pi[row, e - 1] + 1 + q_lo[row]
     r0, r1 = pj[row, a] + r_lo[row], pj[row, e - 1] + 1 + r_lo[row]
     seg = FrameSegments(row, q0, q1, r0, r1, score)

@@ -14,7 +14,6 @@ of query frames whose match frame has the same phase.
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 
 from extractors.timebase import FPS
-from index.dtw import contextualise, cosine_cost, draq, dtw, warp
+from index.dtw import contextualise, cosine_cost, draq, dtw, first_of_each_row, warp
 from pipeline.artifacts import VideoFeatures, atomic_path
 from pipeline.config import AlignConfig
 
@@ -81,9 +80,8 @@ def align_features(a: VideoFeatures, b: VideoFeatures, settings: AlignConfig,
     cost = cost_matrix(fa, fb, ctx)
     res = dtw(cost)
     path = res.cells(0)
-    if settings.unwarped == "first":  # one cell per frame of a: the first of each row's run
-        keep = np.r_[True, path[1:, 0] != path[:-1, 0]]
-        path = path[keep]
+    if settings.unwarped == "first":  # one cell per frame of a
+        path = first_of_each_row(path)
     q = draq(cost, float(res.cost[0]), settings.draq_paths, settings.seed)
     return Warping(ta[path[:, 0]], tb[path[:, 1]], path, float(res.cost[0]), q, path_offset(path, ta, tb),
                    cost.numpy(), ctx)
@@ -91,10 +89,7 @@ def align_features(a: VideoFeatures, b: VideoFeatures, settings: AlignConfig,
 
 def plot_warping(w: Warping, a_name: str, b_name: str, out: Path) -> Path:
     """The cost matrix with the warping path (PNG, written atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from pipeline.report import plt, png_bytes  # the report's matplotlib (non-interactive backend)
 
     n, m = w.cost_matrix.shape
     fig, ax = plt.subplots(figsize=(6, 6 * max(0.3, min(3.0, n / max(m, 1)))))
@@ -107,11 +102,9 @@ def plot_warping(w: Warping, a_name: str, b_name: str, out: Path) -> Path:
     ax.set_title(f"cost {w.cost:.2f}, DRAQ {w.draq:.3f}, offset {w.offset_s:+.2f} s"
                  + (" (contextualised)" if w.contextualised else ""))
     ax.legend(loc="lower left")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
+    data = png_bytes(fig)
     with atomic_path(out) as tmp:
-        tmp.write_bytes(buf.getvalue())
+        tmp.write_bytes(data)
     return out
 
 

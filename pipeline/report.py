@@ -45,7 +45,8 @@ def _fmt(v) -> str:
     return "" if v is None else str(v)
 
 
-def _png(fig) -> bytes:
+def png_bytes(fig) -> bytes:
+    """A figure as PNG bytes (the figure is closed)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
@@ -61,7 +62,7 @@ def make_plots(result: dict) -> dict[str, bytes]:
         ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02),
                title="Precision-recall (segment detections)")
         ax.grid(alpha=0.3)
-        plots["pr_curve.png"] = _png(fig)
+        plots["pr_curve.png"] = png_bytes(fig)
     errs = curves.get("localisation_errors_s")
     if errs:
         vals = sorted(e for e in errs if e is not None)
@@ -74,7 +75,7 @@ def make_plots(result: dict) -> dict[str, bytes]:
         ax.set(xscale="log", xlabel="absolute offset error (s)", ylabel="fraction of pairs",
                ylim=(0, 1.02), title="Cumulative localisation error")
         ax.grid(alpha=0.3)
-        plots["localisation_errors.png"] = _png(fig)
+        plots["localisation_errors.png"] = png_bytes(fig)
     if curves.get("segment_scores"):
         plots["segment_scores.png"] = segment_score_plot(curves["segment_scores"])
     for i, v in enumerate(result.get("pair_views", [])):
@@ -91,7 +92,7 @@ def make_plots(result: dict) -> dict[str, bytes]:
         ax.set(xlabel="offset t_query - t_match (s)", ylabel="score",
                title=f"{s['query']} vs {s['match']}")
         ax.legend(fontsize=7)
-        plots[f"score_vs_offset_{i}.png"] = _png(fig)
+        plots[f"score_vs_offset_{i}.png"] = png_bytes(fig)
     return plots
 
 
@@ -107,7 +108,7 @@ def segment_score_plot(sc: dict) -> bytes:
     ax.set(xlabel="best segment score (s of similarity above the frame threshold)", ylabel="pairs",
            title=f"Copies vs non-copies ({sc['non_copies_without_segment']} non-copies without a segment)")
     ax.legend(fontsize=7)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def pair_view_plot(v: dict) -> bytes:
@@ -129,7 +130,7 @@ def pair_view_plot(v: dict) -> bytes:
     ax.set(xlabel=f"{v['match']} (s)", ylabel=f"{v['query']} (s)",
            title=f"segments (cyan), ground truth (green), DTW path (white); copy: {v['copy']}")
     ax.title.set_fontsize(8)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def kernel_curve(coefficients: np.ndarray, period: float, offsets: np.ndarray) -> np.ndarray:
@@ -158,7 +159,7 @@ def kernel_plots(lk: dict) -> dict[str, bytes]:
         ax.set(xlabel="offset (s)", ylabel="kernel (normalised)" if p == 0 else None)
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=7)
-    out["lamv_kernel.png"] = _png(fig)
+    out["lamv_kernel.png"] = png_bytes(fig)
     hist = lk.get("history") or []
     if hist:
         ep = [h["epoch"] for h in hist]
@@ -172,7 +173,7 @@ def kernel_plots(lk: dict) -> dict[str, bytes]:
             ax2.set(ylabel="accuracy", ylim=(0, 1.02))
             ax2.legend(fontsize=7, loc="lower right")
         ax.legend(fontsize=7, loc="upper right")
-        out["lamv_training.png"] = _png(fig)
+        out["lamv_training.png"] = png_bytes(fig)
     return out
 
 
