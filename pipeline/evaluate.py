@@ -212,6 +212,7 @@ def pair_views(cfg: Config, rows: list[Match], segments: list[Box], features, gt
 
     pairs = _pair_index(gt)
     chosen = sorted((r for r in rows if r.segment_score == r.segment_score), key=lambda r: -r.segment_score)
+    step = max(1, round(FPS / cfg.segments.fps))
     out: list[dict] = []
     seen: set[frozenset] = set()
     for r in chosen:
@@ -219,7 +220,6 @@ def pair_views(cfg: Config, rows: list[Match], segments: list[Box], features, gt
         if len(out) >= n or key in seen or r.query not in features.where or r.match not in features.where:
             continue
         seen.add(key)
-        step = max(1, round(FPS / cfg.segments.fps))
         qa, ra = features.get(r.query), features.get(r.match)
         sa = max(step, step * -(-len(qa.features) // (step * max_side)))  # stride bounding the matrix side
         sb = max(step, step * -(-len(ra.features) // (step * max_side)))

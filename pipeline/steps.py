@@ -390,7 +390,16 @@ def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_
     raw, off_s = scores_all[: len(cands)], off_all[: len(cands)]
     scores = background_normalised(raw, scores_all[len(cands):]) if n_bg else raw
     order = np.argsort(-scores, kind="stable")[: s.keep]
-    verified = s.verify != "none" and features is not None and q_feats is not None
+    located = features is not None and q_feats is not None
+    loaded: dict[str, VideoFeatures] = {}
+
+    def frames(c: str) -> VideoFeatures:
+        """A candidate's frame features, read once for the verification, the segments and DRAQ."""
+        if c not in loaded:
+            loaded[c] = features.get(c, q_feats.features.shape[1])
+        return loaded[c]
+
+    verified = s.verify != "none" and located
     if verified:  # frame-level verification of the kept candidates (and the background)
         kept = [cands[i] for i in order]
         usable = [c for c in kept + background if c in features.where]
@@ -398,24 +407,22 @@ def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_
             verified = False
     if verified:
         step = max(1, round(FPS / s.verify_fps))
-        dim = q_feats.features.shape[1]
-        v = diagonal_verify(q_feats.features, [features.get(c, dim).features for c in usable], step,
-                            s.verify_threshold)
+        v = diagonal_verify(q_feats.features, [frames(c).features for c in usable], step, s.verify_threshold)
         raw_v = v.score[: len(kept)].astype(np.float64)
         scores_v = background_normalised(raw_v, v.score[len(kept):]) if n_bg else raw_v
         offsets_v = refine_offsets(v.offset_frames[: len(kept)], off_s[order] * FPS, step) / FPS
         raw, scores, off_s = raw.copy(), scores.copy(), off_s.copy()
         raw[order], scores[order], off_s[order] = raw_v, scores_v, offsets_v  # the kept ones, re-scored
         order = order[np.argsort(-scores_v, kind="stable")]
-    located = features is not None and q_feats is not None
+    found: list[Box] = []
     if located:
         usable = [int(i) for i in order if cands[i] in features.where]
         found = locate_copies(cfg, query_id, q_feats, [cands[i] for i in usable],
-                              [features.get(cands[i], q_feats.features.shape[1]) for i in usable], off_s[usable])
+                              [frames(cands[i]) for i in usable], off_s[usable])
         segments += found
-    best: dict[str, Box] = {}
-    for b in segments:
-        if b.query == query_id and (b.ref not in best or b.score > best[b.ref].score):
+    best: dict[str, Box] = {}  # this query's best segment per candidate
+    for b in found:
+        if b.ref not in best or b.score > best[b.ref].score:
             best[b.ref] = b
     draq = np.full(len(cands), np.nan)
     if cfg.align.draq_top > 0 and located:  # re-rank the top results by alignability (Sync from the Sea)
@@ -423,10 +430,11 @@ def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_
 
         top = [int(i) for i in order[: cfg.align.draq_top] if cands[i] in features.where]
         if top:
-            by, values = draq_order(q_feats, [features.get(cands[i], q_feats.features.shape[1]) for i in top],
-                                    cfg.align)
+            by, values = draq_order(q_feats, [frames(cands[i]) for i in top], cfg.align)
             draq[top] = values
-            order = np.r_[np.asarray(top)[by], [i for i in order if int(i) not in set(top)]].astype(np.int64)
+            chosen = set(top)
+            rest = [i for i in order if int(i) not in chosen]
+            order = np.r_[np.asarray(top)[by], rest].astype(np.int64)
     out = []
     for rank, i in enumerate(order):
         b = best.get(cands[i])
