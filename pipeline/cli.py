@@ -212,19 +212,27 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_train_lamv(args: argparse.Namespace) -> int:
-    """Train the dataset's learned LAMV kernel(s) (after the features it needs), like the TrainLAMV task."""
+def _trainable(args: argparse.Namespace, which: str, hint: str):
+    """The layout and the models a ``train-*`` verb trains (``--model``, else every trained model of the
+    ``which`` layout list), after the features they need; a one-line error naming ``hint`` when none."""
     from pipeline.config import load_config
-    from pipeline.lamv import train_kernel
     from pipeline.layout import Layout
     from pipeline.steps import StepError, build
 
     layout = Layout(load_config(args.dataset, args.overrides))
-    models = args.model or layout.trained_kernels
+    models = args.model or getattr(layout, which)
     if not models:
-        raise StepError(f"dataset {layout.cfg.name}: no model of type lamv_learned with kernel: trained "
-                        f"(add one under models:, e.g. --overrides 'models.lamv_learned={{type: lamv_learned}}')")
+        raise StepError(f"dataset {layout.cfg.name}: no model of {hint}")
     build(layout, until="features", show_progress=not args.quiet)
+    return layout, models
+
+
+def _cmd_train_lamv(args: argparse.Namespace) -> int:
+    """Train the dataset's learned LAMV kernel(s) (after the features it needs), like the TrainLAMV task."""
+    from pipeline.lamv import train_kernel
+
+    layout, models = _trainable(args, "trained_kernels", "type lamv_learned with kernel: trained (add one under "
+                                "models:, e.g. --overrides 'models.lamv_learned={type: lamv_learned}')")
     for m in models:
         k = train_kernel(layout, m, show_progress=not args.quiet)
         last = k.history[-1]
@@ -236,17 +244,10 @@ def _cmd_train_lamv(args: argparse.Namespace) -> int:
 
 def _cmd_train_tca(args: argparse.Namespace) -> int:
     """Train the dataset's TCA model(s) (after the features they need), like the TrainTCA task."""
-    from pipeline.config import load_config
-    from pipeline.layout import Layout
-    from pipeline.steps import StepError, build
     from pipeline.tca import train_tca_model
 
-    layout = Layout(load_config(args.dataset, args.overrides))
-    models = args.model or layout.trained_tca
-    if not models:
-        raise StepError(f"dataset {layout.cfg.name}: no model of type tca with checkpoint: trained "
-                        f"(add one under models:, e.g. --overrides 'models.tca={{type: tca}}')")
-    build(layout, until="features", show_progress=not args.quiet)
+    layout, models = _trainable(args, "trained_tca", "type tca with checkpoint: trained (add one under models:, "
+                                "e.g. --overrides 'models.tca={type: tca}')")
     for m in models:
         ck = train_tca_model(layout, m, show_progress=not args.quiet)
         sys.stdout.write(f"{layout.tca_path(m)}: {m} trained on {ck.provenance['train_pairs']} pairs "

@@ -36,7 +36,6 @@ from extractors.lamv_training import (
 from extractors.progress import progress
 from extractors.timebase import FPS
 from extractors.tmk import PRESETS, TMK
-from pipeline.artifacts import file_sha256
 from pipeline.config import LearnedLAMVModelConfig
 from pipeline.corpus import GroundTruth
 from pipeline.dataset_kinds import kind_of, load_ground_truth
@@ -155,6 +154,25 @@ def training_split(layout: Layout) -> tuple[AlignedData, np.ndarray, np.ndarray]
     return data, train_mask, held_mask
 
 
+def training_provenance(layout: Layout, model_name: str, spec, settings, data: AlignedData,
+                        train_mask: np.ndarray, held_mask: np.ndarray) -> dict:
+    """What every model trained on the dataset's ground truth records of its training: the dataset and
+    its ground-truth files' hashes, the features, the settings, the folds, and the items and pairs trained
+    on and held out."""
+    cfg, t = layout.cfg, layout.cfg.lamv_training
+    names = np.array(data.names)
+    return {
+        "dataset": cfg.name, "kind": cfg.dataset.kind, "model": model_name, "spec": dataclasses.asdict(spec),
+        "ground_truth": dict(layout.ground_truth_identity),
+        "features": {"key": layout.features_key, "extractor": cfg.features.extractor,
+                     "dir": str(layout.features_dir)},
+        "settings": dataclasses.asdict(settings), "folds": t.folds, "test_fold": t.test_fold,
+        "train_items": names[data.fold != t.test_fold].tolist(),
+        "held_out_items": names[data.fold == t.test_fold].tolist(),
+        "train_pairs": int(train_mask.sum()), "held_out_pairs": int(held_mask.sum()),
+    }
+
+
 def train_settings(layout: Layout) -> LAMVTrainSettings:
     t = layout.cfg.lamv_training
     return LAMVTrainSettings(epochs=t.epochs, batch=t.batch, lr=t.lr, momentum=t.momentum,
@@ -185,7 +203,6 @@ def train_kernel(layout: Layout, model_name: str, show_progress: bool = True) ->
     spec = cfg.models[model_name]
     assert isinstance(spec, LearnedLAMVModelConfig)
     data, train_mask, held_mask = training_split(layout)
-    t = cfg.lamv_training
     settings = train_settings(layout)
     model = initial_model(spec)
     init = model.coefficients().numpy().copy()
@@ -206,16 +223,8 @@ def train_kernel(layout: Layout, model_name: str, show_progress: bool = True) ->
 
         final = train_lamv(model, data.features, data.pairs.subset(train_mask), settings,
                            validation=(data.features, held) if len(held) else None, state=state, on_epoch=saved)
-    names = np.array(data.names)
     provenance = {
-        "dataset": cfg.name, "kind": cfg.dataset.kind, "model": model_name, "spec": dataclasses.asdict(spec),
-        "ground_truth": {f.name: file_sha256(f) for f in layout.ground_truth_files()},
-        "features": {"key": layout.features_key, "extractor": cfg.features.extractor,
-                     "dir": str(layout.features_dir)},
-        "settings": dataclasses.asdict(settings), "folds": t.folds, "test_fold": t.test_fold,
-        "train_items": names[data.fold != t.test_fold].tolist(),
-        "held_out_items": names[data.fold == t.test_fold].tolist(),
-        "train_pairs": int(train_mask.sum()), "held_out_pairs": int(held_mask.sum()),
+        **training_provenance(layout, model_name, spec, settings, data, train_mask, held_mask),
         "validation": "held-out fold, monitoring only: the kernel is the last epoch's",
         "seconds_this_run": round(time.perf_counter() - t0, 3),
         "parametrisation": model.parametrisation, "init": spec.init,

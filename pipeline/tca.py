@@ -9,7 +9,6 @@ fold never reach the training, and every report of the dataset is then computed 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 
@@ -22,9 +21,8 @@ from extractors.lamv_training import components
 from extractors.progress import progress
 from extractors.tca import TCA, TCAConfig
 from extractors.tca_training import TCATrainSettings, train_tca
-from pipeline.artifacts import file_sha256
 from pipeline.config import TCAModelConfig
-from pipeline.lamv import training_split
+from pipeline.lamv import training_provenance, training_split
 from pipeline.layout import Layout
 from pipeline.steps import StepError
 from pipeline.tca_store import TCACheckpoint, load_state, load_tca, save_state, save_tca
@@ -54,7 +52,6 @@ def train_tca_model(layout: Layout, model_name: str, show_progress: bool = True)
     spec = cfg.models[model_name]
     assert isinstance(spec, TCAModelConfig)
     data, train_mask, held_mask = training_split(layout)
-    test = cfg.lamv_training.test_fold
     settings = train_settings(layout)
     model = initial_model(spec, int(data.features[0].shape[1]), settings.seed)
     groups = components(len(data.features), data.pairs)
@@ -76,15 +73,8 @@ def train_tca_model(layout: Layout, model_name: str, show_progress: bool = True)
 
         final = train_tca(model, data.features, groups, pairs, settings, state=state, on_checkpoint=saved,
                           every=cfg.tca_training.checkpoint_every, device=device)
-    names = np.array(data.names)
     provenance = {
-        "dataset": cfg.name, "kind": cfg.dataset.kind, "model": model_name, "spec": dataclasses.asdict(spec),
-        "ground_truth": {f.name: file_sha256(f) for f in layout.ground_truth_files()},
-        "features": {"key": layout.features_key, "extractor": cfg.features.extractor,
-                     "dir": str(layout.features_dir)},
-        "settings": dataclasses.asdict(settings), "folds": cfg.lamv_training.folds, "test_fold": test,
-        "train_items": names[data.fold != test].tolist(), "held_out_items": names[data.fold == test].tolist(),
-        "train_pairs": int(train_mask.sum()), "held_out_pairs": int(held_mask.sum()),
+        **training_provenance(layout, model_name, spec, settings, data, train_mask, held_mask),
         "device": str(device), "seconds_this_run": round(time.perf_counter() - t0, 3),
         "rate": f"{spec.fps:g} frames per second (every {model.config.step}th frame of the 15-fps stream), "
                 f"padded or truncated to {spec.padding_size} frames",

@@ -30,6 +30,23 @@ def run_cli(args: list[str], armed: str = ""):
                           start_new_session=True, timeout=600)
 
 
+def align_dataset(tmp, overrides: str):
+    """Three recordings of each of two synthetic 22-s scenes (``pipeline.generate``: ``.align`` ground
+    truth) under ``tmp / "data"``, their features extracted with the config ``overrides(root)`` gives."""
+    from pipeline import steps
+    from pipeline.config import load_config
+    from pipeline.generate import build_align_dataset
+    from pipeline.layout import Layout
+    from pipeline.synthetic import Segment, render, write_video
+
+    clips = [write_video(tmp / "src" / f"scene{seed}.mp4", render([Segment(seed, 0.0, 22.0)], 10.0, 160, 120), 10.0)
+             for seed in (5, 6)]
+    root = tmp / "data"
+    build_align_dataset(clips, root, cameras=3, seed=0, min_source_s=20, max_length_s=14)
+    steps.build(Layout(load_config("folder", overrides(root))), until="features", show_progress=False)
+    return root
+
+
 def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
     """``(n, d) float32`` random unit vectors."""
     x = rng.standard_normal((n, d)).astype(np.float32)

@@ -13,12 +13,10 @@ import pytest
 from pipeline import steps
 from pipeline.config import ConfigError, load_config
 from pipeline.dataset_kinds import load_ground_truth
-from pipeline.generate import build_align_dataset
 from pipeline.lamv import aligned_data, held_out, train_kernel
 from pipeline.lamv_store import load_kernel
 from pipeline.layout import Layout
-from pipeline.synthetic import Segment, render, write_video
-from tests.conftest import run_cli
+from tests.conftest import align_dataset, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,15 +35,7 @@ def overrides(root: Path, **extra: object) -> str:
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     """Three recordings of each of two synthetic 22-s scenes, ``.align`` ground truth, pdqf features."""
-    tmp = tmp_path_factory.mktemp("lamvgen")
-    clips = []
-    for seed in (5, 6):
-        clips.append(write_video(tmp / "src" / f"scene{seed}.mp4",
-                                 render([Segment(seed, 0.0, 22.0)], 10.0, 160, 120), 10.0))
-    root = tmp / "data"
-    build_align_dataset(clips, root, cameras=3, seed=0, min_source_s=20, max_length_s=14)
-    steps.build(Layout(load_config("folder", overrides(root))), until="features", show_progress=False)
-    return root
+    return align_dataset(tmp_path_factory.mktemp("lamvgen"), overrides)
 
 
 def test_generated_alignment_dataset_has_exact_offsets(dataset):

@@ -16,12 +16,10 @@ from extractors.tca_training import TCATrainSettings, train_tca
 from pipeline import steps
 from pipeline.artifacts import ArtifactError
 from pipeline.config import load_config
-from pipeline.generate import build_align_dataset
 from pipeline.lamv import held_out
 from pipeline.layout import Layout
-from pipeline.synthetic import Segment, render, write_video
 from pipeline.tca_store import load_tca
-from tests.conftest import noisy_copy, run_cli, smooth_rows
+from tests.conftest import align_dataset, noisy_copy, run_cli, smooth_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -159,13 +157,7 @@ def overrides(root: Path, **extra: object) -> str:
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     """Three recordings of each of two synthetic 22-s scenes, ``.align`` ground truth, pdqf features."""
-    tmp = tmp_path_factory.mktemp("tcagen")
-    clips = [write_video(tmp / "src" / f"scene{seed}.mp4", render([Segment(seed, 0.0, 22.0)], 10.0, 160, 120), 10.0)
-             for seed in (5, 6)]
-    root = tmp / "data"
-    build_align_dataset(clips, root, cameras=3, seed=0, min_source_s=20, max_length_s=14)
-    steps.build(Layout(load_config("folder", overrides(root))), until="features", show_progress=False)
-    return root
+    return align_dataset(tmp_path_factory.mktemp("tcagen"), overrides)
 
 
 def test_tca_through_the_chain_as_index_and_re_ranking_model(dataset):
