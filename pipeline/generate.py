@@ -26,7 +26,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from pipeline.synthetic import hms, write_video
+from pipeline.synthetic import Segment, hms, render, write_video
 
 log = logging.getLogger(__name__)
 
@@ -264,21 +264,35 @@ class CameraRecording:
         return f"align/{self.name}.mp4 0 {self.length_s:.4f} {self.global_s:.4f}\n"
 
 
+def pip_hosts(spare: list[Clip], seed: int) -> list[Clip]:
+    """Background footage for picture-in-picture recordings: clips that are *not* sources of the dataset
+    (a source's footage around an inset would be an unannotated copy of that source's recordings), or a
+    rendered synthetic scene when every clip is a source."""
+    if spare:
+        return spare
+    log.warning("every clip is a source: picture-in-picture backgrounds are a rendered synthetic scene")
+    frames = render([Segment(10_000 + seed, 0.0, 20.0)], 10.0, 320, 240)
+    return [Clip(Path("synthetic-host"), frames, 10.0)]
+
+
 def build_align_dataset(clips: list[Path], out: Path, cameras: int = 5, seed: int = 0,
                         min_source_s: float = 20.0, max_length_s: float = 45.0) -> list[CameraRecording]:
     """Multi-camera-like recordings of every clip at least ``min_source_s`` long: ``cameras`` overlapping
     excerpts (45-80 % of the clip, at most ``max_length_s``), each under its own geometric attack (or
-    none), one photometric attack and frame rate.  Writes ``videos/align/*.mp4``, ``gt_align.align``
-    (source ``k`` on the global timeline from ``k * 10000 s``) and ``truth.json``."""
+    none), one photometric attack and frame rate.  Picture-in-picture backgrounds come from the shorter
+    clips, never from a source (``pip_hosts``), so the only shared footage is the annotated overlap.
+    Writes ``videos/align/*.mp4``, ``gt_align.align`` (source ``k`` on the global timeline from
+    ``k * 10000 s``) and ``truth.json``."""
     rng = np.random.default_rng(seed)
     vdir = out / "videos" / "align"
     vdir.mkdir(parents=True, exist_ok=True)
-    loaded = [c for c in (load_clip(p) for p in clips) if c.duration >= min_source_s]
+    every = [load_clip(p) for p in clips]
+    loaded = [c for c in every if c.duration >= min_source_s]
     if not loaded:
         raise ValueError(f"no clip of at least {min_source_s:g} s among {len(clips)}")
+    hosts = pip_hosts([c for c in every if c.duration < min_source_s], seed)
     recordings: list[CameraRecording] = []
     for si, src in enumerate(loaded):
-        others = [c for c in loaded if c is not src] or [src]
         for ci in range(cameras):
             length = float(min(max_length_s, rng.uniform(0.45, 0.8) * src.duration))
             start = float(rng.uniform(0.0, src.duration - length))
@@ -287,7 +301,7 @@ def build_align_dataset(clips: list[Path], out: Path, cameras: int = 5, seed: in
             photo = str(rng.choice(ALIGN_PHOTOMETRIC))
             body = excerpt(src, start, length, fps)
             if geo != "none":
-                body = geometric(geo, body, fps, others[int(rng.integers(len(others)))], rng)
+                body = geometric(geo, body, fps, hosts[int(rng.integers(len(hosts)))], rng)
             body = photometric(photo, body, rng)
             name = f"s{si:02d}_cam{ci}"
             codec = "mpeg4" if photo == "reencode" else "libx264"
