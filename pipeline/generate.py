@@ -76,7 +76,8 @@ def even(x: float) -> int:
     return max(2, int(x) // 2 * 2)
 
 
-def geometric(kind: str, frames: list[np.ndarray], fps: float, other: Clip, rng) -> list[np.ndarray]:
+def geometric(kind: str, frames: list[np.ndarray], fps: float, other: Clip | None, rng) -> list[np.ndarray]:
+    """``frames`` under the geometric attack ``kind``; ``other`` is the background of ``pip``."""
     h, w = frames[0].shape[:2]
     if kind == "rescale":
         return [resize(f, even(w / 2), even(h / 2)) for f in frames]
@@ -97,6 +98,8 @@ def geometric(kind: str, frames: list[np.ndarray], fps: float, other: Clip, rng)
             out.append(g)
         return out
     if kind == "pip":  # the copy shrunk into unrelated footage
+        if other is None:
+            raise ValueError("picture-in-picture needs background footage")
         scale = rng.uniform(0.4, 0.6)
         sw, sh = even(w * scale), even(h * scale)
         y0, x0 = int(rng.integers(0, h - sh + 1)), int(rng.integers(0, w - sw + 1))
@@ -264,15 +267,26 @@ class CameraRecording:
         return f"align/{self.name}.mp4 0 {self.length_s:.4f} {self.global_s:.4f}\n"
 
 
-def pip_hosts(spare: list[Clip], seed: int) -> list[Clip]:
-    """Background footage for picture-in-picture recordings: clips that are *not* sources of the dataset
-    (a source's footage around an inset would be an unannotated copy of that source's recordings), or a
-    rendered synthetic scene when every clip is a source."""
-    if spare:
-        return spare
-    log.warning("every clip is a source: picture-in-picture backgrounds are a rendered synthetic scene")
-    frames = render([Segment(10_000 + seed, 0.0, 20.0)], 10.0, 320, 240)
-    return [Clip(Path("synthetic-host"), frames, 10.0)]
+class HostPool:
+    """Background footage for picture-in-picture recordings, each used by one recording only: two
+    recordings over the same background would be an unannotated copy of each other, and a source's
+    footage one of that source's recordings.  Clips that are not sources first (in random order), then
+    rendered synthetic scenes, one per recording."""
+
+    def __init__(self, spare: list[Clip], seed: int) -> None:
+        self.unused = list(spare)
+        self.rendered = 0
+        self.seed = seed
+
+    def take(self, rng) -> Clip:
+        k = int(rng.integers(max(1, len(self.unused))))
+        if self.unused:
+            return self.unused.pop(k)
+        self.rendered += 1
+        if self.rendered == 1:
+            log.warning("no unused clip left for a picture-in-picture background: rendering synthetic scenes")
+        scene = 10_000 * (self.seed + 1) + self.rendered
+        return Clip(Path(f"synthetic-host-{scene}"), render([Segment(scene, 0.0, 20.0)], 10.0, 320, 240), 10.0)
 
 
 def build_align_dataset(clips: list[Path], out: Path, cameras: int = 5, seed: int = 0,
@@ -280,7 +294,8 @@ def build_align_dataset(clips: list[Path], out: Path, cameras: int = 5, seed: in
     """Multi-camera-like recordings of every clip at least ``min_source_s`` long: ``cameras`` overlapping
     excerpts (45-80 % of the clip, at most ``max_length_s``), each under its own geometric attack (or
     none), one photometric attack and frame rate.  Picture-in-picture backgrounds come from the shorter
-    clips, never from a source (``pip_hosts``), so the only shared footage is the annotated overlap.
+    clips or rendered scenes, never from a source nor shared by two recordings (``HostPool``), so the
+    only footage two recordings share is the annotated overlap.
     Writes ``videos/align/*.mp4``, ``gt_align.align`` (source ``k`` on the global timeline from
     ``k * 10000 s``) and ``truth.json``."""
     rng = np.random.default_rng(seed)
@@ -290,7 +305,7 @@ def build_align_dataset(clips: list[Path], out: Path, cameras: int = 5, seed: in
     loaded = [c for c in every if c.duration >= min_source_s]
     if not loaded:
         raise ValueError(f"no clip of at least {min_source_s:g} s among {len(clips)}")
-    hosts = pip_hosts([c for c in every if c.duration < min_source_s], seed)
+    hosts = HostPool([c for c in every if c.duration < min_source_s], seed)
     recordings: list[CameraRecording] = []
     for si, src in enumerate(loaded):
         for ci in range(cameras):
@@ -301,7 +316,7 @@ def build_align_dataset(clips: list[Path], out: Path, cameras: int = 5, seed: in
             photo = str(rng.choice(ALIGN_PHOTOMETRIC))
             body = excerpt(src, start, length, fps)
             if geo != "none":
-                body = geometric(geo, body, fps, hosts[int(rng.integers(len(hosts)))], rng)
+                body = geometric(geo, body, fps, hosts.take(rng) if geo == "pip" else None, rng)
             body = photometric(photo, body, rng)
             name = f"s{si:02d}_cam{ci}"
             codec = "mpeg4" if photo == "reencode" else "libx264"
