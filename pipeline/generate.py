@@ -105,7 +105,7 @@ def geometric(kind: str, frames: list[np.ndarray], fps: float, other: Clip | Non
         y0, x0 = int(rng.integers(0, h - sh + 1)), int(rng.integers(0, w - sw + 1))
         out = []
         for i, f in enumerate(frames):
-            bg = resize(at_time(other, (i / fps) % other.duration), w, h)
+            bg = resize(at_time_looped(other, i / fps), w, h)
             bg[y0:y0 + sh, x0:x0 + sw] = resize(f, sw, sh)
             out.append(bg)
         return out
@@ -149,24 +149,80 @@ def excerpt(src: Clip, start: float, length: float, fps: float) -> list[np.ndarr
     return [at_time(src, t) for t in np.arange(round(length * fps)) / fps + start]
 
 
-def filler(clip: Clip, seconds: int, fps: float, shape: tuple[int, int], rng) -> list[np.ndarray]:
+class UnrelatedFootage:
+    """Footage of clips outside a generated dataset's sources, each moment handed out once.
+
+    Two generated videos showing the same moment of a filler (around copies, behind a picture-in-picture
+    inset) would be an unannotated copy of each other, and a source's footage one of its copies: so
+    :meth:`take` gives a span of a clip that no earlier call gave (of ``seconds`` when one is free, else
+    the longest free span of at least :attr:`MIN_S`, looped by :func:`at_time_looped`), and rendered
+    synthetic scenes, one per call, once the clips are used up."""
+
+    MIN_S = 1.0
+
+    def __init__(self, clips: list[Clip], seed: int) -> None:
+        self.clips = list(clips)
+        self.used: list[list[tuple[float, float]]] = [[] for _ in self.clips]
+        self.rendered = 0
+        self.seed = seed
+
+    def _gaps(self, k: int) -> list[tuple[float, float]]:
+        """Free spans of clip ``k``."""
+        gaps, t = [], 0.0
+        for a, b in sorted(self.used[k]):
+            if a > t:
+                gaps.append((t, a))
+            t = max(t, b)
+        if self.clips[k].duration > t:
+            gaps.append((t, self.clips[k].duration))
+        return gaps
+
+    def take(self, seconds: float, rng) -> Clip:
+        gaps = [(k, a, b) for k in range(len(self.clips)) for a, b in self._gaps(k) if b - a >= self.MIN_S]
+        whole = [g for g in gaps if g[2] - g[1] >= seconds]
+        if whole:
+            k, a, b = whole[int(rng.integers(len(whole)))]
+            t0 = float(rng.uniform(a, b - seconds))
+            t1 = t0 + seconds
+        elif gaps:
+            k, t0, t1 = max(gaps, key=lambda g: g[2] - g[1])
+        else:
+            self.rendered += 1
+            if self.rendered == 1:
+                log.warning("unrelated footage used up: rendering synthetic scenes")
+            scene = 10_000 * (self.seed + 1) + self.rendered
+            frames = render([Segment(scene, 0.0, max(seconds, self.MIN_S))], 10.0, 320, 240)
+            return Clip(Path(f"synthetic-scene-{scene}"), frames, 10.0)
+        self.used[k].append((t0, t1))
+        c = self.clips[k]
+        first, last = int(t0 * c.fps), max(int(t0 * c.fps) + 1, int(t1 * c.fps))
+        return Clip(c.path, c.frames[first:last], c.fps)
+
+
+def at_time_looped(clip: Clip, t: float) -> np.ndarray:
+    return at_time(clip, t % clip.duration)
+
+
+def filler(footage: UnrelatedFootage, seconds: int, fps: float, shape: tuple[int, int], rng) -> list[np.ndarray]:
+    """``seconds`` of unrelated footage at ``fps``, resized to ``shape``."""
     if seconds <= 0:
         return []
-    t0 = rng.uniform(0, max(0.0, clip.duration - seconds))
-    return [resize(at_time(clip, t0 + i / fps), shape[1], shape[0]) for i in range(round(seconds * fps))]
+    clip = footage.take(seconds, rng)
+    return [resize(at_time_looped(clip, i / fps), shape[1], shape[0]) for i in range(round(seconds * fps))]
 
 
 def build_copy_dataset(clips: list[Path], fillers: list[Path], out: Path, n_copies: int, n_hard: int,
                   seed: int) -> list[dict]:
     """Sources (in the corpus); copies embedding one or two excerpts (6-40 s, as the source allows) of a
     source under one geometric attack combined with one or two photometric ones, among material from
-    ``fillers`` (clips *not* in the corpus, so the only shared content is the annotated one); hard
-    negatives: other moments of a copied source (a true copy of the source, not of its other copies)."""
+    ``fillers`` (clips *not* in the corpus, each moment used by one video only: ``UnrelatedFootage``, so
+    the only shared content is the annotated one); hard negatives: other moments of a copied source (a
+    true copy of the source, not of its other copies)."""
     rng = np.random.default_rng(seed)
     vdir = out / "videos" / "bench"
     vdir.mkdir(parents=True, exist_ok=True)
     loaded = [load_clip(p) for p in clips]
-    pool = [load_clip(p) for p in fillers] or loaded
+    footage = UnrelatedFootage([load_clip(p) for p in fillers], seed)
     for i, c in enumerate(loaded):
         link = vdir / f"src{i:02d}{c.path.suffix}"
         if not link.exists():
@@ -177,7 +233,6 @@ def build_copy_dataset(clips: list[Path], fillers: list[Path], out: Path, n_copi
         """A copy video: filler, excerpt, filler[, excerpt, filler] under ``attacks``."""
         src = loaded[si]
         fps = (12.5 if src.fps >= 20 else 30.0) if "fps" in attacks else src.fps
-        other = pool[int(rng.integers(len(pool)))]
         shape = src.frames[0].shape[:2]
         if "rescale" in attacks:
             shape = (even(shape[0] / 2), even(shape[1] / 2))
@@ -185,15 +240,19 @@ def build_copy_dataset(clips: list[Path], fillers: list[Path], out: Path, n_copi
         t = 0
         for k, (start, length) in enumerate(spans):
             lead = int(rng.integers(1, 6)) if k == 0 else int(rng.integers(2, 8))
-            frames += filler(pool[int(rng.integers(len(pool)))], lead, fps, shape, rng)
+            frames += filler(footage, lead, fps, shape, rng)
             body = excerpt(src, start, length, fps)
             for a in attacks:
-                body = geometric(a, body, fps, other, rng) if a in GEOMETRIC else photometric(a, body, rng)
+                if a in GEOMETRIC:
+                    host = footage.take(len(body) / fps, rng) if a == "pip" else None
+                    body = geometric(a, body, fps, host, rng)
+                else:
+                    body = photometric(a, body, rng)
             frames += [f if f.shape[:2] == shape else resize(f, shape[1], shape[0]) for f in body]
             truth.append({"copy": name, "source": f"src{si:02d}{src.path.suffix}", "attack": "+".join(attacks),
                           "copy_start": t + lead, "source_start": start, "length": length})
             t += lead + length
-        frames += filler(pool[int(rng.integers(len(pool)))], int(rng.integers(0, 4)), fps, shape, rng)
+        frames += filler(footage, int(rng.integers(0, 4)), fps, shape, rng)
         codec = "mpeg4" if "reencode" in attacks else "libx264"
         opts = {"crf": "42"} if "lowbitrate" in attacks else None
         write_video(vdir / f"{name}.mp4", frames, fps, codec, opts)
@@ -267,34 +326,12 @@ class CameraRecording:
         return f"align/{self.name}.mp4 0 {self.length_s:.4f} {self.global_s:.4f}\n"
 
 
-class HostPool:
-    """Background footage for picture-in-picture recordings, each used by one recording only: two
-    recordings over the same background would be an unannotated copy of each other, and a source's
-    footage one of that source's recordings.  Clips that are not sources first (in random order), then
-    rendered synthetic scenes, one per recording."""
-
-    def __init__(self, spare: list[Clip], seed: int) -> None:
-        self.unused = list(spare)
-        self.rendered = 0
-        self.seed = seed
-
-    def take(self, rng) -> Clip:
-        k = int(rng.integers(max(1, len(self.unused))))
-        if self.unused:
-            return self.unused.pop(k)
-        self.rendered += 1
-        if self.rendered == 1:
-            log.warning("no unused clip left for a picture-in-picture background: rendering synthetic scenes")
-        scene = 10_000 * (self.seed + 1) + self.rendered
-        return Clip(Path(f"synthetic-host-{scene}"), render([Segment(scene, 0.0, 20.0)], 10.0, 320, 240), 10.0)
-
-
 def build_align_dataset(clips: list[Path], out: Path, cameras: int = 5, seed: int = 0,
                         min_source_s: float = 20.0, max_length_s: float = 45.0) -> list[CameraRecording]:
     """Multi-camera-like recordings of every clip at least ``min_source_s`` long: ``cameras`` overlapping
     excerpts (45-80 % of the clip, at most ``max_length_s``), each under its own geometric attack (or
     none), one photometric attack and frame rate.  Picture-in-picture backgrounds come from the shorter
-    clips or rendered scenes, never from a source nor shared by two recordings (``HostPool``), so the
+    clips or rendered scenes, never from a source nor shared by two recordings (``UnrelatedFootage``), so the
     only footage two recordings share is the annotated overlap.
     Writes ``videos/align/*.mp4``, ``gt_align.align`` (source ``k`` on the global timeline from
     ``k * 10000 s``) and ``truth.json``."""
@@ -305,7 +342,7 @@ def build_align_dataset(clips: list[Path], out: Path, cameras: int = 5, seed: in
     loaded = [c for c in every if c.duration >= min_source_s]
     if not loaded:
         raise ValueError(f"no clip of at least {min_source_s:g} s among {len(clips)}")
-    hosts = HostPool([c for c in every if c.duration < min_source_s], seed)
+    hosts = UnrelatedFootage([c for c in every if c.duration < min_source_s], seed)
     recordings: list[CameraRecording] = []
     for si, src in enumerate(loaded):
         for ci in range(cameras):
@@ -316,7 +353,7 @@ def build_align_dataset(clips: list[Path], out: Path, cameras: int = 5, seed: in
             photo = str(rng.choice(ALIGN_PHOTOMETRIC))
             body = excerpt(src, start, length, fps)
             if geo != "none":
-                body = geometric(geo, body, fps, hosts.take(rng) if geo == "pip" else None, rng)
+                body = geometric(geo, body, fps, hosts.take(length, rng) if geo == "pip" else None, rng)
             body = photometric(photo, body, rng)
             name = f"s{si:02d}_cam{ci}"
             codec = "mpeg4" if photo == "reencode" else "libx264"

@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from pipeline.generate import build_align_dataset
+from pipeline.generate import Clip, UnrelatedFootage, build_align_dataset, build_copy_dataset
 from pipeline.synthetic import write_video
 
 SOURCE_COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0)}
@@ -21,16 +21,31 @@ def solid(path: Path, colour: tuple[int, int, int], seconds: float) -> Path:
     return write_video(path, [frame] * round(seconds * 10), 10.0)
 
 
-def first_frame(path: Path) -> np.ndarray:
+def numbered_video(path: Path, k: int, seconds: float) -> Path:
+    """Unrelated footage whose colour says which clip (red) and which frame (green) it is; blue 200 marks
+    it (the sources have no blue)."""
+    frames = [np.full((48, 64, 3), (120 * k, 2 * i, 200), np.uint8) for i in range(round(seconds * 10))]
+    return write_video(path, frames, 10.0)
+
+
+def frame_colours(path: Path) -> list[np.ndarray]:
+    """The median colour of every frame (an inset covers at most 36 % of a frame)."""
     with av.open(str(path)) as c:
-        return next(c.decode(video=0)).to_ndarray(format="rgb24").astype(np.float32)
+        return [np.median(f.to_ndarray(format="rgb24").reshape(-1, 3), axis=0) for f in c.decode(video=0)]
 
 
-def pip_frames(out: Path) -> list[np.ndarray]:
-    truth = json.loads((out / "truth.json").read_text())
-    pips = [r for r in truth if r["attacks"].startswith("pip+")]
-    assert len(pips) >= 3, "the seed gives fewer than 3 picture-in-picture recordings: pick another"
-    return [first_frame(out / "videos" / "align" / f"{r['name']}.mp4") for r in pips]
+def numbered_moments(colours: list[np.ndarray]) -> set[tuple[int, int]]:
+    """(clip, frame number) of the frames that show numbered footage."""
+    return {(int(r > 60), round(float(g) / 2)) for r, g, b in colours if abs(b - 200) < 25}
+
+
+def assert_no_moment_shared(moments: dict[str, set[tuple[int, int]]]) -> None:
+    """No two videos show the same moment (give or take a frame of compression noise)."""
+    names = sorted(moments)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            shared = {(k, n + d) for k, n in moments[a] for d in (-1, 0, 1)} & moments[b]
+            assert len(shared) <= 4, f"{a} and {b} both show moments {sorted(shared)}"
 
 
 @pytest.mark.parametrize("spare", [True, False], ids=["spare-clip", "all-sources"])
@@ -38,18 +53,62 @@ def test_picture_in_picture_backgrounds_are_unrelated_and_never_shared(tmp_path,
     """A source's footage around an inset would be an unannotated copy of that source's recordings, and
     one background behind two insets an unannotated copy between those two recordings."""
     clips = [solid(tmp_path / "src" / f"{name}.mp4", rgb, 22.0) for name, rgb in SOURCE_COLOURS.items()]
-    if spare:  # too short to be a source: pip backgrounds may come from it, once
-        clips.append(solid(tmp_path / "src" / "blue.mp4", (0, 0, 255), 8.0))
+    if spare:  # too short to be a source: pip backgrounds come from it first
+        clips.append(numbered_video(tmp_path / "src" / "spare.mp4", 0, 10.0))
     out = tmp_path / "data"
-    build_align_dataset(clips, out, cameras=8, seed=1, min_source_s=20, max_length_s=4)
-    frames = pip_frames(out)
-    # the median colour of a frame is its background's (an inset covers at most 36 % of it)
-    backgrounds = [np.median(f.reshape(-1, 3), axis=0) for f in frames]
-    for bg in backgrounds:
+    build_align_dataset(clips, out, cameras=8, seed=4, min_source_s=20, max_length_s=4)
+    pips = [r["name"] for r in json.loads((out / "truth.json").read_text()) if r["attacks"].startswith("pip+")]
+    assert len(pips) >= 2, "the seed gives fewer than 2 picture-in-picture recordings: pick another"
+    colours = {n: frame_colours(out / "videos" / "align" / f"{n}.mp4") for n in pips}
+    for n, cs in colours.items():
         for rgb in SOURCE_COLOURS.values():  # colour attacks move a channel by at most ~30 % + 30
-            assert np.abs(bg - np.array(rgb)).max() > 100, f"background {bg} is a source's footage"
-    blue = [bg[2] > 140 and bg[0] < 60 and bg[1] < 60 for bg in backgrounds]
-    assert sum(blue) == (1 if spare else 0)
-    for i, a in enumerate(frames):  # no two recordings over the same background
-        for b in frames[i + 1:]:
-            assert np.abs(a - b).mean() > 20
+            assert np.abs(cs[0] - np.array(rgb)).max() > 100, f"{n}: the background is a source's footage"
+    if spare:
+        moments = {n: numbered_moments(cs) for n, cs in colours.items()}
+        assert moments[pips[0]], "the first background is not the spare clip"
+        assert_no_moment_shared(moments)
+    else:  # rendered scenes, one per recording
+        for i, a in enumerate(pips):
+            for b in pips[i + 1:]:
+                assert np.abs(colours[a][0] - colours[b][0]).max() > 20, f"{a} and {b}: one background"
+
+
+def numbered_clip(n: int, fps: float = 10.0) -> Clip:
+    """``n`` tiny frames whose pixels hold their frame number (two bytes: high, low)."""
+    frames = [np.full((4, 4, 3), (i // 256, i % 256, 0), np.uint8) for i in range(n)]
+    return Clip(Path(f"numbered-{n}"), frames, fps)
+
+
+def frame_numbers(clip: Clip) -> set[int]:
+    return {int(f[0, 0, 0]) * 256 + int(f[0, 0, 1]) for f in clip.frames}
+
+
+def test_unrelated_footage_hands_out_every_moment_once():
+    footage = UnrelatedFootage([numbered_clip(300), numbered_clip(200)], seed=0)
+    rng = np.random.default_rng(0)
+    seen: dict[str, set[int]] = {}
+    spans = [footage.take(s, rng) for s in (3, 2.5, 4, 1, 3, 2)]
+    for c in spans:
+        got = frame_numbers(c)
+        assert got.isdisjoint(seen.get(str(c.path), set())), "a moment was handed out twice"
+        seen.setdefault(str(c.path), set()).update(got)
+    assert [round(c.duration, 1) for c in spans] == [3, 2.5, 4, 1, 3, 2]  # exact lengths while free
+    long = footage.take(30, rng)  # no free 30 s: the longest free span instead, not a used moment
+    assert footage.MIN_S <= long.duration < 30 and frame_numbers(long).isdisjoint(seen[str(long.path)])
+    while not str(long.path).startswith("synthetic"):  # used up: rendered scenes, each its own
+        long = footage.take(5, rng)
+    other = footage.take(5, rng)
+    assert str(other.path).startswith("synthetic") and other.path != long.path
+    assert not np.array_equal(other.frames[0], long.frames[0])
+
+
+def test_copies_never_share_unrelated_footage(tmp_path):
+    """Fillers around copies and picture-in-picture backgrounds: no moment of a filler clip in two videos."""
+    sources = [solid(tmp_path / "src" / f"{n}.mp4", rgb, 20.0) for n, rgb in SOURCE_COLOURS.items()]
+    fillers = [numbered_video(tmp_path / "fill" / f"f{k}.mp4", k, 12.0) for k in range(2)]
+    out = tmp_path / "data"
+    assert build_copy_dataset(sources, fillers, out, n_copies=6, n_hard=1, seed=0)
+    moments = {v.stem: numbered_moments(frame_colours(v)) for v in sorted((out / "videos" / "bench").glob("*.mp4"))
+               if not v.is_symlink()}
+    assert sum(map(len, moments.values())) > 50, "the fillers are not in the copies"
+    assert_no_moment_shared(moments)
