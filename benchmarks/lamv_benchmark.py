@@ -104,7 +104,7 @@ def main() -> None:
     ap.add_argument("--videos", type=Path, default=ROOT.parent / "shared" / "videos")
     ap.add_argument("--align-root", type=Path, default=Path("bench_align"))
     ap.add_argument("--copy-root", type=Path, default=Path("bench_copy"))
-    ap.add_argument("--lr", type=float, default=0.001)
+    ap.add_argument("--lr", type=float, default=None, help="SGD learning rate (default: configs/base.yaml's)")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--init", default="von_mises", choices=["von_mises", "uniform"])
     ap.add_argument("--seed", type=int, default=0)
@@ -119,6 +119,10 @@ def main() -> None:
     if not (args.copy_root / "truth.json").is_file() and args.only != "align":
         subprocess.run([*py, "copies", "--source", str(args.videos), "--out", str(args.copy_root), "--seed", "3"],
                        check=True, cwd=ROOT)
+    if args.lr is None:
+        import yaml
+
+        args.lr = float(yaml.safe_load((ROOT / "configs" / "base.yaml").read_text())["lamv_training"]["lr"])
     settings = f"lr {args.lr}, {args.epochs} epochs, init {args.init}, seed {args.seed}"
     if args.only != "copies":
         rows = run_folds(args.align_root, "align", "alignbench", args.align_root / "work", args)
