@@ -108,13 +108,13 @@ def events(root: Path, folds: int, extra: str) -> None:
         L = round(layout.cfg.dataset.max_length_s * FPS)
         aps: dict[str, list[float]] = {"mean frame": [], "TCA_c": [], "TMK": [], "TCA_f": []}
         vec = {m: dict(zip(*stores[m].mean_frames(), strict=True)) for m in stores}
+        table = {m: np.stack([vec[m][v] for v in ids]) for m in stores}
         allf = {m: stores[m].get(ids) for m in stores}
         for q in queries:
             others = np.array([v != q for v in ids])
             rel = (ev == truth[q]) & others
             for label, m in (("mean frame", "lamv"), ("TCA_c", "tca")):
-                x = np.stack([vec[m][v] for v in ids])
-                aps[label].append(average_precision((x @ vec[m][q])[others], rel[others]))
+                aps[label].append(average_precision((table[m] @ vec[m][q])[others], rel[others]))
             for label, m in (("TMK", "lamv"), ("TCA_f", "tca")):
                 sc, _ = models[m].score_max(stores[m].get([q]), allf[m], np.arange(-L, L))
                 aps[label].append(average_precision(sc.numpy()[others], rel[others]))
