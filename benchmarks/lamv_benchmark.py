@@ -43,7 +43,7 @@ def overrides(root: Path, kind: str, name: str, work: Path, fold: int, args: arg
     gt = "dataset.gt_file=gt_align.align;" if kind == "align" else ""
     return (f"dataset.root={root.resolve()};dataset.kind={kind};{gt}dataset.name={name};dataset.max_length_s="
             f"{60 if kind == 'align' else 240};features.extractor=selfsup;features.weights=random;features.pca=auto;"
-            f"shards.size=16;work_dir={work.resolve()};reports_dir={work.resolve() / 'reports' / f'fold{fold}'};"
+            f"shards.size=16;work_dir={work.resolve()};reports_dir={work.resolve() / 'reports' / f'seed{args.seed}' / f'fold{fold}'};"
             f"models={{lamv: {{type: tmk, preset: lamv}}, lamv_learned: {{type: lamv_learned, init: {args.init}}}}};"
             f"index.model=lamv;search.model=lamv;evaluate.models=[lamv, lamv_learned];search.top_k=20;search.keep=20;"
             f"lamv_training.test_fold={fold};lamv_training.lr={args.lr};lamv_training.epochs={args.epochs};"
