@@ -2,6 +2,7 @@
 
     python benchmarks/lamv_benchmark.py                         # both benchmarks from ../shared/videos
     python benchmarks/lamv_benchmark.py --lr 0.001 --epochs 40  # the paper's settings
+    python benchmarks/lamv_benchmark.py --seeds 0 1 2           # one kernel per training seed
 
 Two datasets generated from real clips (``pipeline/generate.py``):
 
@@ -14,8 +15,11 @@ Two datasets generated from real clips (``pipeline/generate.py``):
 
 For each test fold ``k`` of 5 (connected components of the overlap graph), the kernel is trained on the
 other four folds only (``TrainLAMV``) and both models are evaluated by the pipeline on fold ``k`` only;
-the table gives every fold and the item-weighted mean.  Frame features: ``selfsup`` (+ PCA-whitening),
-the best offline extractor (``benchmarks/RESULTS.md``).
+the table gives every fold and the item-weighted mean, then the learned-minus-von-Mises differences with a
+paired bootstrap (items, or true and false pairs for pair AP, resampled within folds) and the exact sign
+test on the items where the two disagree; with several ``--seeds``, one kernel per seed and the spread
+over seeds.  Frame features: ``selfsup`` (+ PCA-whitening), the best offline extractor
+(``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,7 +49,8 @@ def overrides(root: Path, kind: str, name: str, work: Path, fold: int, args: arg
     gt = "dataset.gt_file=gt_align.align;" if kind == "align" else ""
     return (f"dataset.root={root.resolve()};dataset.kind={kind};{gt}dataset.name={name};dataset.max_length_s="
             f"{60 if kind == 'align' else 240};features.extractor=selfsup;features.weights=random;features.pca=auto;"
-            f"shards.size=16;work_dir={work.resolve()};reports_dir={work.resolve() / 'reports' / f'seed{args.seed}' / f'fold{fold}'};"
+            f"shards.size=16;work_dir={work.resolve()};"
+            f"reports_dir={work.resolve() / 'reports' / f'seed{args.seed}' / f'fold{fold}'};"
             f"models={{lamv: {{type: tmk, preset: lamv}}, lamv_learned: {{type: lamv_learned, init: {args.init}}}}};"
             f"index.model=lamv;search.model=lamv;evaluate.models=[lamv, lamv_learned];search.top_k=20;search.keep=20;"
             f"lamv_training.test_fold={fold};lamv_training.lr={args.lr};lamv_training.epochs={args.epochs};"
@@ -51,6 +58,7 @@ def overrides(root: Path, kind: str, name: str, work: Path, fold: int, args: arg
 
 
 def run_folds(root: Path, kind: str, name: str, work: Path, args: argparse.Namespace) -> list[dict]:
+    """Every fold for seed ``args.seed``: train (or reuse) the kernel, evaluate both models on the fold."""
     from pipeline import steps
     from pipeline.config import load_config
     from pipeline.lamv import aligned_data, train_kernel
@@ -65,10 +73,11 @@ def run_folds(root: Path, kind: str, name: str, work: Path, args: argparse.Names
             layout.lamv_path("lamv_learned").is_file() else None
         train_s = time.perf_counter() - t0
         steps.build(layout, until="evaluate", show_progress=False)
-        row = {"fold": fold, "train_s": train_s if kernel else float("nan")}
+        row = {"fold": fold, "train_s": train_s if kernel else float("nan"), "reports": {}}
         for m in ("lamv", "lamv_learned"):
             rep = json.loads((layout.report_dir(m) / "report.json").read_text())
             row[m] = rep["metrics"]
+            row["reports"][m] = rep
             row["held_out"] = rep.get("held_out", {}).get("videos")
             if m == "lamv_learned":
                 hist = rep["learned_kernel"]["history"]
@@ -99,6 +108,70 @@ def table(title: str, rows: list[dict], metrics: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+def right_at_1s(report: dict) -> np.ndarray:
+    """Per held-out item (alignment) or ground-truth copy (copies): offset error below 1 s."""
+    errs = [q["error_s"] for q in report["per_query"]] if "item" in (report["per_query"] or [{}])[0] \
+        else report["curves"]["localisation_errors_s"]
+    return np.array([e is not None and e < 1.0 for e in errs], dtype=bool)
+
+
+def paired_pair_scores(a: dict, b: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Both models' scores on the same pairs: every pair either reported or true (0 when a model did not
+    report it), plus a 0 / 0 entry for each false pair neither reported."""
+    ra, rb = a["curves"]["pair_scores"], b["curves"]["pair_scores"]
+    score_a = {tuple(k): s for k, s in zip(ra["pairs"], ra["scores"], strict=True)}
+    score_b = {tuple(k): s for k, s in zip(rb["pairs"], rb["scores"], strict=True)}
+    true = {tuple(k) for r in (ra, rb) for k, t in zip(r["pairs"], r["true"], strict=True) if t} | \
+        {tuple(k) for r in (ra, rb) for k in r["true_unreported"]}
+    keys = sorted(set(score_a) | set(score_b) | true)
+    rest = ra["n_pairs"] - len(keys)
+    sa = np.r_[[score_a.get(k, 0.0) for k in keys], np.zeros(rest)]
+    sb = np.r_[[score_b.get(k, 0.0) for k in keys], np.zeros(rest)]
+    return sa, sb, np.r_[[k in true for k in keys], np.zeros(rest, dtype=bool)].astype(bool)
+
+
+def statistics(rows: list[dict]) -> str:
+    """Paired bootstrap (2000 rounds, items resampled within folds) and sign test, learned minus von Mises."""
+    from pipeline import metrics
+
+    weights = [max(1, r["held_out"] or 1) for r in rows]
+    acc = metrics.paired_bootstrap_accuracy(
+        [(right_at_1s(r["reports"]["lamv"]), right_at_1s(r["reports"]["lamv_learned"])) for r in rows], weights)
+    ap = metrics.paired_bootstrap_ap(
+        [paired_pair_scores(r["reports"]["lamv"], r["reports"]["lamv_learned"]) for r in rows], weights,
+        rounds=500)
+    return (f"learned minus von Mises: localisation at 1 s {acc.difference:+.3f} (95 % paired bootstrap "
+            f"[{acc.low:+.3f}, {acc.high:+.3f}]; {acc.wins} items won, {acc.losses} lost, sign test p = "
+            f"{acc.p_sign:.3f}); pair AP {ap.difference:+.3f} ([{ap.low:+.3f}, {ap.high:+.3f}])")
+
+
+def seeds_summary(title: str, per_seed: dict[int, list[dict]], metrics_: tuple[str, ...]) -> str:
+    """The held-out-video-weighted means of every seed, and their mean and range over seeds."""
+    lines = [f"\n{title}\n", "| seed | model | " + " | ".join(metrics_) + " |", "|---:|---|" + "---:|" * len(metrics_)]
+    means: dict[str, list[list[float]]] = {"lamv": [], "lamv_learned": []}
+    for seed, rows in per_seed.items():
+        weights = [max(1, r["held_out"] or 1) for r in rows]
+        for m in ("lamv", "lamv_learned"):
+            v = [sum(w * r[m].get(k, float("nan")) for w, r in zip(weights, rows, strict=True)) / sum(weights)
+                 for k in metrics_]
+            means[m].append(v)
+            lines.append(f"| {seed} | {m} | " + " | ".join(f"{x:.3f}" for x in v) + " |")
+    for m in ("lamv", "lamv_learned"):
+        arr = np.array(means[m])
+        lines.append(f"| mean (min-max) | **{m}** | " + " | ".join(
+            f"**{arr[:, j].mean():.3f}** ({arr[:, j].min():.3f}-{arr[:, j].max():.3f})"
+            for j in range(len(metrics_))) + " |")
+    return "\n".join(lines)
+
+
+def report(kind: str, title: str, per_seed: dict[int, list[dict]], metrics_: tuple[str, ...]) -> None:
+    for seed, rows in per_seed.items():
+        print(table(f"{title}, seed {seed}", rows, metrics_))
+        print(f"\nseed {seed}: {statistics(rows)}")
+    if len(per_seed) > 1:
+        print(seeds_summary(f"{title}: every seed", per_seed, metrics_))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--videos", type=Path, default=ROOT.parent / "shared" / "videos")
@@ -107,7 +180,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None, help="SGD learning rate (default: configs/base.yaml's)")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--init", default="von_mises", choices=["von_mises", "uniform"])
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (one kernel per seed)")
     ap.add_argument("--only", choices=["align", "copies"], default=None)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -123,13 +196,18 @@ def main() -> None:
         import yaml
 
         args.lr = float(yaml.safe_load((ROOT / "configs" / "base.yaml").read_text())["lamv_training"]["lr"])
-    settings = f"lr {args.lr}, {args.epochs} epochs, init {args.init}, seed {args.seed}"
+    settings = f"lr {args.lr}, {args.epochs} epochs, init {args.init}"
+
+    def per_seed(root: Path, kind: str, name: str) -> dict[int, list[dict]]:
+        return {s: run_folds(root, kind, name, root / "work", argparse.Namespace(**{**vars(args), "seed": s}))
+                for s in args.seeds}
+
     if args.only != "copies":
-        rows = run_folds(args.align_root, "align", "alignbench", args.align_root / "work", args)
-        print(table(f"Alignment benchmark ({settings}): held-out fold of 5, selfsup features", rows, ALIGN_METRICS))
+        report("align", f"Alignment benchmark ({settings}): held-out fold of 5, selfsup features",
+               per_seed(args.align_root, "align", "alignbench"), ALIGN_METRICS)
     if args.only != "align":
-        rows = run_folds(args.copy_root, "vcdb", "copybench-selfsup", args.copy_root / "work", args)
-        print(table(f"Copy benchmark ({settings}): held-out fold of 5, selfsup features", rows, COPY_METRICS))
+        report("copies", f"Copy benchmark ({settings}): held-out fold of 5, selfsup features",
+               per_seed(args.copy_root, "vcdb", "copybench-selfsup"), COPY_METRICS)
 
 
 if __name__ == "__main__":

@@ -202,7 +202,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     clips = video_clips(Path(args.source))
     out = Path(args.out)
     if args.kind == "align":
-        recs = build_align_dataset(clips, out, cameras=args.cameras, seed=args.seed)
+        recs = build_align_dataset(clips, out, cameras=args.cameras, seed=args.seed, views=args.views)
         sys.stdout.write(f"{out}: {len(recs)} recordings; dataset.kind=align, dataset.gt_file=gt_align.align, "
                          f"dataset.root={out.resolve()}\n")
         return 0
@@ -370,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", required=True, help="the dataset root to write")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--cameras", type=int, default=5, help="align: recordings per source clip")
+    g.add_argument("--views", action="store_true", help="align: every camera sees its own panning window of the "
+                                                        "scene (instead of crops, bars, insets, rescales, logos)")
     g.add_argument("--copies", type=int, default=24, help="copies: copy videos")
     g.add_argument("--hard", type=int, default=4, help="copies: hard negatives (other moments of a source)")
     g.add_argument("--max-sources", type=int, default=12, help="copies: smallest clips used as sources; "

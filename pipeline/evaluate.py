@@ -22,7 +22,7 @@ import dataclasses
 import itertools
 import logging
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import numpy as np
 import torch
@@ -72,16 +72,32 @@ def _pair_index(gt: GroundTruth) -> dict[tuple[str, str], list[tuple[float, floa
     return out
 
 
-def pair_level_metrics(gt: GroundTruth, rows: list[Match], n_videos: int) -> dict:
-    """Every unordered video pair ranked by its best score in either direction: pair AP, best F1,
-    candidate recall, and for the true pairs found, the share whose offset (from the
-    best-scoring direction) is within 1 s and 0.1 s of the truth."""
-    pairs = _pair_index(gt)
+def best_pair_rows(rows: list[Match]) -> dict[frozenset, Match]:
+    """Every reported unordered video pair with its best-scoring row (either direction)."""
     best: dict[frozenset, Match] = {}
     for r in rows:
         key = frozenset((r.query, r.match))
         if len(key) == 2 and (key not in best or r.score > best[key].score):
             best[key] = r
+    return best
+
+
+def pair_score_record(scores: dict[frozenset, float], true: set[frozenset], n_videos: int) -> dict:
+    """The ranking behind pair-level AP, for the report: each reported pair (sorted names) with its score
+    and truth, the true pairs never reported (they score 0), and the number of unordered pairs."""
+    keys = sorted(scores, key=lambda k: sorted(map(str, k)))
+    return {"pairs": [sorted(map(str, k)) for k in keys], "scores": [round(float(scores[k]), 6) for k in keys],
+            "true": [k in true for k in keys],
+            "true_unreported": sorted(sorted(map(str, k)) for k in true if k not in scores),
+            "n_pairs": n_videos * (n_videos - 1) // 2}
+
+
+def pair_level_metrics(gt: GroundTruth, rows: list[Match], n_videos: int) -> dict:
+    """Every unordered video pair ranked by its best score in either direction: pair AP, best F1,
+    candidate recall, and for the true pairs found, the share whose offset (from the
+    best-scoring direction) is within 1 s and 0.1 s of the truth."""
+    pairs = _pair_index(gt)
+    best = best_pair_rows(rows)
     true = {frozenset(k) for k in pairs if k[0] != k[1]}
     pl = metrics.pair_level({k: m.score for k, m in best.items()}, true, n_videos)
     found = [m for k, m in best.items() if k in true]
@@ -163,7 +179,10 @@ def evaluate_pairs(gt: GroundTruth, rows: list[Match], durations: dict[str, floa
                         "mAP": float(np.mean(aps)) if aps else float("nan"),
                         "ground_truth_pairs": len(gt_keys), "pairs_found": len(found)},
             "curves": {"precision": precision.tolist(), "recall": recall.tolist(),
-                       "localisation_errors_s": [e if math.isfinite(e) else None for e in errors]},
+                       "localisation_errors_s": [e if math.isfinite(e) else None for e in errors],
+                       **({"pair_scores": pair_score_record(
+                           {k: m.score for k, m in best_pair_rows(rows).items()},
+                           {frozenset(k) for k in pairs if k[0] != k[1]}, n_videos)} if n_videos else {})},
             "per_query": table, "vcdb_mode": mode}
 
 
@@ -281,11 +300,18 @@ def evaluate_alignment(cfg: Config, gt: GroundTruth, model: TemporalModel, featu
     acc = metrics.accuracy_below(errors)
     m, ap = metrics.map_localization(len(keep), pair_index, np.array(pmax), gi)
     # every unordered pair of items scored: pair-level AP of "these two overlap"
-    pl = metrics.pair_level({frozenset((int(a), int(b))): s for (a, b), s in zip(pair_index, pmax, strict=True)},
-                            {frozenset((int(a), int(b))) for a, b in gi}, len(keep))
+    scored = {frozenset((int(a), int(b))): s for (a, b), s in zip(pair_index, pmax, strict=True)}
+    overlapping = {frozenset((int(a), int(b))) for a, b in gi}
+    pl = metrics.pair_level(scored, overlapping, len(keep))
+    videos = [items[i].video for i in keep]
+    count = Counter(videos)
+    label = [v if count[v] == 1 else f"{v} #{i}" for i, v in enumerate(videos)]  # one video, many items
+    named = {frozenset((label[a], label[b])): s for (a, b), s in zip(pair_index, pmax, strict=True)}
     return {"metrics": {**{f"localisation_accuracy_below_{t:g}s": v for t, v in acc.items()},
                         "localisation_mAP": m, "pair_AP": pl.ap, "pair_best_F1": pl.best_f1},
-            "curves": {"localisation_errors_s": [e if math.isfinite(e) else None for e in errors]},
+            "curves": {"localisation_errors_s": [e if math.isfinite(e) else None for e in errors],
+                       "pair_scores": pair_score_record(
+                           named, {frozenset((label[a], label[b])) for a, b in gi}, len(keep))},
             "per_query": [{"item": items[keep[i]].video, "error_s": (e if math.isfinite(e) else None),
                            "AP": float(ap[i])} for i, e in enumerate(errors)]}
 

@@ -109,6 +109,13 @@ def geometric(kind: str, frames: list[np.ndarray], fps: float, other: Clip | Non
             bg[y0:y0 + sh, x0:x0 + sw] = resize(f, sw, sh)
             out.append(bg)
         return out
+    if kind == "view":  # a camera's own viewpoint: a window of 40-65 % of each side, panning across the scene
+        scale = rng.uniform(0.4, 0.65)
+        sw, sh = max(2, int(w * scale)), max(2, int(h * scale))
+        (x_a, x_b), (y_a, y_b) = rng.uniform(0, w - sw, 2), rng.uniform(0, h - sh, 2)
+        t = np.linspace(0.0, 1.0, len(frames))
+        xs, ys = np.rint(x_a + (x_b - x_a) * t).astype(int), np.rint(y_a + (y_b - y_a) * t).astype(int)
+        return [resize(f[y:y + sh, x:x + sw], w, h) for f, x, y in zip(frames, xs, ys, strict=True)]
     if kind == "overlay":
         out = []
         for i, f in enumerate(frames):
@@ -327,10 +334,14 @@ class CameraRecording:
 
 
 def build_align_dataset(clips: list[Path], out: Path, cameras: int = 5, seed: int = 0,
-                        min_source_s: float = 20.0, max_length_s: float = 45.0) -> list[CameraRecording]:
+                        min_source_s: float = 20.0, max_length_s: float = 45.0,
+                        views: bool = False) -> list[CameraRecording]:
     """Multi-camera-like recordings of every clip at least ``min_source_s`` long: ``cameras`` overlapping
     excerpts (45-80 % of the clip, at most ``max_length_s``), each under its own geometric attack (or
-    none), one photometric attack and frame rate.  Picture-in-picture backgrounds come from the shorter
+    none), one photometric attack and frame rate.  With ``views`` every camera instead sees its own
+    viewpoint: a window of 40-65 % of each side of the picture, at its own place and panning (``view``),
+    so two cameras share only part of the scene, as real cameras at one event do.  Picture-in-picture
+    backgrounds come from the shorter
     clips or rendered scenes, never from a source nor shared by two recordings (``UnrelatedFootage``), so the
     only footage two recordings share is the annotated overlap.
     Writes ``videos/align/*.mp4``, ``gt_align.align`` (source ``k`` on the global timeline from
@@ -349,7 +360,7 @@ def build_align_dataset(clips: list[Path], out: Path, cameras: int = 5, seed: in
             length = float(min(max_length_s, rng.uniform(0.45, 0.8) * src.duration))
             start = float(rng.uniform(0.0, src.duration - length))
             fps = float(rng.choice(ALIGN_FPS))
-            geo = str(rng.choice(ALIGN_GEOMETRIC))
+            geo = "view" if views else str(rng.choice(ALIGN_GEOMETRIC))
             photo = str(rng.choice(ALIGN_PHOTOMETRIC))
             body = excerpt(src, start, length, fps)
             if geo != "none":

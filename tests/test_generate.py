@@ -112,3 +112,34 @@ def test_copies_never_share_unrelated_footage(tmp_path):
                if not v.is_symlink()}
     assert sum(map(len, moments.values())) > 50, "the fillers are not in the copies"
     assert_no_moment_shared(moments)
+
+
+def test_a_camera_view_is_a_panning_window_of_the_scene():
+    """``view``: each camera films part of the scene (a zoomed window), its own part, and pans."""
+    from pipeline.generate import geometric
+
+    h, w = 60, 80
+    xs, ys = np.meshgrid(np.arange(w), np.arange(h))
+    scene = np.stack([xs * 3, ys * 4, np.zeros_like(xs)], axis=-1).astype(np.uint8)  # each pixel says where it is
+    frames = [scene.copy() for _ in range(30)]
+
+    def window(f: np.ndarray) -> tuple[float, float, float, float]:
+        """The scene columns and rows a frame shows: (x0, x1, y0, y1)."""
+        return f[..., 0].min() / 3, f[..., 0].max() / 3, f[..., 1].min() / 4, f[..., 1].max() / 4
+
+    views = [geometric("view", frames, 15.0, None, np.random.default_rng(s)) for s in range(4)]
+    for v in views:
+        assert len(v) == 30 and v[0].shape == (h, w, 3)
+        x0, x1, y0, y1 = window(v[0])
+        assert 0.3 * w <= x1 - x0 <= 0.7 * w and 0.3 * h <= y1 - y0 <= 0.7 * h  # 40-65 % of each side
+        assert window(v[0]) != window(v[-1])  # it pans
+    starts = {tuple(round(c) for c in window(v[0])) for v in views}
+    assert len(starts) == 4  # every camera has its own viewpoint
+
+
+def test_views_give_every_camera_its_own_viewpoint(tmp_path):
+    clips = [solid(tmp_path / "src" / f"{name}.mp4", rgb, 22.0) for name, rgb in SOURCE_COLOURS.items()]
+    recs = build_align_dataset(clips, tmp_path / "data", cameras=3, seed=1, min_source_s=20, max_length_s=3,
+                               views=True)
+    assert len(recs) == 6 and all(r.attacks.startswith("view+") for r in recs)
+    assert (tmp_path / "data" / "gt_align.align").read_text().count("\n") == 6

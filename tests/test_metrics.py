@@ -108,6 +108,48 @@ def test_pair_level_ap_counts_every_unordered_pair():
     assert flat.ap == pytest.approx(1 / 3)
 
 
+def test_ranked_ap_breaks_ties_pessimistically():
+    # positives 0.9 and 0.5 among negatives 0.7, 0.5, 0.1: ranks 1 and 4 (the tied negative goes first)
+    assert metrics.ranked_ap(np.array([0.5, 0.9]), np.array([0.1, 0.7, 0.5])) == pytest.approx((1 + 2 / 4) / 2)
+    assert metrics.ranked_ap(np.array([1.0]), np.array([])) == 1.0
+    assert np.isnan(metrics.ranked_ap(np.array([]), np.array([0.3])))
+
+
+def test_sign_test_is_the_exact_binomial():
+    assert metrics.sign_test(0, 0) == 1.0
+    assert metrics.sign_test(2, 0) == pytest.approx(0.5)  # two wins of two: 2 * (1/4)
+    assert metrics.sign_test(9, 1) == pytest.approx(2 * 11 / 1024)
+    assert metrics.sign_test(1, 9) == metrics.sign_test(9, 1)
+
+
+def test_paired_bootstrap_accuracy_sees_a_consistent_gain_and_not_a_coin_flip():
+    rng = np.random.default_rng(1)
+    a = rng.random(60) < 0.5
+    better = a | (rng.random(60) < 0.6)  # B right wherever A is, and on about 60 % of the rest
+    d = metrics.paired_bootstrap_accuracy([(a[:30], better[:30]), (a[30:], better[30:])], [30, 30])
+    assert d.difference == pytest.approx(better.mean() - a.mean())
+    assert 0 < d.low <= d.difference <= d.high and d.losses == 0 and d.p_sign < 0.001
+    # the same model against itself with the outcomes shuffled: the interval straddles zero
+    same = metrics.paired_bootstrap_accuracy([(a, rng.permutation(a))], [1])
+    assert same.low < 0 < same.high and same.p_sign > 0.05
+    # fold weights: a fold of weight 0 does not count
+    w = metrics.paired_bootstrap_accuracy([(a[:30], better[:30]), (a[30:], a[30:])], [1, 0])
+    assert w.difference == pytest.approx(better[:30].mean() - a[:30].mean())
+
+
+def test_paired_bootstrap_ap_pairs_the_models_on_the_same_pairs():
+    rng = np.random.default_rng(2)
+    y = np.r_[np.ones(20, bool), np.zeros(200, bool)]
+    noise = rng.normal(size=220)
+    a = noise + 1.0 * y
+    b = noise + 3.0 * y  # the same noise, a clearer separation: always at least as good
+    d = metrics.paired_bootstrap_ap([(a, b, y)], [1])
+    assert d.difference == pytest.approx(metrics.ranked_ap(b[y], b[~y]) - metrics.ranked_ap(a[y], a[~y]))
+    assert d.difference > 0 and d.low > 0
+    tie = metrics.paired_bootstrap_ap([(a, a.copy(), y)], [1])
+    assert tie.difference == 0 and tie.low == 0 and tie.high == 0
+
+
 def test_offsets_are_judged_on_every_found_pair_and_on_the_detected_ones():
     from index.search import Match
     from pipeline.corpus import GroundTruth
@@ -124,3 +166,26 @@ def test_offsets_are_judged_on_every_found_pair_and_on_the_detected_ones():
     # the best F1 is at 0.9: only c1 is detected
     assert m["detected_pairs"] == 1 and m["detected_pairs_offset_within_1s"] == 1.0
     assert m["detected_pairs_offset_within_0.1s"] == 0.0
+
+
+def test_the_report_keeps_the_ranking_behind_pair_ap():
+    """The scores of every reported pair, the true pairs never reported and the pair count reproduce the
+    report's pair AP (the benchmarks' paired bootstrap reads them)."""
+    from index.search import Match
+    from pipeline.corpus import GroundTruth
+    from pipeline.datasets import CopyPair
+    from pipeline.evaluate import evaluate_pairs
+
+    gt = GroundTruth(kind="vcdb", pairs=[CopyPair("c1", "s", 12, 20, 2, 10), CopyPair("c2", "s", 0, 5, 0, 5),
+                                         CopyPair("c3", "s", 0, 5, 0, 5)])
+    rows = [Match("c1", "s", 0.9, 10.0, 1), Match("s", "c1", 0.95, -10.0, 1), Match("c1", "x", 0.5, 0.0, 2),
+            Match("c2", "s", 0.4, 0.0, 1), Match("c2", "x", 0.45, 0.0, 1)]
+    out = evaluate_pairs(gt, rows, {}, n_videos=5)
+    rec = out["curves"]["pair_scores"]
+    assert rec["pairs"] == [["c1", "s"], ["c1", "x"], ["c2", "s"], ["c2", "x"]]
+    assert rec["scores"] == [0.95, 0.5, 0.4, 0.45] and rec["true"] == [True, False, True, False]
+    assert rec["true_unreported"] == [["c3", "s"]] and rec["n_pairs"] == 10
+    s, y = np.array(rec["scores"]), np.array(rec["true"])
+    unreported_false = rec["n_pairs"] - len(s) - len(rec["true_unreported"])
+    ap = metrics.ranked_ap(np.r_[s[y], np.zeros(len(rec["true_unreported"]))], np.r_[s[~y], np.zeros(unreported_false)])
+    assert ap == pytest.approx(out["metrics"]["pair_AP"]) and ap == pytest.approx((1 + 2 / 4 + 3 / 10) / 3)

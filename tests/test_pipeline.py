@@ -282,6 +282,9 @@ def test_alignment_evaluation_on_an_align_file(built):
     errors = [r["error_s"] for r in out["per_query"]]
     assert errors[0] is not None and errors[0] < 0.1 and errors[1] < 0.1 and errors[2] is None
     assert out["metrics"]["localisation_accuracy_below_0.1s"] == pytest.approx(2 / 3)
+    rec = out["curves"]["pair_scores"]  # every pair of items scored, the overlapping one marked
+    assert len(rec["pairs"]) == 3 == rec["n_pairs"] and sum(rec["true"]) == 1 and not rec["true_unreported"]
+    assert [p for p, t in zip(rec["pairs"], rec["true"], strict=True) if t] == [sorted([c.query, c.source])]
 
 
 @pytest.mark.slow
