@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -50,11 +51,16 @@ def overrides(root: Path, kind: str, name: str, work: Path, fold: int, args: arg
     return (f"dataset.root={root.resolve()};dataset.kind={kind};{gt}dataset.name={name};dataset.max_length_s="
             f"{60 if kind == 'align' else 240};features.extractor=selfsup;features.weights=random;features.pca=auto;"
             f"shards.size=16;work_dir={work.resolve()};"
-            f"reports_dir={work.resolve() / 'reports' / f'seed{args.seed}' / f'fold{fold}'};"
+            f"reports_dir={work.resolve() / 'reports' / settings_tag(args) / f'fold{fold}'};"
             f"models={{lamv: {{type: tmk, preset: lamv}}, lamv_learned: {{type: lamv_learned, init: {args.init}}}}};"
             f"index.model=lamv;search.model=lamv;evaluate.models=[lamv, lamv_learned];search.top_k=20;search.keep=20;"
             f"lamv_training.test_fold={fold};lamv_training.lr={args.lr};lamv_training.epochs={args.epochs};"
-            f"lamv_training.seed={args.seed}")
+            f"lamv_training.seed={args.seed};lamv_training.retrieval_weight={args.retrieval_weight}")
+
+
+def settings_tag(args: argparse.Namespace) -> str:
+    """The reports folder of one training setting (kernels are keyed by their settings already)."""
+    return f"lr{args.lr:g}-e{args.epochs}-{args.init}-w{args.retrieval_weight:g}-seed{args.seed}"
 
 
 def run_folds(root: Path, kind: str, name: str, work: Path, args: argparse.Namespace) -> list[dict]:
@@ -180,6 +186,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None, help="SGD learning rate (default: configs/base.yaml's)")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--init", default="von_mises", choices=["von_mises", "uniform"])
+    ap.add_argument("--retrieval-weight", type=float, default=None,
+                    help="w of L = w L_r + (1 - w) L_l (default: configs/base.yaml's, the paper's 1/4)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (one kernel per seed)")
     ap.add_argument("--only", choices=["align", "copies"], default=None)
     args = ap.parse_args()
@@ -192,11 +200,10 @@ def main() -> None:
     if not (args.copy_root / "truth.json").is_file() and args.only != "align":
         subprocess.run([*py, "copies", "--source", str(args.videos), "--out", str(args.copy_root), "--seed", "3"],
                        check=True, cwd=ROOT)
-    if args.lr is None:
-        import yaml
-
-        args.lr = float(yaml.safe_load((ROOT / "configs" / "base.yaml").read_text())["lamv_training"]["lr"])
-    settings = f"lr {args.lr}, {args.epochs} epochs, init {args.init}"
+    base = yaml.safe_load((ROOT / "configs" / "base.yaml").read_text())["lamv_training"]
+    args.lr = float(base["lr"]) if args.lr is None else args.lr
+    args.retrieval_weight = float(base["retrieval_weight"]) if args.retrieval_weight is None else args.retrieval_weight
+    settings = f"lr {args.lr:g}, {args.epochs} epochs, init {args.init}, retrieval weight {args.retrieval_weight:g}"
 
     def per_seed(root: Path, kind: str, name: str) -> dict[int, list[dict]]:
         return {s: run_folds(root, kind, name, root / "work", argparse.Namespace(**{**vars(args), "seed": s}))
