@@ -3,6 +3,7 @@
     python benchmarks/lamv_benchmark.py                         # both benchmarks from ../shared/videos
     python benchmarks/lamv_benchmark.py --lr 0.001 --epochs 40  # the paper's settings
     python benchmarks/lamv_benchmark.py --seeds 0 1 2           # one kernel per training seed
+    python benchmarks/lamv_benchmark.py --only align --align-root bench_views10 --views --cameras 10
 
 Two datasets generated from real clips (``pipeline/generate.py``):
 
@@ -10,6 +11,8 @@ Two datasets generated from real clips (``pipeline/generate.py``):
   with its own crop / letterbox / picture-in-picture / rescale, colours, noise and frame rate),
   ``.align`` ground truth; the alignment protocol (every held-out item against every other):
   localisation accuracy at 0.1 / 1 / 10 s, localisation mAP, pair-level AP of "these two overlap".
+  With ``--views`` (and ``--cameras``), each recording is instead its camera's own panning window of
+  40-65 % of the scene (``generate align --views``): cameras share only part of the picture.
 * **copies**: the copy benchmark's corpus (``benchmarks/copy_benchmark.py``; reused when present):
   pair-level AP, segment max-F1, localisation accuracy of the found copies.
 
@@ -183,6 +186,9 @@ def main() -> None:
     ap.add_argument("--videos", type=Path, default=ROOT.parent / "shared" / "videos")
     ap.add_argument("--align-root", type=Path, default=Path("bench_align"))
     ap.add_argument("--copy-root", type=Path, default=Path("bench_copy"))
+    ap.add_argument("--views", action="store_true", help="generate the alignment benchmark with camera views "
+                                                         "(generate align --views) when it is missing")
+    ap.add_argument("--cameras", type=int, default=5, help="recordings per clip when generating it")
     ap.add_argument("--lr", type=float, default=None, help="SGD learning rate (default: configs/base.yaml's)")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--init", default="von_mises", choices=["von_mises", "uniform"])
@@ -195,8 +201,8 @@ def main() -> None:
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     py = [sys.executable, "-m", "pipeline", "generate"]
     if not (args.align_root / "gt_align.align").is_file() and args.only != "copies":
-        subprocess.run([*py, "align", "--source", str(args.videos), "--out", str(args.align_root)], check=True,
-                       cwd=ROOT)
+        subprocess.run([*py, "align", "--source", str(args.videos), "--out", str(args.align_root), "--cameras",
+                        str(args.cameras), *(["--views"] if args.views else [])], check=True, cwd=ROOT)
     if not (args.copy_root / "truth.json").is_file() and args.only != "align":
         subprocess.run([*py, "copies", "--source", str(args.videos), "--out", str(args.copy_root), "--seed", "3"],
                        check=True, cwd=ROOT)
