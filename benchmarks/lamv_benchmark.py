@@ -102,6 +102,18 @@ def run_folds(root: Path, kind: str, name: str, work: Path, args: argparse.Names
     return out
 
 
+def fold_weights(rows: list[dict]) -> list[int]:
+    """Each fold's weight in the means: its held-out videos."""
+    return [max(1, r["held_out"] or 1) for r in rows]
+
+
+def weighted_means(rows: list[dict], model: str, metrics: tuple[str, ...]) -> list[float]:
+    """``model``'s metrics averaged over the folds, weighted by :func:`fold_weights`."""
+    weights = fold_weights(rows)
+    return [sum(w * r[model].get(k, float("nan")) for w, r in zip(weights, rows, strict=True)) / sum(weights)
+            for k in metrics]
+
+
 def table(title: str, rows: list[dict], metrics: tuple[str, ...]) -> str:
     lines = [f"\n{title}\n", "| fold | held-out videos | training pairs | model | "
              + " | ".join(metrics) + " |", "|---:|---:|---:|---|" + "---:|" * len(metrics)]
@@ -109,19 +121,15 @@ def table(title: str, rows: list[dict], metrics: tuple[str, ...]) -> str:
         for m in ("lamv", "lamv_learned"):
             lines.append(f"| {r['fold']} | {r['held_out']} | {r['train_pairs']} | {m} | "
                          + " | ".join(f"{r[m].get(k, float('nan')):.3f}" for k in metrics) + " |")
-    weights = [max(1, r["held_out"] or 1) for r in rows]
     for m in ("lamv", "lamv_learned"):
-        means = [sum(w * r[m].get(k, float("nan")) for w, r in zip(weights, rows, strict=True)) / sum(weights)
-                 for k in metrics]
-        lines.append(f"| mean | {sum(weights)} | | **{m}** | " + " | ".join(f"**{v:.3f}**" for v in means) + " |")
+        lines.append(f"| mean | {sum(fold_weights(rows))} | | **{m}** | "
+                     + " | ".join(f"**{v:.3f}**" for v in weighted_means(rows, m, metrics)) + " |")
     return "\n".join(lines)
 
 
 def right_at_1s(report: dict) -> np.ndarray:
     """Per held-out item (alignment) or ground-truth copy (copies): offset error below 1 s."""
-    errs = [q["error_s"] for q in report["per_query"]] if "item" in (report["per_query"] or [{}])[0] \
-        else report["curves"]["localisation_errors_s"]
-    return np.array([e is not None and e < 1.0 for e in errs], dtype=bool)
+    return np.array([e is not None and e < 1.0 for e in report["curves"]["localisation_errors_s"]], dtype=bool)
 
 
 def paired_pair_scores(a: dict, b: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -143,7 +151,7 @@ def statistics(rows: list[dict]) -> str:
     """Paired bootstrap (2000 rounds, items resampled within folds) and sign test, learned minus von Mises."""
     from pipeline import metrics
 
-    weights = [max(1, r["held_out"] or 1) for r in rows]
+    weights = fold_weights(rows)
     acc = metrics.paired_bootstrap_accuracy(
         [(right_at_1s(r["reports"]["lamv"]), right_at_1s(r["reports"]["lamv_learned"])) for r in rows], weights)
     ap = metrics.paired_bootstrap_ap(
@@ -159,10 +167,8 @@ def seeds_summary(title: str, per_seed: dict[int, list[dict]], metrics_: tuple[s
     lines = [f"\n{title}\n", "| seed | model | " + " | ".join(metrics_) + " |", "|---:|---|" + "---:|" * len(metrics_)]
     means: dict[str, list[list[float]]] = {"lamv": [], "lamv_learned": []}
     for seed, rows in per_seed.items():
-        weights = [max(1, r["held_out"] or 1) for r in rows]
         for m in ("lamv", "lamv_learned"):
-            v = [sum(w * r[m].get(k, float("nan")) for w, r in zip(weights, rows, strict=True)) / sum(weights)
-                 for k in metrics_]
+            v = weighted_means(rows, m, metrics_)
             means[m].append(v)
             lines.append(f"| {seed} | {m} | " + " | ".join(f"{x:.3f}" for x in v) + " |")
     for m in ("lamv", "lamv_learned"):
@@ -173,7 +179,7 @@ def seeds_summary(title: str, per_seed: dict[int, list[dict]], metrics_: tuple[s
     return "\n".join(lines)
 
 
-def report(kind: str, title: str, per_seed: dict[int, list[dict]], metrics_: tuple[str, ...]) -> None:
+def report(title: str, per_seed: dict[int, list[dict]], metrics_: tuple[str, ...]) -> None:
     for seed, rows in per_seed.items():
         print(table(f"{title}, seed {seed}", rows, metrics_))
         print(f"\nseed {seed}: {statistics(rows)}")
@@ -216,10 +222,10 @@ def main() -> None:
                 for s in args.seeds}
 
     if args.only != "copies":
-        report("align", f"Alignment benchmark ({settings}): held-out fold of 5, selfsup features",
+        report(f"Alignment benchmark ({settings}): held-out fold of 5, selfsup features",
                per_seed(args.align_root, "align", "alignbench"), ALIGN_METRICS)
     if args.only != "align":
-        report("copies", f"Copy benchmark ({settings}): held-out fold of 5, selfsup features",
+        report(f"Copy benchmark ({settings}): held-out fold of 5, selfsup features",
                per_seed(args.copy_root, "vcdb", "copybench-selfsup"), COPY_METRICS)
 
 

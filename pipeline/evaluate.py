@@ -72,16 +72,6 @@ def _pair_index(gt: GroundTruth) -> dict[tuple[str, str], list[tuple[float, floa
     return out
 
 
-def best_pair_rows(rows: list[Match]) -> dict[frozenset, Match]:
-    """Every reported unordered video pair with its best-scoring row (either direction)."""
-    best: dict[frozenset, Match] = {}
-    for r in rows:
-        key = frozenset((r.query, r.match))
-        if len(key) == 2 and (key not in best or r.score > best[key].score):
-            best[key] = r
-    return best
-
-
 def pair_score_record(scores: dict[frozenset, float], true: set[frozenset], n_videos: int) -> dict:
     """The ranking behind pair-level AP, for the report: each reported pair (sorted names) with its score
     and truth, the true pairs never reported (they score 0), and the number of unordered pairs."""
@@ -92,14 +82,20 @@ def pair_score_record(scores: dict[frozenset, float], true: set[frozenset], n_vi
             "n_pairs": n_videos * (n_videos - 1) // 2}
 
 
-def pair_level_metrics(gt: GroundTruth, rows: list[Match], n_videos: int) -> dict:
+def pair_level_metrics(gt: GroundTruth, rows: list[Match], n_videos: int) -> tuple[dict, dict]:
     """Every unordered video pair ranked by its best score in either direction: pair AP, best F1,
     candidate recall, and for the true pairs found, the share whose offset (from the
-    best-scoring direction) is within 1 s and 0.1 s of the truth."""
+    best-scoring direction) is within 1 s and 0.1 s of the truth; and that ranking
+    (:func:`pair_score_record`)."""
     pairs = _pair_index(gt)
-    best = best_pair_rows(rows)
+    best: dict[frozenset, Match] = {}
+    for r in rows:
+        key = frozenset((r.query, r.match))
+        if len(key) == 2 and (key not in best or r.score > best[key].score):
+            best[key] = r
     true = {frozenset(k) for k in pairs if k[0] != k[1]}
-    pl = metrics.pair_level({k: m.score for k, m in best.items()}, true, n_videos)
+    scores = {k: m.score for k, m in best.items()}
+    pl = metrics.pair_level(scores, true, n_videos)
     found = [m for k, m in best.items() if k in true]
     e = np.asarray([min(abs(m.offset_s - (g[0] - g[2])) for g in pairs[(m.query, m.match)]) for m in found],
                    dtype=np.float64)
@@ -109,14 +105,15 @@ def pair_level_metrics(gt: GroundTruth, rows: list[Match], n_videos: int) -> dic
         return float((e[mask] < limit).mean()) if mask.any() else float("nan")
 
     everything = np.ones(len(e), dtype=bool)
-    return {"pair_AP": pl.ap, "pair_best_F1": pl.best_f1, "pair_recall_in_results": pl.recall_reported,
-            "true_pairs": pl.n_true, "pairs_ranked": pl.n_pairs,
-            "found_pairs_offset_within_1s": share(everything, 1.0),
-            "found_pairs_offset_within_0.1s": share(everything, 0.1),
-            # detected: the true pairs scoring at or above the best-F1 threshold
-            "detected_pairs": int(detected.sum()),
-            "detected_pairs_offset_within_1s": share(detected, 1.0),
-            "detected_pairs_offset_within_0.1s": share(detected, 0.1)}
+    summary = {"pair_AP": pl.ap, "pair_best_F1": pl.best_f1, "pair_recall_in_results": pl.recall_reported,
+               "true_pairs": pl.n_true, "pairs_ranked": pl.n_pairs,
+               "found_pairs_offset_within_1s": share(everything, 1.0),
+               "found_pairs_offset_within_0.1s": share(everything, 0.1),
+               # detected: the true pairs scoring at or above the best-F1 threshold
+               "detected_pairs": int(detected.sum()),
+               "detected_pairs_offset_within_1s": share(detected, 1.0),
+               "detected_pairs_offset_within_0.1s": share(detected, 0.1)}
+    return summary, pair_score_record(scores, true, n_videos)
 
 
 def evaluate_pairs(gt: GroundTruth, rows: list[Match], durations: dict[str, float],
@@ -172,7 +169,7 @@ def evaluate_pairs(gt: GroundTruth, rows: list[Match], durations: dict[str, floa
                       "score": top.score if top else None, "offset_s": top.offset_s if top else None,
                       "true_partners": sorted(partners),
                       "offset_error_s": (found.get((q, top.match)) if top else None)})
-    pair = pair_level_metrics(gt, rows, n_videos) if n_videos else {}
+    pair, ranking = pair_level_metrics(gt, rows, n_videos) if n_videos else ({}, None)
     return {"metrics": {**pair, "segment_max_F1": metrics.max_f1(precision, recall),
                         "segment_PR_AUC": metrics.pr_auc(precision, recall),
                         **{f"localisation_accuracy_below_{t:g}s": v for t, v in acc.items()},
@@ -180,9 +177,7 @@ def evaluate_pairs(gt: GroundTruth, rows: list[Match], durations: dict[str, floa
                         "ground_truth_pairs": len(gt_keys), "pairs_found": len(found)},
             "curves": {"precision": precision.tolist(), "recall": recall.tolist(),
                        "localisation_errors_s": [e if math.isfinite(e) else None for e in errors],
-                       **({"pair_scores": pair_score_record(
-                           {k: m.score for k, m in best_pair_rows(rows).items()},
-                           {frozenset(k) for k in pairs if k[0] != k[1]}, n_videos)} if n_videos else {})},
+                       **({"pair_scores": ranking} if ranking is not None else {})},
             "per_query": table, "vcdb_mode": mode}
 
 
@@ -300,18 +295,16 @@ def evaluate_alignment(cfg: Config, gt: GroundTruth, model: TemporalModel, featu
     acc = metrics.accuracy_below(errors)
     m, ap = metrics.map_localization(len(keep), pair_index, np.array(pmax), gi)
     # every unordered pair of items scored: pair-level AP of "these two overlap"
-    scored = {frozenset((int(a), int(b))): s for (a, b), s in zip(pair_index, pmax, strict=True)}
-    overlapping = {frozenset((int(a), int(b))) for a, b in gi}
-    pl = metrics.pair_level(scored, overlapping, len(keep))
     videos = [items[i].video for i in keep]
     count = Counter(videos)
     label = [v if count[v] == 1 else f"{v} #{i}" for i, v in enumerate(videos)]  # one video, many items
-    named = {frozenset((label[a], label[b])): s for (a, b), s in zip(pair_index, pmax, strict=True)}
+    scored = {frozenset((label[a], label[b])): s for (a, b), s in zip(pair_index, pmax, strict=True)}
+    overlapping = {frozenset((label[a], label[b])) for a, b in gi}
+    pl = metrics.pair_level(scored, overlapping, len(keep))
     return {"metrics": {**{f"localisation_accuracy_below_{t:g}s": v for t, v in acc.items()},
                         "localisation_mAP": m, "pair_AP": pl.ap, "pair_best_F1": pl.best_f1},
             "curves": {"localisation_errors_s": [e if math.isfinite(e) else None for e in errors],
-                       "pair_scores": pair_score_record(
-                           named, {frozenset((label[a], label[b])) for a, b in gi}, len(keep))},
+                       "pair_scores": pair_score_record(scored, overlapping, len(keep))},
             "per_query": [{"item": items[keep[i]].video, "error_s": (e if math.isfinite(e) else None),
                            "AP": float(ap[i])} for i, e in enumerate(errors)]}
 

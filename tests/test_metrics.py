@@ -161,7 +161,7 @@ def test_offsets_are_judged_on_every_found_pair_and_on_the_detected_ones():
                                          CopyPair("c2", "s", 0, 5, 0, 5)])
     rows = [Match("c1", "s", 0.9, -5.3, 1), Match("s", "c2", 0.2, 3.0, 1), Match("c1", "x", 0.5, 0.0, 1),
             Match("c2", "x", 0.4, 0.0, 1), Match("s", "x", 0.3, 0.0, 1)]
-    m = pair_level_metrics(gt, rows, n_videos=4)
+    m, _ = pair_level_metrics(gt, rows, n_videos=4)
     assert m["found_pairs_offset_within_1s"] == 0.5  # c1: within 0.3 s of its second excerpt; c2: 3 s off
     # the best F1 is at 0.9: only c1 is detected
     assert m["detected_pairs"] == 1 and m["detected_pairs_offset_within_1s"] == 1.0
