@@ -12,7 +12,9 @@ Measured in one run, on the same clips:
 * end-to-end: ``pipeline.extract.extract_shard`` (decode workers feeding the
   CNN), for each thread layout in ``--layouts`` (``workers:torch_threads``);
 * the realtime factor (video seconds per wall second) and the ratio
-  end-to-end / min(decode-only, CNN-only); target on the 2-core CPU: >= 0.8.
+  end-to-end / min(decode-only, CNN-only); target on the 2-core CPU: >= 0.8;
+* with ``--hwaccel cuda``: decode-only in software and on the GPU's decoder (the
+  samples must agree in number and size), and end to end with the GPU's decoder.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from extractors.decode import iter_samples, to_model_input
@@ -50,6 +53,20 @@ def find_clips(folder: Path | None, max_clips: int, tmp: Path) -> list[Path]:
                        height=360, seed=i) for i in range(max_clips)]
 
 
+def hw_engaged(clip: Path, hwaccel: str) -> bool:
+    """Whether FFmpeg really decodes ``clip`` on the ``hwaccel`` device (it falls back silently)."""
+    import av
+    from av.codec.hwaccel import HWAccel
+
+    try:
+        with av.open(str(clip), hwaccel=HWAccel(device_type=hwaccel, allow_software_fallback=False)) as c:
+            stream = c.streams.video[0]
+            next(c.decode(stream))
+            return bool(getattr(stream.codec_context, "is_hwaccel", False))
+    except (av.error.FFmpegError, StopIteration, ValueError):
+        return False
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--videos", type=Path, default=None)
@@ -57,21 +74,34 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--layouts", default="1:1,1:2", help="decode_workers:torch_threads, comma-separated")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--hwaccel", default="none", help="FFmpeg hardware decoder (e.g. cuda), measured "
+                    "against software decoding in the same run")
     ap.add_argument("--precision", default="auto", help="auto (CPU: float32) | float32 | bfloat16 | float16")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     tmp = Path(tempfile.mkdtemp(prefix="bench_extract_"))
     clips = find_clips(args.videos, args.max_clips, tmp)
 
-    # decode-only (one process, as one worker)
-    t0 = time.perf_counter()
-    decoded, video_s = [], 0.0
-    for c in clips:
-        for chunk in iter_samples(c, chunk=args.batch_size, threads=1):
-            decoded.append(chunk[0])
-        video_s += chunk[3].duration_s
-    decode_s = time.perf_counter() - t0
+    # decode-only (one process, as one worker): software, and the hardware decoder when asked for
+    def decode_all(hwaccel: str | None) -> tuple[list, float, float]:
+        t0 = time.perf_counter()
+        frames, seconds = [], 0.0
+        for c in clips:
+            for chunk in iter_samples(c, chunk=args.batch_size, threads=1, hwaccel=hwaccel):
+                frames.append(chunk[0])
+            seconds += chunk[3].duration_s
+        return frames, seconds, time.perf_counter() - t0
+
+    decoded, video_s, decode_s = decode_all(None)
     n_frames = sum(len(f) for f in decoded)
+    if args.hwaccel != "none":
+        software_fps = n_frames / decode_s
+        hw, _, decode_s = decode_all(args.hwaccel)
+        same = sum(len(f) for f in hw) == n_frames and all(np.array_equal(a.shape, b.shape)
+                                                           for a, b in zip(hw, decoded, strict=True))
+        print(f"decode-only, one process: software {software_fps:.0f} frames/s, {args.hwaccel} "
+              f"{n_frames / decode_s:.0f} frames/s ({n_frames / decode_s / software_fps:.2f}x software); hardware "
+              f"decoder engaged: {hw_engaged(clips[0], args.hwaccel)}; same samples: {same}")
 
     ex = FrameFeatureExtractor(ExtractorSettings(weights="random", device=args.device, precision=args.precision))
     device = ex.device
@@ -87,7 +117,8 @@ def main() -> None:
         t0 = time.perf_counter()
         res = extract_shard([(c.stem, c) for c in clips], tmp / f"shard-{workers}-{threads}", ex,
                             ExtractionSettings(decode_workers=workers, torch_threads=threads,
-                                               batch_size=args.batch_size, progress=False))
+                                               batch_size=args.batch_size, progress=False,
+                                               hwaccel=args.hwaccel))
         e2e_s = time.perf_counter() - t0
         assert res.frames == n_frames and not res.failures, (res.frames, n_frames, res.failures)
         dec_fps, cnn_fps, e2e_fps = n_frames / decode_s, n_frames / cnn_s, n_frames / e2e_s

@@ -177,6 +177,8 @@ def _send_partial_and_die(conn) -> None:  # pragma: no cover - subprocess, failp
 def _decode_worker(wid: int, conn, settings: dict) -> None:  # pragma: no cover - subprocess
     """One decoder: receives ``(i, path)`` items on its own pipe and answers on it (no shared lock)."""
     cap = int(settings.get("worker_memory_mb", 0) or 0)
+    if settings.get("hwaccel") not in (None, "", "none"):
+        cap = 0  # a GPU driver reserves far more address space than any cap: hardware decoding would fail
     _memory_cap(cap)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when decoders stop
     try:

@@ -93,7 +93,7 @@ def contrastive_loss(c: torch.Tensor, partner: torch.Tensor, group: torch.Tensor
     k = min(hard, cand.shape[0])
     neg = sim.topk(k, dim=1).values  # the hardest negatives (-inf where fewer exist)
     logits = torch.cat([pos[:, None], neg], dim=1) / temperature
-    return torch.nn.functional.cross_entropy(logits, torch.zeros(V, dtype=torch.long))
+    return torch.nn.functional.cross_entropy(logits, torch.zeros(V, dtype=torch.long, device=logits.device))
 
 
 def initial_state(model: TCA, settings: TCATrainSettings) -> TCAState:

@@ -102,6 +102,16 @@ def test_a_memory_cap_too_low_to_decode_anything_says_so():
         outcomes(["/nonexistent.mp4"], 8, decode_workers=1, worker_memory_mb=64)
 
 
+def test_hardware_decoding_workers_run_without_the_address_space_cap(videos):
+    """A GPU driver reserves far more address space than any cap (on an H200 every NVDEC open failed
+    under the 8 GB default and fell back to software), so with ``hwaccel`` the cap is not applied:
+    the cap that stops a plain decoder from starting (above) decodes here (in software where, as in
+    CI, this FFmpeg cannot reach a GPU)."""
+    ends, frames = outcomes(videos[:2], 8, decode_workers=1, worker_memory_mb=64, hwaccel="cuda")
+    assert [ends[i][0] for i in range(2)] == ["done", "done"]
+    assert frames == {0: 30, 1: 30}
+
+
 def test_fitting_samples_are_even_and_bounded():
     import numpy as np
 

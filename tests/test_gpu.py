@@ -51,3 +51,20 @@ def test_cuda_selfsup_training_and_extraction():
     on_gpu = SelfSupExtractor(ma, device="cuda").describe(frames)
     on_cpu = SelfSupExtractor(ma, device="cpu").describe(frames)
     assert float((on_gpu * on_cpu).sum(1).min()) > 0.999
+
+
+def test_cuda_tca_training():
+    """TCA trains with its model on CUDA (the draws stay on the CPU) and hands back a CPU state."""
+    from extractors.tca import TCA, TCAConfig
+    from extractors.tca_training import TCATrainSettings, train_tca
+
+    rng = np.random.default_rng(0)
+    videos = [rng.standard_normal((int(rng.integers(60, 300)), 64)).astype(np.float32) for _ in range(8)]
+    groups, pairs = np.arange(8) // 2, np.array([[0, 1], [2, 3], [4, 5], [6, 7]])
+    torch.manual_seed(0)
+    model = TCA(TCAConfig(dim=64, padding_size=40, heads=4, feedforward=64))
+    st = train_tca(model, videos, groups, pairs, TCATrainSettings(steps=4, batch=4, queue=32, hard_negatives=8),
+                   device=torch.device("cuda"))
+    assert st.step == 4 and len(st.history) == 4 and np.isfinite(st.history).all()
+    assert all(t.device.type == "cpu" for t in st.model.values() if isinstance(t, torch.Tensor))
+    assert st.bank.device.type == "cpu" and (st.bank_group >= 0).any()
