@@ -26,6 +26,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from pipeline.artifacts import atomic_write_text
 from pipeline.synthetic import Segment, hms, render, write_video
 
 log = logging.getLogger(__name__)
@@ -304,8 +305,8 @@ def build_copy_dataset(clips: list[Path], fillers: list[Path], out: Path, n_copi
                              f"{hms(b0)},{hms(b0 + o1 - o0)}\n")
     ann = out / "annotation"
     ann.mkdir(exist_ok=True)
-    (ann / "bench.txt").write_text("".join(lines))
-    (out / "truth.json").write_text(json.dumps(truth, indent=2))
+    atomic_write_text(ann / "bench.txt", "".join(lines))
+    atomic_write_text(out / "truth.json", json.dumps(truth, indent=2))
     return truth
 
 
@@ -371,8 +372,8 @@ def build_align_dataset(clips: list[Path], out: Path, cameras: int = 5, seed: in
             write_video(vdir / f"{name}.mp4", body, fps, codec, {"crf": "42"} if photo == "lowbitrate" else None)
             recordings.append(CameraRecording(name, src.path.name, start, len(body) / fps, fps,
                                               f"{geo}+{photo}", SOURCE_SPACING_S * (si + 1) + start))
-    (out / ALIGN_GT_FILE).write_text("".join(r.align_line() for r in recordings))
-    (out / "truth.json").write_text(json.dumps([r.__dict__ for r in recordings], indent=2))
+    atomic_write_text(out / ALIGN_GT_FILE, "".join(r.align_line() for r in recordings))
+    atomic_write_text(out / "truth.json", json.dumps([r.__dict__ for r in recordings], indent=2))
     log.info("%s: %d recordings of %d sources", out, len(recordings), len(loaded))
     return recordings
 

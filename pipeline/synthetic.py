@@ -14,6 +14,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from pipeline.artifacts import atomic_path, atomic_write_text
+
 
 def scene_frame(t: float, width: int, height: int, seed: int, shot_s: float = 2.5) -> np.ndarray:
     """RGB ``(height, width, 3) uint8`` picture of scene ``seed`` at time ``t`` seconds.
@@ -66,13 +68,23 @@ def render(segments: list[Segment], fps: float, width: int, height: int,
     return frames
 
 
+CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi",
+              ".flv": "flv"}
+"""FFmpeg container of each video suffix :func:`write_video` writes."""
+
+
 def write_video(path: str | Path, frames: list[np.ndarray], fps: float, codec: str = "libx264",
                 options: dict[str, str] | None = None) -> Path:
-    """Encode RGB frames (even width/height) to ``path`` (``options``: encoder options, e.g. ``crf``)."""
+    """Encode RGB frames (even width/height) to ``path`` (``options``: encoder options, e.g. ``crf``).
+
+    Written to a temporary sibling and renamed: a killed writer never leaves a half-written video that a
+    later index would pick up.  The container comes from the suffix (``.mp4``, ``.mkv``, ``.avi``, ...)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = CONTAINERS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unknown video suffix {path.suffix!r} (known: {', '.join(sorted(CONTAINERS))})")
     h, w = frames[0].shape[:2]
-    with av.open(str(path), "w") as out:
+    with atomic_path(path) as tmp, av.open(str(tmp), "w", format=fmt) as out:
         s = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
         if options:
@@ -140,7 +152,7 @@ def make_demo_corpus(root: str | Path, n_sources: int = 5, n_copies: int = 4, n_
     lines = [f"{c.query.split('/')[1]}.mp4,{c.source.split('/')[1]}.mp4,{hms(c.query_start_s)},"
              f"{hms(c.query_start_s + c.duration_s)},{hms(c.source_start_s)},"
              f"{hms(c.source_start_s + c.duration_s)}" for c in copies]
-    (ann / "demo.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    atomic_write_text(ann / "demo.txt", "\n".join(lines) + "\n")
     return copies
 
 

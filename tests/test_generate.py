@@ -143,3 +143,18 @@ def test_views_give_every_camera_its_own_viewpoint(tmp_path):
                                views=True)
     assert len(recs) == 6 and all(r.attacks.startswith("view+") for r in recs)
     assert (tmp_path / "data" / "gt_align.align").read_text().count("\n") == 6
+
+
+def test_a_video_that_fails_half_way_leaves_nothing_behind(tmp_path):
+    """The generators' videos are written to a temporary sibling and renamed: an encoder that fails after
+    some frames (here a frame with 4 channels) leaves neither the video nor a temporary file."""
+    good = np.zeros((32, 48, 3), np.uint8)
+    with pytest.raises(ValueError):
+        write_video(tmp_path / "v.mp4", [good] * 5 + [np.zeros((32, 48, 4), np.uint8)], 10.0)
+    assert list(tmp_path.iterdir()) == []
+    out = write_video(tmp_path / "v.mkv", [good] * 5, 10.0)
+    assert [p.name for p in tmp_path.iterdir()] == ["v.mkv"]
+    with av.open(str(out)) as c:
+        assert c.format.name.startswith("matroska") and sum(1 for _ in c.decode(video=0)) == 5
+    with pytest.raises(ValueError, match="unknown video suffix"):
+        write_video(tmp_path / "v.xyz", [good], 10.0)
