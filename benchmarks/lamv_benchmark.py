@@ -3,6 +3,7 @@
     python benchmarks/lamv_benchmark.py                         # both benchmarks from ../shared/videos
     python benchmarks/lamv_benchmark.py --lr 0.001 --epochs 40  # the paper's settings
     python benchmarks/lamv_benchmark.py --seeds 0 1 2           # one kernel per training seed
+    python benchmarks/lamv_benchmark.py --min-cycles 1          # slow frequencies keep their von Mises values
     python benchmarks/lamv_benchmark.py --only align --align-root bench_views10 --views --cameras 10
 
 Two datasets generated from real clips (``pipeline/generate.py``):
@@ -58,12 +59,14 @@ def overrides(root: Path, kind: str, name: str, work: Path, fold: int, args: arg
             f"models={{lamv: {{type: tmk, preset: lamv}}, lamv_learned: {{type: lamv_learned, init: {args.init}}}}};"
             f"index.model=lamv;search.model=lamv;evaluate.models=[lamv, lamv_learned];search.top_k=20;search.keep=20;"
             f"lamv_training.test_fold={fold};lamv_training.lr={args.lr};lamv_training.epochs={args.epochs};"
-            f"lamv_training.seed={args.seed};lamv_training.retrieval_weight={args.retrieval_weight}")
+            f"lamv_training.seed={args.seed};lamv_training.retrieval_weight={args.retrieval_weight};"
+            f"lamv_training.min_cycles={args.min_cycles}")
 
 
 def settings_tag(args: argparse.Namespace) -> str:
     """The reports folder of one training setting (kernels are keyed by their settings already)."""
-    return f"lr{args.lr:g}-e{args.epochs}-{args.init}-w{args.retrieval_weight:g}-seed{args.seed}"
+    cycles = f"-c{args.min_cycles:g}" if args.min_cycles else ""
+    return f"lr{args.lr:g}-e{args.epochs}-{args.init}-w{args.retrieval_weight:g}{cycles}-seed{args.seed}"
 
 
 def run_folds(root: Path, kind: str, name: str, work: Path, args: argparse.Namespace) -> list[dict]:
@@ -200,6 +203,9 @@ def main() -> None:
     ap.add_argument("--init", default="von_mises", choices=["von_mises", "uniform"])
     ap.add_argument("--retrieval-weight", type=float, default=None,
                     help="w of L = w L_r + (1 - w) L_l (default: configs/base.yaml's, the paper's 1/4)")
+    ap.add_argument("--min-cycles", type=float, default=None,
+                    help="freeze the coefficients of frequencies with fewer cycles per snippet (default: "
+                         "configs/base.yaml's, 0: train all)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (one kernel per seed)")
     ap.add_argument("--only", choices=["align", "copies"], default=None)
     args = ap.parse_args()
@@ -215,7 +221,9 @@ def main() -> None:
     base = yaml.safe_load((ROOT / "configs" / "base.yaml").read_text())["lamv_training"]
     args.lr = float(base["lr"]) if args.lr is None else args.lr
     args.retrieval_weight = float(base["retrieval_weight"]) if args.retrieval_weight is None else args.retrieval_weight
-    settings = f"lr {args.lr:g}, {args.epochs} epochs, init {args.init}, retrieval weight {args.retrieval_weight:g}"
+    args.min_cycles = float(base["min_cycles"]) if args.min_cycles is None else args.min_cycles
+    settings = (f"lr {args.lr:g}, {args.epochs} epochs, init {args.init}, retrieval weight {args.retrieval_weight:g}"
+                f", min cycles {args.min_cycles:g}")
 
     def per_seed(root: Path, kind: str, name: str) -> dict[int, list[dict]]:
         return {s: run_folds(root, kind, name, root / "work", argparse.Namespace(**{**vars(args), "seed": s}))

@@ -41,7 +41,13 @@ from extractors.tmk import TMK
 @dataclass(frozen=True)
 class LAMVTrainSettings:
     """The paper's settings by default (500-frame snippets, >= 75 % overlap, 20 negatives,
-    batches of 128, SGD with Nesterov momentum 0.9 at learning rate 0.001)."""
+    batches of 128, SGD with Nesterov momentum 0.9 at learning rate 0.001).
+
+    ``min_cycles``: the coefficients of frequencies that complete fewer than this many cycles over a
+    training snippet stay at their initial values (0: every coefficient is trained, as in the paper).
+    Over a snippet such a frequency is nearly constant, so training can only learn it as a weight on the
+    snippets' mean-frame similarity; on whole videos (long, or copies amid unrelated footage) it is not
+    that (``frozen_coefficients``)."""
 
     epochs: int = 40
     batch: int = 128
@@ -53,6 +59,7 @@ class LAMVTrainSettings:
     pool_per_video: int = 2
     seed: int = 0
     loss: LAMVLossSettings = field(default_factory=LAMVLossSettings)
+    min_cycles: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch", "snippet_frames", "negatives", "pool_per_video"):
@@ -62,6 +69,15 @@ class LAMVTrainSettings:
             raise ValueError(f"min_overlap must be in (0, 1], got {self.min_overlap}")
         if self.lr <= 0 or not 0 <= self.momentum < 1:
             raise ValueError(f"need lr > 0 and 0 <= momentum < 1, got {self.lr}, {self.momentum}")
+        if self.min_cycles < 0:
+            raise ValueError(f"min_cycles must be >= 0, got {self.min_cycles}")
+
+
+def frozen_coefficients(model: TMK, settings: LAMVTrainSettings) -> torch.Tensor:
+    """``(P, m)`` bool: the coefficients training leaves alone, those of frequencies completing fewer than
+    ``settings.min_cycles`` cycles over a ``snippet_frames`` snippet (``omega * L / 2 pi``)."""
+    cycles = model.omega.to(torch.float64) * settings.snippet_frames / (2 * math.pi)
+    return (cycles < settings.min_cycles).to(model.a.device)
 
 
 @dataclass(frozen=True)
@@ -303,6 +319,7 @@ def train_lamv(model: TMK, videos: Sequence[np.ndarray], pairs: TrainingPairs, s
     comp = components(len(bank.lengths), pairs)
     offsets = snippet_offsets(s.snippet_frames)
     opt = torch.optim.SGD([model.a], lr=s.lr, momentum=s.momentum, nesterov=s.momentum > 0)
+    frozen = frozen_coefficients(model, s)
     if state is None:
         state = TrainingState(model.a.detach().clone(), None)
     else:
@@ -338,6 +355,8 @@ def train_lamv(model: TMK, videos: Sequence[np.ndarray], pairs: TrainingPairs, s
             loss, _ = batch_loss(model, r0, rp, rn, delta, offsets, s.loss)
             opt.zero_grad()
             loss.total.backward()
+            if model.a.grad is not None:
+                model.a.grad.masked_fill_(frozen, 0.0)  # no gradient, no momentum: they keep their values
             opt.step()
             totals += len(sel) * np.array([float(loss.total.detach()), float(loss.retrieval), float(loss.localisation)])
         totals /= max(1, len(order))

@@ -205,6 +205,7 @@ class LAMVTrainingConfig:
     folds: int
     test_fold: int
     seed: int
+    min_cycles: float
 
 
 @dataclass(frozen=True)
@@ -271,7 +272,8 @@ _MIN: dict[str, float] = {
     "lamv_training.lr": 1e-12, "lamv_training.momentum": 0, "lamv_training.snippet_s": 0.1,
     "lamv_training.min_overlap": 1e-3, "lamv_training.negatives": 1, "lamv_training.pool_per_video": 1,
     "lamv_training.retrieval_margin": 0, "lamv_training.localisation_margin": 0, "lamv_training.radius_s": 0,
-    "lamv_training.retrieval_weight": 0, "lamv_training.folds": 1, "lamv_training.test_fold": 0,
+    "lamv_training.retrieval_weight": 0, "lamv_training.min_cycles": 0, "lamv_training.folds": 1,
+    "lamv_training.test_fold": 0,
     "segments.fps": 0.05, "segments.frame_threshold": -1, "segments.band_s": 0, "segments.max_gap_s": 0,
     "segments.min_length_s": 0, "segments.max_segments": 1, "segments.max_overlap": 0, "segments.tn_top_k": 1,
     "segments.tn_max_step_s": 0, "segments.copy_threshold": 0, "segments.max_elements": 1024,

@@ -179,7 +179,8 @@ def train_settings(layout: Layout) -> LAMVTrainSettings:
                              snippet_frames=max(2, round(t.snippet_s * FPS)), min_overlap=t.min_overlap,
                              negatives=t.negatives, pool_per_video=t.pool_per_video, seed=t.seed,
                              loss=LAMVLossSettings(t.retrieval_margin, t.localisation_margin, t.radius_s,
-                                                   t.retrieval_weight))
+                                                   t.retrieval_weight),
+                             min_cycles=t.min_cycles)
 
 
 def initial_model(spec: LearnedLAMVModelConfig) -> TMK:

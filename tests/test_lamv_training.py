@@ -14,6 +14,7 @@ from extractors.lamv_training import (
     batch_loss,
     components,
     draw_positives,
+    frozen_coefficients,
     hardest_negatives,
     localisation_accuracy,
     scaled,
@@ -148,6 +149,25 @@ def test_training_is_deterministic_and_resumes_to_the_same_kernel(data):
     other = fresh()
     train_lamv(other, videos, pairs, LAMVTrainSettings(**{**s.__dict__, "seed": 1}))
     assert not torch.equal(other.coefficients(), full.coefficients())
+
+
+def test_min_cycles_keeps_the_slow_frequencies_at_their_initial_values(data):
+    """With ``min_cycles = 1`` every frequency completing less than one cycle over a 500-frame snippet
+    (all of period 9767; k <= 5 of 2731; k <= 2 of 1039; the constant term of 253) keeps its von Mises
+    coefficient exactly, and the others are trained."""
+    (videos, pairs), _ = data
+    model = TMK.preset("lamv", trainable=True, parametrisation="softplus")
+    init = model.coefficients().clone()
+    s = LAMVTrainSettings(epochs=3, lr=100.0, batch=32, min_cycles=1.0)
+    frozen = frozen_coefficients(model, s)
+    assert frozen.tolist() == [[True] * 16, [k <= 5 for k in range(16)], [k <= 2 for k in range(16)],
+                               [k == 0 for k in range(16)]]  # periods 9767, 2731, 1039, 253
+    train_lamv(model, videos, pairs, s)
+    after = model.coefficients()
+    assert torch.equal(after[frozen], init[frozen])
+    assert (after[~frozen] != init[~frozen]).float().mean() > 0.9
+    with pytest.raises(ValueError, match="min_cycles"):
+        LAMVTrainSettings(min_cycles=-1.0)
 
 
 def test_scaled_descriptors_equal_the_tmk_descriptor():
