@@ -70,11 +70,14 @@ def recall_at(vectors: dict[str, np.ndarray], queries: list[str], partners: dict
 
 
 def average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
-    order = np.argsort(-scores, kind="stable")
-    hits = relevant[order]
+    """The EVVE protocol's AP (``pipeline.metrics.evve_average_precision``, the pipeline's own event metric)
+    of the list ranked by ``scores``; NaN when nothing is relevant."""
+    from pipeline.metrics import evve_average_precision
+
+    hits = relevant[np.argsort(-scores, kind="stable")]
     if not hits.any():
         return float("nan")
-    return float((np.cumsum(hits) / np.arange(1, len(hits) + 1))[hits].mean())
+    return evve_average_precision(hits.astype(np.int64), int(hits.sum()))
 
 
 def events(root: Path, folds: int, extra: str) -> None:
