@@ -106,6 +106,17 @@ class _Clock:
     pts0: int | None = None
 
 
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str, prefix: str = "") -> None:
+    """Log ``prefix + message`` as a warning the first time this process meets ``message``, then at debug
+    level: a corpus without a usable hardware decoder gets one line per decoder process, not one per file."""
+    level = logging.DEBUG if message in _WARNED else logging.WARNING
+    _WARNED.add(message)
+    log.log(level, "%s%s%s", prefix, message, "" if level == logging.DEBUG else " (said once per process)")
+
+
 def _hwaccel(device_type: str | None):
     """A PyAV ``HWAccel`` for ``device_type`` (e.g. ``cuda``, ``vaapi``) with software fallback."""
     if not device_type or device_type == "none":
@@ -113,8 +124,8 @@ def _hwaccel(device_type: str | None):
     from av.codec.hwaccel import HWAccel, hwdevices_available
 
     if device_type not in hwdevices_available():
-        log.warning("hardware decoding %r is not available in this FFmpeg (have: %s); decoding in software",
-                    device_type, ", ".join(hwdevices_available()) or "none")
+        _warn_once(f"hardware decoding {device_type!r} is not available in this FFmpeg (have: "
+                   f"{', '.join(hwdevices_available()) or 'none'}); decoding in software")
         return None
     return HWAccel(device_type=device_type, allow_software_fallback=True)
 
@@ -134,8 +145,8 @@ def _open(path: Path, hwaccel: str | None = None):
             try:
                 return av.open(str(path), mode="r", metadata_errors="ignore", hwaccel=accel)
             except av.error.FFmpegError as exc:  # no device, no permission, unsupported codec...
-                log.warning("%s: hardware decoding (%s) unavailable (%s); decoding in software", path,
-                            hwaccel, _reason(exc))
+                _warn_once(f"hardware decoding ({hwaccel}) unavailable ({_reason(exc)}); decoding in software",
+                           f"{path}: ")
         return av.open(str(path), mode="r", metadata_errors="ignore")
     except av.error.FFmpegError as exc:
         raise DecodeError(path, "cannot read the container: not a video, truncated or corrupt "

@@ -152,10 +152,20 @@ def test_frame_rate_fraction_is_kept(tmp_path):
     assert info.container_fps == pytest.approx(29.97, abs=1e-3)
 
 
-def test_hardware_decoding_request_falls_back_to_software(tmp_path):
-    path = make_video(tmp_path / "v.mp4", fps=25, n_frames=30)
-    ref = decode_video(path)
+def test_hardware_decoding_request_falls_back_to_software(tmp_path, caplog, monkeypatch):
+    """No GPU here: software fallback with the same frames, and the fallback is said once per process (a
+    corpus of a million files gets one warning, not a million)."""
+    paths = [make_video(tmp_path / f"v{i}.mp4", fps=25, n_frames=30, seed=i) for i in range(3)]
+    ref = decode_video(paths[0])
+    import extractors.decode
+
     for kind in ("cuda", "no-such-device"):
-        d = decode_video(path, hwaccel=kind)  # no GPU here: software fallback, same frames
+        monkeypatch.setattr(extractors.decode, "_WARNED", set())  # a fresh process
+        with caplog.at_level("WARNING", logger="extractors.decode"):
+            caplog.clear()
+            for p in paths:
+                d = decode_video(p, hwaccel=kind)
         np.testing.assert_array_equal(d.timestamps_s, ref.timestamps_s)
-        assert np.abs(d.frames.astype(int) - ref.frames.astype(int)).mean() < 2
+        assert np.abs(d.frames.astype(int) - decode_video(paths[-1]).frames.astype(int)).mean() < 2
+        warned = [r for r in caplog.records if "decoding in software" in r.getMessage()]
+        assert len(warned) == 1, [r.getMessage() for r in warned]
