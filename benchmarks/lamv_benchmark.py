@@ -75,6 +75,7 @@ def run_folds(root: Path, kind: str, name: str, work: Path, args: argparse.Names
     from pipeline.config import load_config
     from pipeline.lamv import aligned_data, train_kernel
     from pipeline.layout import Layout
+    from pipeline.pair_scores import read_pair_scores
 
     out = []
     for fold in range(5):
@@ -88,6 +89,8 @@ def run_folds(root: Path, kind: str, name: str, work: Path, args: argparse.Names
         row = {"fold": fold, "train_s": train_s if kernel else float("nan"), "reports": {}}
         for m in ("lamv", "lamv_learned"):
             rep = json.loads((layout.report_dir(m) / "report.json").read_text())
+            if "file" in rep["curves"]["pair_scores"]:  # the ranking lives beside it (reports before: inline)
+                rep["curves"]["pair_scores"] = read_pair_scores(layout.report_dir(m))
             row[m] = rep["metrics"]
             row["reports"][m] = rep
             row["held_out"] = rep.get("held_out", {}).get("videos")

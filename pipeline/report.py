@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt
 from extractors import failpoints
 from extractors.timebase import FPS
 from pipeline.artifacts import atomic_path
+from pipeline.pair_scores import write_pair_scores
 
 
 def _unit(name: str) -> str:
@@ -178,8 +179,12 @@ def kernel_plots(lk: dict) -> dict[str, bytes]:
 
 
 def write_report(out_dir: Path, dataset: str, model: str, result: dict, config: dict) -> Path:
-    """Write ``report.json``, ``report.md``, ``report.html`` and the plots; returns the JSON path."""
+    """Write ``report.json``, ``report.md``, ``report.html``, the plots and ``pair_scores.csv``
+    (``pipeline.pair_scores``, when the result ranks pairs); returns the JSON path."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    curves = result.get("curves", {})
+    if isinstance(curves.get("pair_scores"), dict) and "pairs" in curves["pair_scores"]:  # into its own CSV
+        result = {**result, "curves": {**curves, "pair_scores": write_pair_scores(out_dir, curves["pair_scores"])}}
     plots = make_plots(result)
     for name, data in plots.items():
         with atomic_path(out_dir / name) as tmp:

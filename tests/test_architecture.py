@@ -30,7 +30,7 @@ STORAGE_MODULES = {
     "pipeline.search_results", "pipeline.quarantine", "pipeline.lamv_store",
     "pipeline.completeness",
     "pipeline.metrics", "pipeline.synthetic", "pipeline.segment_metrics", "pipeline.segment_results",
-    "pipeline.tca_store",
+    "pipeline.tca_store", "pipeline.pair_scores",
 }
 STEP_MODULES = {"pipeline.steps", "pipeline.extract", "pipeline.refresh", "pipeline.evaluate", "pipeline.report",
                 "pipeline.lamv", "pipeline.generate", "pipeline.alignment", "pipeline.tca",
