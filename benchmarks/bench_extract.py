@@ -26,7 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from extractors.decode import iter_samples, to_model_input
@@ -97,7 +96,7 @@ def main() -> None:
     if args.hwaccel != "none":
         software_fps = n_frames / decode_s
         hw, _, decode_s = decode_all(args.hwaccel)
-        same = sum(len(f) for f in hw) == n_frames and all(np.array_equal(a.shape, b.shape)
+        same = sum(len(f) for f in hw) == n_frames and all(a.shape == b.shape
                                                            for a, b in zip(hw, decoded, strict=True))
         print(f"decode-only, one process: software {software_fps:.0f} frames/s, {args.hwaccel} "
               f"{n_frames / decode_s:.0f} frames/s ({n_frames / decode_s / software_fps:.2f}x software); hardware "

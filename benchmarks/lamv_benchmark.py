@@ -90,7 +90,7 @@ def run_folds(root: Path, kind: str, name: str, work: Path, args: argparse.Names
         for m in ("lamv", "lamv_learned"):
             rep = json.loads((layout.report_dir(m) / "report.json").read_text())
             if "file" in rep["curves"]["pair_scores"]:  # the ranking lives beside it (reports before: inline)
-                rep["curves"]["pair_scores"] = read_pair_scores(layout.report_dir(m))
+                rep["curves"]["pair_scores"] = read_pair_scores(layout.report_dir(m), rep["curves"]["pair_scores"])
             row[m] = rep["metrics"]
             row["reports"][m] = rep
             row["held_out"] = rep.get("held_out", {}).get("videos")

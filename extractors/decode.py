@@ -117,9 +117,14 @@ def _warn_once(message: str, prefix: str = "") -> None:
     log.log(level, "%s%s%s", prefix, message, "" if level == logging.DEBUG else " (said once per process)")
 
 
+def hardware_decoding(device_type: str | None) -> bool:
+    """Whether ``device_type`` (the ``hwaccel`` setting) asks for a hardware decoder."""
+    return bool(device_type) and device_type != "none"
+
+
 def _hwaccel(device_type: str | None):
     """A PyAV ``HWAccel`` for ``device_type`` (e.g. ``cuda``, ``vaapi``) with software fallback."""
-    if not device_type or device_type == "none":
+    if not hardware_decoding(device_type):
         return None
     from av.codec.hwaccel import HWAccel, hwdevices_available
 

@@ -19,7 +19,7 @@ from dataclasses import asdict
 from multiprocessing import connection as mp_connection
 
 from extractors import failpoints
-from extractors.decode import DecodeError, iter_samples
+from extractors.decode import DecodeError, hardware_decoding, iter_samples
 from extractors.timebase import FPS
 
 
@@ -177,7 +177,7 @@ def _send_partial_and_die(conn) -> None:  # pragma: no cover - subprocess, failp
 def _decode_worker(wid: int, conn, settings: dict) -> None:  # pragma: no cover - subprocess
     """One decoder: receives ``(i, path)`` items on its own pipe and answers on it (no shared lock)."""
     cap = int(settings.get("worker_memory_mb", 0) or 0)
-    if settings.get("hwaccel") not in (None, "", "none"):
+    if hardware_decoding(settings.get("hwaccel")):
         cap = 0  # a GPU driver reserves far more address space than any cap: hardware decoding would fail
     _memory_cap(cap)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when decoders stop

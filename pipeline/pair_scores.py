@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from pathlib import Path
 
@@ -38,10 +37,10 @@ def write_pair_scores(directory: str | os.PathLike, record: dict) -> dict:
             "true": int(sum(map(bool, record["true"]))) + len(record["true_unreported"])}
 
 
-def read_pair_scores(directory: str | os.PathLike) -> dict:
-    """The record :func:`write_pair_scores` wrote in ``directory`` (``n_pairs`` from its ``report.json``)."""
+def read_pair_scores(directory: str | os.PathLike, summary: dict) -> dict:
+    """The record :func:`write_pair_scores` wrote in ``directory``; ``summary``: what it returned (the
+    report's ``curves.pair_scores``)."""
     d = Path(directory)
-    summary = json.loads((d / "report.json").read_text(encoding="utf-8"))["curves"]["pair_scores"]
     with (d / FILE).open(newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
     if not rows or tuple(rows[0]) != HEADER:

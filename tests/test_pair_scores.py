@@ -21,7 +21,7 @@ def test_the_report_keeps_a_summary_and_the_csv_gives_the_ranking_back(tmp_path)
     doc = json.loads((tmp_path / "report.json").read_text())
     assert doc["curves"]["pair_scores"] == {"file": FILE, "n_pairs": 10, "reported": 4, "true": 3}
     assert (tmp_path / FILE).read_text().splitlines()[0] == "video_a,video_b,score,true"
-    back = read_pair_scores(tmp_path)
+    back = read_pair_scores(tmp_path, doc["curves"]["pair_scores"])
     assert back == RECORD
     s, y = np.array(back["scores"]), np.array(back["true"])
     n_true_unreported = len(back["true_unreported"])
@@ -33,5 +33,6 @@ def test_the_report_keeps_a_summary_and_the_csv_gives_the_ranking_back(tmp_path)
 def test_a_file_that_is_not_a_ranking_is_refused(tmp_path):
     write_report(tmp_path, "d", "m", {"metrics": {}, "curves": {"pair_scores": RECORD}}, {})
     (tmp_path / FILE).write_text("something,else\n")
+    summary = json.loads((tmp_path / "report.json").read_text())["curves"]["pair_scores"]
     with pytest.raises(ValueError, match="not a pair-scores file"):
-        read_pair_scores(tmp_path)
+        read_pair_scores(tmp_path, summary)
