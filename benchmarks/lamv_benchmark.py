@@ -4,6 +4,7 @@
     python benchmarks/lamv_benchmark.py --lr 0.001 --epochs 40  # the paper's settings
     python benchmarks/lamv_benchmark.py --seeds 0 1 2           # one kernel per training seed
     python benchmarks/lamv_benchmark.py --min-cycles 1          # slow frequencies keep their von Mises values
+    python benchmarks/lamv_benchmark.py --m 32 --parametrisation clamp  # room for sharper kernels
     python benchmarks/lamv_benchmark.py --only align --align-root bench_views10 --views --cameras 10
 
 Two datasets generated from real clips (``pipeline/generate.py``):
@@ -56,17 +57,39 @@ def overrides(root: Path, kind: str, name: str, work: Path, fold: int, args: arg
             f"{60 if kind == 'align' else 240};features.extractor=selfsup;features.weights=random;features.pca=auto;"
             f"shards.size=16;work_dir={work.resolve()};"
             f"reports_dir={work.resolve() / 'reports' / settings_tag(args) / f'fold{fold}'};"
-            f"models={{lamv: {{type: tmk, preset: lamv}}, lamv_learned: {{type: lamv_learned, init: {args.init}}}}};"
-            f"index.model=lamv;search.model=lamv;evaluate.models=[lamv, lamv_learned];search.top_k=20;search.keep=20;"
+            f"models={{lamv: {{type: tmk, preset: lamv}}, lamv_learned: {{{learned_spec(args)}}}{sharp_spec(args)}}};"
+            f"index.model=lamv;search.model=lamv;evaluate.models=[{', '.join(models(args))}];search.top_k=20;"
+            f"search.keep=20;"
             f"lamv_training.test_fold={fold};lamv_training.lr={args.lr};lamv_training.epochs={args.epochs};"
             f"lamv_training.seed={args.seed};lamv_training.retrieval_weight={args.retrieval_weight};"
             f"lamv_training.min_cycles={args.min_cycles}")
 
 
+def learned_spec(args: argparse.Namespace) -> str:
+    """The ``lamv_learned`` model entry: the lamv preset's TMK, ``--m`` harmonics, ``--parametrisation``."""
+    return (f"type: lamv_learned, init: {args.init}" + (f", m: {args.m}" if args.m else "")
+            + ("" if args.parametrisation == "softplus" else f", parametrisation: {args.parametrisation}"))
+
+
+def sharp_spec(args: argparse.Namespace) -> str:
+    """``, lamv_sharp: {...}``: the fixed von Mises kernel of ``--sharp-baseline m:beta`` (or nothing)."""
+    if not args.sharp_baseline:
+        return ""
+    m, beta = args.sharp_baseline.split(":")
+    return f", lamv_sharp: {{type: tmk, preset: lamv, m: {int(m)}, beta: {float(beta):g}}}"
+
+
+def models(args: argparse.Namespace) -> tuple[str, ...]:
+    """The models every fold evaluates: von Mises, the learned kernel, and the sharper von Mises if asked."""
+    return ("lamv", "lamv_learned", "lamv_sharp") if args.sharp_baseline else ("lamv", "lamv_learned")
+
+
 def settings_tag(args: argparse.Namespace) -> str:
     """The reports folder of one training setting (kernels are keyed by their settings already)."""
     cycles = f"-c{args.min_cycles:g}" if args.min_cycles else ""
-    return f"lr{args.lr:g}-e{args.epochs}-{args.init}-w{args.retrieval_weight:g}{cycles}-seed{args.seed}"
+    shape = f"-m{args.m}" if args.m else ""
+    shape += f"-{args.parametrisation}" if args.parametrisation != "softplus" else ""
+    return f"lr{args.lr:g}-e{args.epochs}-{args.init}-w{args.retrieval_weight:g}{cycles}{shape}-seed{args.seed}"
 
 
 def run_folds(root: Path, kind: str, name: str, work: Path, args: argparse.Namespace) -> list[dict]:
@@ -87,7 +110,7 @@ def run_folds(root: Path, kind: str, name: str, work: Path, args: argparse.Names
         train_s = time.perf_counter() - t0
         steps.build(layout, until="evaluate", show_progress=False)
         row = {"fold": fold, "train_s": train_s if kernel else float("nan"), "reports": {}}
-        for m in ("lamv", "lamv_learned"):
+        for m in models(args):
             rep = json.loads((layout.report_dir(m) / "report.json").read_text())
             if "file" in rep["curves"]["pair_scores"]:  # the ranking lives beside it (reports before: inline)
                 rep["curves"]["pair_scores"] = read_pair_scores(layout.report_dir(m), rep["curves"]["pair_scores"])
@@ -120,14 +143,19 @@ def weighted_means(rows: list[dict], model: str, metrics: tuple[str, ...]) -> li
             for k in metrics]
 
 
+def evaluated(rows: list[dict]) -> list[str]:
+    """The models the folds evaluated, in table order."""
+    return [m for m in ("lamv", "lamv_learned", "lamv_sharp") if m in rows[0]]
+
+
 def table(title: str, rows: list[dict], metrics: tuple[str, ...]) -> str:
     lines = [f"\n{title}\n", "| fold | held-out videos | training pairs | model | "
              + " | ".join(metrics) + " |", "|---:|---:|---:|---|" + "---:|" * len(metrics)]
     for r in rows:
-        for m in ("lamv", "lamv_learned"):
+        for m in evaluated(rows):
             lines.append(f"| {r['fold']} | {r['held_out']} | {r['train_pairs']} | {m} | "
                          + " | ".join(f"{r[m].get(k, float('nan')):.3f}" for k in metrics) + " |")
-    for m in ("lamv", "lamv_learned"):
+    for m in evaluated(rows):
         lines.append(f"| mean | {sum(fold_weights(rows))} | | **{m}** | "
                      + " | ".join(f"**{v:.3f}**" for v in weighted_means(rows, m, metrics)) + " |")
     return "\n".join(lines)
@@ -153,17 +181,19 @@ def paired_pair_scores(a: dict, b: dict) -> tuple[np.ndarray, np.ndarray, np.nda
     return sa, sb, np.r_[[k in true for k in keys], np.zeros(rest, dtype=bool)].astype(bool)
 
 
-def statistics(rows: list[dict]) -> str:
-    """Paired bootstrap (2000 rounds, items resampled within folds) and sign test, learned minus von Mises."""
+def statistics(rows: list[dict], baseline: str = "lamv") -> str:
+    """Paired bootstrap (2000 rounds, items resampled within folds) and sign test, learned minus
+    ``baseline`` (von Mises, or the sharper von Mises ``lamv_sharp``)."""
     from pipeline import metrics
 
     weights = fold_weights(rows)
     acc = metrics.paired_bootstrap_accuracy(
-        [(right_at_1s(r["reports"]["lamv"]), right_at_1s(r["reports"]["lamv_learned"])) for r in rows], weights)
+        [(right_at_1s(r["reports"][baseline]), right_at_1s(r["reports"]["lamv_learned"])) for r in rows], weights)
     ap = metrics.paired_bootstrap_ap(
-        [paired_pair_scores(r["reports"]["lamv"], r["reports"]["lamv_learned"]) for r in rows], weights,
+        [paired_pair_scores(r["reports"][baseline], r["reports"]["lamv_learned"]) for r in rows], weights,
         rounds=500)
-    return (f"learned minus von Mises: localisation at 1 s {acc.difference:+.3f} (95 % paired bootstrap "
+    name = "von Mises" if baseline == "lamv" else f"{baseline} (von Mises, sharper)"
+    return (f"learned minus {name}: localisation at 1 s {acc.difference:+.3f} (95 % paired bootstrap "
             f"[{acc.low:+.3f}, {acc.high:+.3f}]; {acc.wins} items won, {acc.losses} lost, sign test p = "
             f"{acc.p_sign:.3f}); pair AP {ap.difference:+.3f} ([{ap.low:+.3f}, {ap.high:+.3f}])")
 
@@ -189,6 +219,8 @@ def report(title: str, per_seed: dict[int, list[dict]], metrics_: tuple[str, ...
     for seed, rows in per_seed.items():
         print(table(f"{title}, seed {seed}", rows, metrics_))
         print(f"\nseed {seed}: {statistics(rows)}")
+        if "lamv_sharp" in rows[0]:
+            print(f"\nseed {seed}: {statistics(rows, 'lamv_sharp')}")
     if len(per_seed) > 1:
         print(seeds_summary(f"{title}: every seed", per_seed, metrics_))
 
@@ -209,6 +241,12 @@ def main() -> None:
     ap.add_argument("--min-cycles", type=float, default=None,
                     help="freeze the coefficients of frequencies with fewer cycles per snippet (default: "
                          "configs/base.yaml's, 0: train all)")
+    ap.add_argument("--m", type=int, default=None,
+                    help="harmonics per period of the learned kernel (default: the lamv preset's 16)")
+    ap.add_argument("--parametrisation", choices=["softplus", "clamp"], default="softplus",
+                    help="how the learned coefficients stay non-negative")
+    ap.add_argument("--sharp-baseline", metavar="M:BETA", default=None,
+                    help="also evaluate a fixed, sharper von Mises kernel (e.g. 64:256; benchmarks/kernel_shapes.py)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (one kernel per seed)")
     ap.add_argument("--only", choices=["align", "copies"], default=None)
     args = ap.parse_args()
@@ -226,7 +264,7 @@ def main() -> None:
     args.retrieval_weight = float(base["retrieval_weight"]) if args.retrieval_weight is None else args.retrieval_weight
     args.min_cycles = float(base["min_cycles"]) if args.min_cycles is None else args.min_cycles
     settings = (f"lr {args.lr:g}, {args.epochs} epochs, init {args.init}, retrieval weight {args.retrieval_weight:g}"
-                f", min cycles {args.min_cycles:g}")
+                f", min cycles {args.min_cycles:g}, m {args.m or 16}, {args.parametrisation}")
 
     def per_seed(root: Path, kind: str, name: str) -> dict[int, list[dict]]:
         return {s: run_folds(root, kind, name, root / "work", argparse.Namespace(**{**vars(args), "seed": s}))

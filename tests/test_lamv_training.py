@@ -170,6 +170,24 @@ def test_min_cycles_keeps_the_slow_frequencies_at_their_initial_values(data):
         LAMVTrainSettings(min_cycles=-1.0)
 
 
+def test_clamp_lets_training_sharpen_a_kernel_beyond_its_von_mises_harmonics(data):
+    """The alignment setting (m 32, clamp, lr 1): von Mises (beta 32) leaves harmonics k >= 20 below 1e-3;
+    training with the clamp grows them (a sharper kernel), while under softplus a coefficient's step is
+    scaled by about the coefficient itself, so they stay where they started. Used coefficients stay >= 0."""
+    (videos, pairs), _ = data
+    high = (slice(None), slice(20, None))
+    grown = {}
+    for parametrisation, lr in (("clamp", 1.0), ("softplus", 10.0)):
+        model = TMK.preset("lamv", m=32, trainable=True, parametrisation=parametrisation)
+        assert (model.coefficients()[high] < 1e-3).all()
+        train_lamv(model, videos, pairs, LAMVTrainSettings(epochs=5, lr=lr, batch=32))
+        after = model.coefficients()
+        assert (after >= 0).all()
+        grown[parametrisation] = int((after[high] > 1e-2).sum())
+    assert grown["clamp"] >= 8, grown
+    assert grown["softplus"] == 0, grown
+
+
 def test_scaled_descriptors_equal_the_tmk_descriptor():
     """The coefficient-free snippet descriptor rescaled by sqrt(a) is exactly TMK's own descriptor."""
     rng = np.random.default_rng(0)
