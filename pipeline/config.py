@@ -174,16 +174,21 @@ class TMKModelConfig:
 class LearnedLAMVModelConfig:
     """The learned LAMV kernel: a TMK (``preset`` or ``periods``/``m``/``norm``) whose coefficients are
     trained (``kernel: trained``, by the ``TrainLAMV`` task on this dataset's ground truth, settings in
-    ``lamv_training``) or read from a kernel file written by an earlier training (``kernel: /path.h5``)."""
+    ``lamv_training``) or read from a kernel file written by an earlier training (``kernel: /path.h5``).
+
+    Defaults (``benchmarks/RESULTS.md``, "Confirmed on held-out corpora"): 32 harmonics per period, twice the
+    lamv preset's, so training can make the kernel sharper than von Mises, and the ``clamp``
+    parametrisation, under which harmonics that start near zero can grow (softplus scales a coefficient's
+    step by about the coefficient; with it, use ``lamv_training.lr`` 10 instead of 1)."""
 
     type: Literal["lamv_learned"]
     kernel: str = "trained"
     init: Literal["von_mises", "uniform"] = "von_mises"
     preset: str | None = "lamv"
     periods: list[float] | None = None
-    m: int | None = None
+    m: int | None = 32
     norm: Literal["freq", "feat", "feat_freq", "matrix", "none"] | None = None
-    parametrisation: Literal["softplus", "clamp"] = "softplus"
+    parametrisation: Literal["softplus", "clamp"] = "clamp"
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ def test_learned_kernel_through_the_chain(dataset):
     summary = steps.build(layout, until="evaluate", show_progress=False)
     assert any(r.startswith("TrainLAMV") for r in summary.ran)
     kernel = load_kernel(layout.lamv_path("ll"))
-    assert kernel.coefficients.shape == (4, 16) and (kernel.coefficients >= 0).all()
+    assert kernel.coefficients.shape == (4, 32) and (kernel.coefficients >= 0).all()  # 32 harmonics: the default
     assert len(kernel.history) == 3 and kernel.provenance["held_out_items"]
     assert set(kernel.provenance["held_out_items"]).isdisjoint(kernel.provenance["train_items"])
     reports = {m: json.loads((layout.report_dir(m) / "report.json").read_text()) for m in ("lamv", "ll")}
