@@ -84,9 +84,8 @@ def main() -> None:
     from pipeline.evaluate import align_item_span
     from pipeline.layout import Layout
 
-    settings = argparse.Namespace(init="von_mises", lr=10.0, epochs=40, seed=0, retrieval_weight=0.25,
-                                  min_cycles=0.0, m=None, parametrisation="softplus",
-                                  sharp_baseline=None)
+    settings = argparse.Namespace(init="von_mises", lr=1.0, epochs=40, seed=0, retrieval_weight=0.25,
+                                  min_cycles=0.0, m=32, parametrisation="clamp", sharp_baseline=None)
     layout = Layout(load_config("folder", overrides(args.align_root, "align", "alignbench",
                                                     args.align_root / "work", 0, settings)))
     steps.build(layout, until="features", show_progress=False)
