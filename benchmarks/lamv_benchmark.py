@@ -7,6 +7,7 @@
     python benchmarks/lamv_benchmark.py --only copies --retrieval-weight 0.5   # the copies' weight
     python benchmarks/lamv_benchmark.py --m 16 --parametrisation softplus --lr 10  # the tables before 2026-12-01
     python benchmarks/lamv_benchmark.py --only align --align-root bench_views10 --views --cameras 10
+    python benchmarks/lamv_benchmark.py --shapes --align-root bench_views   # fixed kernels: how sharp?
 
 Two datasets generated from real clips (``pipeline/generate.py``):
 
@@ -26,11 +27,18 @@ paired bootstrap (items, or true and false pairs for pair AP, resampled within f
 test on the items where the two disagree; with several ``--seeds``, one kernel per seed and the spread
 over seeds.  Frame features: ``selfsup`` (+ PCA-whitening), the best offline extractor
 (``benchmarks/RESULTS.md``).
+
+``--shapes`` measures something else on the alignment corpus, with nothing trained: fixed von Mises kernels
+of several sharpnesses (the lamv preset's periods, ``m`` harmonics, ``beta``) against the frame diagonal (the
+sum of positive frame cosines along each diagonal of two items' similarity matrix: the pipeline's frame-level
+verification at every frame, threshold 0), with the alignment protocol over every item and the share of all
+overlapping pairs whose best offset is within 1 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import subprocess
@@ -48,6 +56,8 @@ log = logging.getLogger("lamv_benchmark")
 
 ALIGN_METRICS = ("localisation_accuracy_below_0.1s", "localisation_accuracy_below_1s",
                  "localisation_accuracy_below_10s", "localisation_mAP", "pair_AP")
+MODELS = ("lamv", "lamv_learned", "lamv_sharp")  # von Mises, learned, and (--sharp-baseline) a sharper von Mises
+SHAPES_GRID = ("16:32", "32:32", "32:64", "32:128", "64:256")
 COPY_METRICS = ("localisation_accuracy_below_0.1s", "localisation_accuracy_below_1s",
                 "localisation_accuracy_below_10s", "pair_AP", "segment_max_F1")
 
@@ -75,13 +85,19 @@ def sharp_spec(args: argparse.Namespace) -> str:
     """``, lamv_sharp: {...}``: the fixed von Mises kernel of ``--sharp-baseline m:beta`` (or nothing)."""
     if not args.sharp_baseline:
         return ""
-    m, beta = args.sharp_baseline.split(":")
-    return f", lamv_sharp: {{type: tmk, preset: lamv, m: {int(m)}, beta: {float(beta):g}}}"
+    m, beta = von_mises_shape(args.sharp_baseline)
+    return f", lamv_sharp: {{type: tmk, preset: lamv, m: {m}, beta: {beta:g}}}"
+
+
+def von_mises_shape(spec: str) -> tuple[int, float]:
+    """``"m:beta"`` (``--sharp-baseline``, ``--shapes``) -> harmonics per period and von Mises beta."""
+    m, beta = spec.split(":")
+    return int(m), float(beta)
 
 
 def models(args: argparse.Namespace) -> tuple[str, ...]:
     """The models every fold evaluates: von Mises, the learned kernel, and the sharper von Mises if asked."""
-    return ("lamv", "lamv_learned", "lamv_sharp") if args.sharp_baseline else ("lamv", "lamv_learned")
+    return MODELS if args.sharp_baseline else MODELS[:2]
 
 
 def settings_tag(args: argparse.Namespace) -> str:
@@ -144,7 +160,7 @@ def weighted_means(rows: list[dict], model: str, metrics: tuple[str, ...]) -> li
 
 def evaluated(rows: list[dict]) -> list[str]:
     """The models the folds evaluated, in table order."""
-    return [m for m in ("lamv", "lamv_learned", "lamv_sharp") if m in rows[0]]
+    return [m for m in MODELS if m in rows[0]]
 
 
 def table(title: str, rows: list[dict], metrics: tuple[str, ...]) -> str:
@@ -224,6 +240,89 @@ def report(title: str, per_seed: dict[int, list[dict]], metrics_: tuple[str, ...
         print(seeds_summary(f"{title}: every seed", per_seed, metrics_))
 
 
+def frame_diagonal(items: list[np.ndarray], pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Best diagonal sum of positive frame cosines and its offset ``t_first - t_second`` (1/15-s frames)
+    of every pair ``(a, b)`` of ``items`` (``(n_i, d)`` unit rows): the pipeline's frame-level verification
+    at every frame and threshold 0 (``index/verification.py``), each item against all its later partners."""
+    from index.verification import diagonal_verify
+
+    best = np.zeros(len(pairs))
+    offset = np.zeros(len(pairs), dtype=np.int64)
+    for a in np.unique(pairs[:, 0]):
+        rows = np.flatnonzero(pairs[:, 0] == a)
+        v = diagonal_verify(items[a], [items[b] for b in pairs[rows, 1]], step=1, threshold=0.0)
+        best[rows], offset[rows] = v.score, v.offset_frames
+    return best, offset
+
+
+def shape_metrics(n: int, pairs: np.ndarray, best: np.ndarray, offset_s: np.ndarray, gt_index: np.ndarray,
+            gt_offset_s: np.ndarray) -> dict[str, float]:
+    """The alignment protocol's metrics of one scorer's best scores and offsets over every pair."""
+    from pipeline import metrics
+
+    errors = metrics.localization_errors(n, pairs, best, offset_s, gt_index, gt_offset_s)
+    acc = metrics.accuracy_below(errors)
+    at = {(int(a), int(b)): k for k, (a, b) in enumerate(pairs)}
+    # offset_s is t_first - t_second; the ground truth is start(first) - start(second) = -(t_first - t_second)
+    pair_ok = [abs(offset_s[at[(int(a), int(b))]] + o) < 1.0 for (a, b), o in zip(gt_index, gt_offset_s,
+                                                                                    strict=True)]
+    true = {frozenset((int(a), int(b))) for a, b in gt_index}
+    pl = metrics.pair_level({frozenset((int(a), int(b))): float(s) for (a, b), s in zip(pairs, best, strict=True)},
+                            true, n)
+    return {**{f"items_below_{t:g}s": v for t, v in acc.items()}, "pairs_within_1s": float(np.mean(pair_ok)),
+            "pair_AP": pl.ap}
+
+
+def kernel_shapes(root: Path, grid: list[str], args: argparse.Namespace) -> str:
+    """``--shapes``: every pair of the alignment corpus at ``root`` scored with fixed von Mises kernels of
+    the lamv preset's periods (``grid``: ``m:beta`` each; the first row is the baseline of the differences)
+    and with the frame diagonal; the alignment protocol over every item, and the share of all overlapping
+    pairs whose best offset is within 1 s. Nothing is trained or fitted with labels: every item is a test item."""
+    from extractors.timebase import FPS
+    from extractors.tmk import TMK
+    from pipeline import steps
+    from pipeline.config import load_config
+    from pipeline.dataset_kinds import load_ground_truth
+    from pipeline.descriptors import describe_video
+    from pipeline.evaluate import align_item_span
+    from pipeline.layout import Layout
+
+    layout = Layout(load_config("folder", overrides(root, "align", "alignbench", root / "work", 0, args)))
+    steps.build(layout, until="features", show_progress=False)
+    gt = load_ground_truth(layout.cfg, [v.id for v in layout.videos])
+    features = steps.FeatureLookup.of_layout(layout)
+    spans = [align_item_span(it, features) for it in gt.align]
+    if any(s is None for s in spans):
+        raise SystemExit(f"{root}: some items have no features")
+    gt_index, gt_offset_s = gt.align_pairs()
+    n = len(spans)
+    pairs = np.array(list(itertools.combinations(range(n), 2)), dtype=np.int64).reshape(-1, 2)
+    offsets = np.arange(-round(layout.cfg.dataset.max_length_s * FPS), round(layout.cfg.dataset.max_length_s * FPS))
+    rows: list[tuple[str, dict[str, float]]] = []
+    preset = TMK.preset("lamv")
+    for spec in grid:
+        m, beta = von_mises_shape(spec)
+        model = TMK(preset.config.periods, m=m, beta=beta, norm=preset.config.norm)
+        descs = [describe_video(model, f, (t - t[0]) * FPS) for f, t in spans]
+        best, off = np.zeros(len(pairs)), np.zeros(len(pairs))
+        for k, (a, b) in enumerate(pairs):  # one pair at a time, like the pipeline's alignment protocol
+            s, o = model.score_max(descs[a][None], descs[b][None], offsets)
+            best[k], off[k] = float(s[0]), float(o[0])
+        rows.append((f"von Mises m {m}, beta {beta:g}", shape_metrics(n, pairs, best, off / FPS, gt_index,
+                                                                     gt_offset_s)))
+        log.warning("%s: %s", rows[-1][0], {k: round(v, 3) for k, v in rows[-1][1].items()})
+    unit = [f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12) for f, _ in spans]
+    best, off = frame_diagonal(unit, pairs)
+    rows.append(("frame diagonal", shape_metrics(n, pairs, best, off / FPS, gt_index, gt_offset_s)))
+    keys, base = list(rows[0][1]), rows[0][1]
+    lines = [f"\n{root}: {n} items, {len(gt_index)} overlapping pairs, {len(pairs)} pairs scored; difference to "
+             f"the first row (the lamv preset when the grid starts with 16:32)\n",
+             "| kernel | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
+    lines += [f"| {name} | " + " | ".join(f"{vals[k]:.3f} ({vals[k] - base[k]:+.3f})" for k in keys) + " |"
+              for name, vals in rows]
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--videos", type=Path, default=ROOT.parent / "shared" / "videos")
@@ -245,7 +344,10 @@ def main() -> None:
     ap.add_argument("--parametrisation", choices=["softplus", "clamp"], default="clamp",
                     help="how the learned coefficients stay non-negative (softplus wants --lr 10)")
     ap.add_argument("--sharp-baseline", metavar="M:BETA", default=None,
-                    help="also evaluate a fixed, sharper von Mises kernel (e.g. 64:256; benchmarks/kernel_shapes.py)")
+                    help="also evaluate a fixed, sharper von Mises kernel (e.g. 64:256; see --shapes)")
+    ap.add_argument("--shapes", nargs="*", metavar="M:BETA", default=None,
+                    help="instead: fixed von Mises kernels of several sharpnesses and the frame diagonal on the "
+                         f"alignment corpus, nothing trained (default grid: {' '.join(SHAPES_GRID)})")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (one kernel per seed)")
     ap.add_argument("--only", choices=["align", "copies"], default=None)
     args = ap.parse_args()
@@ -255,7 +357,7 @@ def main() -> None:
     if not (args.align_root / "gt_align.align").is_file() and args.only != "copies":
         subprocess.run([*py, "align", "--source", str(args.videos), "--out", str(args.align_root), "--cameras",
                         str(args.cameras), *(["--views"] if args.views else [])], check=True, cwd=ROOT)
-    if not (args.copy_root / "truth.json").is_file() and args.only != "align":
+    if not (args.copy_root / "truth.json").is_file() and args.only != "align" and args.shapes is None:
         subprocess.run([*py, "copies", "--source", str(args.videos), "--out", str(args.copy_root), "--seed", "3"],
                        check=True, cwd=ROOT)
     base = yaml.safe_load((ROOT / "configs" / "base.yaml").read_text())["lamv_training"]
@@ -264,6 +366,11 @@ def main() -> None:
     args.min_cycles = float(base["min_cycles"]) if args.min_cycles is None else args.min_cycles
     settings = (f"lr {args.lr:g}, {args.epochs} epochs, init {args.init}, retrieval weight {args.retrieval_weight:g}"
                 f", min cycles {args.min_cycles:g}, m {args.m}, {args.parametrisation}")
+
+    if args.shapes is not None:
+        print(kernel_shapes(args.align_root, args.shapes or list(SHAPES_GRID),
+                            argparse.Namespace(**{**vars(args), "seed": args.seeds[0]})))
+        return
 
     def per_seed(root: Path, kind: str, name: str) -> dict[int, list[dict]]:
         return {s: run_folds(root, kind, name, root / "work", argparse.Namespace(**{**vars(args), "seed": s}))
