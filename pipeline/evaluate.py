@@ -316,7 +316,7 @@ def evaluate_summary(rows: list[Match]) -> dict:
                            "offset_s": r.offset_s} for r in rows if r.rank == 1]}
 
 
-def evaluate(cfg: Config, model_name: str, model: TemporalModel, rows: list[Match], features,
+def evaluate_results(cfg: Config, model_name: str, model: TemporalModel, rows: list[Match], features,
              durations: dict[str, float], store: DescriptorStore, ids: list[str], held=None,
              segments: list[Box] | None = None) -> dict:
     """Run the dataset kind's evaluation protocol (``pipeline.dataset_kinds``); with ``held``

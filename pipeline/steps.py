@@ -500,7 +500,7 @@ def search(layout: Layout, model_name: str, show_progress: bool = True) -> Path:
 
 def evaluate(layout: Layout, model_name: str) -> Path:
     """Metrics and reports (JSON, Markdown, HTML) of one model's search results."""
-    from pipeline.evaluate import evaluate as run_protocol
+    from pipeline.evaluate import evaluate_results
     from pipeline.lamv import held_out
     from pipeline.report import write_report
 
@@ -509,9 +509,9 @@ def evaluate(layout: Layout, model_name: str) -> Path:
     segments, _ = read_segments(layout.search_dir(model_name))
     store = descriptor_store(layout, model_name)
     durations = {v: frame_count_seconds(n) for v, n in store.n_frames.items()}
-    result = run_protocol(cfg, model_name, configured_model(layout, model_name), rows,
-                          FeatureLookup.of_layout(layout), durations, store, [v.id for v in layout.videos],
-                          held_out(layout), segments)
+    result = evaluate_results(cfg, model_name, configured_model(layout, model_name), rows,
+                              FeatureLookup.of_layout(layout), durations, store, [v.id for v in layout.videos],
+                              held_out(layout), segments)
     result["metrics"] = {k: (float(v) if isinstance(v, np.floating) else v) for k, v in result["metrics"].items()}
     result["search_results"] = str(layout.search_dir(model_name))
     kernel = layout.kernel_file(model_name)
