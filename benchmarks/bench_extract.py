@@ -5,11 +5,11 @@
 
 Measured in one run, on the same clips:
 
-* decode-only: 15-fps samples per second of ``extractors.decode.iter_samples``
+* decode-only: 15-fps samples per second of ``extractors.decode.reader.iter_samples``
   in one process (what one decode worker delivers);
 * CNN-only: frames per second of the ResNet-34 level-29 + R-MAC extractor on
   already decoded frames (random weights: the speed is the same);
-* end-to-end: ``pipeline.extract.extract_shard`` (decode workers feeding the
+* end-to-end: ``pipeline.steps.extract.extract_shard`` (decode workers feeding the
   CNN), for each thread layout in ``--layouts`` (``workers:torch_threads``);
 * the realtime factor (video seconds per wall second) and the ratio
   end-to-end / min(decode-only, CNN-only); target on the 2-core CPU: >= 0.8;
@@ -28,10 +28,10 @@ from pathlib import Path
 
 import torch
 
-from extractors.decode import iter_samples, to_model_input
-from extractors.features import ExtractorSettings, FrameFeatureExtractor
-from pipeline.extract import ExtractionSettings
-from pipeline.extract import extract_shard_videos as extract_shard
+from extractors.decode.reader import iter_samples, to_model_input
+from extractors.frame.resnet_rmac import ExtractorSettings, FrameFeatureExtractor
+from pipeline.steps.extract import extract_shard_videos as extract_shard
+from pipeline.steps.extraction_settings import ExtractionSettings
 
 log = logging.getLogger("bench_extract")
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def find_clips(folder: Path | None, max_clips: int, tmp: Path) -> list[Path]:
         clips.sort(key=lambda p: p.stat().st_size)
         return clips[:max_clips]
     sys.path.insert(0, str(ROOT))
-    from tests.videos import make_video
+    from tests.videos import make_video  # the repository's tests are not installed: found through ROOT
 
     log.info("no clips in %s: generating %d", folder, max_clips)
     return [make_video(tmp / f"gen{i}.mp4", fps=(25, 30, 24)[i % 3], n_frames=300, width=640,

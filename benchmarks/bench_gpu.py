@@ -30,12 +30,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from extractors.decode import resized_size, to_model_input
-from extractors.features import ExtractorSettings, FrameFeatureExtractor
-from extractors.selfsup import FrameModel, SelfSupExtractor, TrainSettings, train_copy_net
-from extractors.tca import TCA, TCAConfig
-from extractors.tca_training import TCATrainSettings, train_tca
-from extractors.tmk import TMK
+from extractors.decode.reader import resized_size, to_model_input
+from extractors.frame.resnet_rmac import ExtractorSettings, FrameFeatureExtractor
+from extractors.frame.selfsup import FrameModel, SelfSupExtractor, TrainSettings, train_copy_net
+from extractors.temporal.tca import TCA, TCAConfig
+from extractors.temporal.tmk import TMK
+from extractors.training.tca_training import TCATrainSettings, train_tca
 
 log = logging.getLogger("bench_gpu")
 

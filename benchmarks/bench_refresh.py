@@ -29,10 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.config import load_config
-from pipeline.layout import Layout
-from pipeline.refresh import run_refresh
-from pipeline.synthetic import Segment, render, write_video
+from pipeline.config.load import load_config
+from pipeline.datasets.synthetic import Segment, render, write_video
+from pipeline.steps.operations.refresh import run_refresh
+from pipeline.store.layout import Layout
 
 
 def spread(xs: list[float]) -> str:

@@ -5,7 +5,7 @@
 
 Configuration (issue #2): d = 512, N = 9000 frames, offsets -9000..8999
 (K = 18,000), P = 4, m = 16 (``lamv`` preset).  Each operation of
-``extractors.tmk`` is measured against a direct implementation in this file,
+``extractors.temporal.tmk`` is measured against a direct implementation in this file,
 in the same run:
 
 * descriptor: per 500-frame block, materialise the ``(P, 2m, 500, d)``
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from extractors.tmk import TMK
+from extractors.temporal.tmk import TMK
 
 log = logging.getLogger("bench_tmk")
 

@@ -24,6 +24,7 @@ runs with random weights and a PCA trained on the benchmark corpus (the only
 offline option before the weight-free extractors); the table says so.
 """
 
+# ruff: noqa: E402  (the repository root goes on sys.path first: run as a script)
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from pipeline.generate import build_copy_dataset  # noqa: E402
+from extractors.frame.resnet import WeightsNotFoundError, resolve_weights
+from extractors.runtime.timebase import FPS
+from pipeline.config.load import load_config
+from pipeline.datasets.generate import build_copy_dataset
+from pipeline.steps.build import build
+from pipeline.steps.fitting import ensure_fitted
+from pipeline.store.features import read_pack
+from pipeline.store.layout import Layout
 
 log = logging.getLogger("copy_benchmark")
 
@@ -60,11 +68,6 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
-    from extractors.resnet import WeightsNotFoundError, resolve_weights
-    from pipeline import steps
-    from pipeline.artifacts import read_pack
-    from pipeline.config import load_config
-    from pipeline.layout import Layout
 
     clips = sorted(p for p in args.videos.glob("*") if p.suffix.lower() in (".mp4", ".avi", ".mkv", ".mov"))
     if len(clips) < 2:
@@ -92,17 +95,17 @@ def main() -> None:
               f"reports_dir={args.out.resolve() / 'reports'}" + (f";{args.overrides}" if args.overrides else ""))
         layout = Layout(load_config("folder", ov))
         c0 = cpu_seconds()
-        steps.ensure_fitted(layout, show_progress=False)
+        ensure_fitted(layout, show_progress=False)
         c1, t1 = cpu_seconds(), time.perf_counter()
-        steps.build(layout, until="features", show_progress=False)
+        build(layout, until="features", show_progress=False)
         c2, t2 = cpu_seconds(), time.perf_counter()
         video_s = sum(int(read_pack(layout.feature_shard_dir(i)).frame_counts.sum())
-                      for i in range(layout.n_shards)) / 15.0
+                      for i in range(layout.n_shards)) / FPS
         for norm in ("none", "background"):
             for verify in ("none", "diagonal"):
                 lay = Layout(load_config("folder", f"{ov};search.score_normalisation={norm};search.background=10;"
                                                    f"search.verify={verify}"))
-                steps.build(lay, until="evaluate", show_progress=False)
+                build(lay, until="evaluate", show_progress=False)
                 for m in lay.cfg.evaluate.models:
                     x = json.loads((lay.report_dir(m) / "report.json").read_text())["metrics"]
                     rows.append((variant, m, norm, verify, x, (c1 - c0) / video_s, (c2 - c1) / video_s,

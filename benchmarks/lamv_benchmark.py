@@ -9,7 +9,7 @@
     python benchmarks/lamv_benchmark.py --only align --align-root bench_views10 --views --cameras 10
     python benchmarks/lamv_benchmark.py --shapes --align-root bench_views   # fixed kernels: how sharp?
 
-Two datasets generated from real clips (``pipeline/generate.py``):
+Two datasets generated from real clips (``pipeline/datasets/generate.py``):
 
 * **align**: multi-camera-like recordings (5 overlapping excerpts of every clip of at least 20 s, each
   with its own crop / letterbox / picture-in-picture / rescale, colours, noise and frame rate),
@@ -48,6 +48,22 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+
+from extractors.runtime.timebase import FPS
+from extractors.temporal.tmk import TMK
+from index.verification import diagonal_verify
+from pipeline.config.load import load_config
+from pipeline.datasets.kinds import load_ground_truth
+from pipeline.metrics.localisation import accuracy_below, localization_errors
+from pipeline.metrics.pair_level import pair_level
+from pipeline.metrics.statistics import paired_bootstrap_accuracy, paired_bootstrap_ap
+from pipeline.steps.build import build
+from pipeline.steps.evaluate import align_item_span
+from pipeline.steps.search import FeatureLookup
+from pipeline.steps.training.lamv import aligned_data, train_kernel
+from pipeline.store.descriptors import describe_video
+from pipeline.store.layout import Layout
+from pipeline.store.pair_scores import read_pair_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -109,21 +125,16 @@ def settings_tag(args: argparse.Namespace) -> str:
 
 def run_folds(root: Path, kind: str, name: str, work: Path, args: argparse.Namespace) -> list[dict]:
     """Every fold for seed ``args.seed``: train (or reuse) the kernel, evaluate both models on the fold."""
-    from pipeline import steps
-    from pipeline.config import load_config
-    from pipeline.lamv import aligned_data, train_kernel
-    from pipeline.layout import Layout
-    from pipeline.pair_scores import read_pair_scores
 
     out = []
     for fold in range(5):
         layout = Layout(load_config("folder", overrides(root, kind, name, work, fold, args)))
-        steps.build(layout, until="features", show_progress=False)
+        build(layout, until="features", show_progress=False)
         t0 = time.perf_counter()
         kernel = train_kernel(layout, "lamv_learned", show_progress=False) if not \
             layout.lamv_path("lamv_learned").is_file() else None
         train_s = time.perf_counter() - t0
-        steps.build(layout, until="evaluate", show_progress=False)
+        build(layout, until="evaluate", show_progress=False)
         row = {"fold": fold, "train_s": train_s if kernel else float("nan"), "reports": {}}
         for m in models(args):
             rep = json.loads((layout.report_dir(m) / "report.json").read_text())
@@ -199,12 +210,11 @@ def paired_pair_scores(a: dict, b: dict) -> tuple[np.ndarray, np.ndarray, np.nda
 def statistics(rows: list[dict], baseline: str = "lamv") -> str:
     """Paired bootstrap (2000 rounds, items resampled within folds) and sign test, learned minus
     ``baseline`` (von Mises, or the sharper von Mises ``lamv_sharp``)."""
-    from pipeline import metrics
 
     weights = fold_weights(rows)
-    acc = metrics.paired_bootstrap_accuracy(
+    acc = paired_bootstrap_accuracy(
         [(right_at_1s(r["reports"][baseline]), right_at_1s(r["reports"]["lamv_learned"])) for r in rows], weights)
-    ap = metrics.paired_bootstrap_ap(
+    ap = paired_bootstrap_ap(
         [paired_pair_scores(r["reports"][baseline], r["reports"]["lamv_learned"]) for r in rows], weights,
         rounds=500)
     name = "von Mises" if baseline == "lamv" else f"{baseline} (von Mises, sharper)"
@@ -244,7 +254,6 @@ def frame_diagonal(items: list[np.ndarray], pairs: np.ndarray) -> tuple[np.ndarr
     """Best diagonal sum of positive frame cosines and its offset ``t_first - t_second`` (1/15-s frames)
     of every pair ``(a, b)`` of ``items`` (``(n_i, d)`` unit rows): the pipeline's frame-level verification
     at every frame and threshold 0 (``index/verification.py``), each item against all its later partners."""
-    from index.verification import diagonal_verify
 
     best = np.zeros(len(pairs))
     offset = np.zeros(len(pairs), dtype=np.int64)
@@ -258,16 +267,15 @@ def frame_diagonal(items: list[np.ndarray], pairs: np.ndarray) -> tuple[np.ndarr
 def shape_metrics(n: int, pairs: np.ndarray, best: np.ndarray, offset_s: np.ndarray, gt_index: np.ndarray,
             gt_offset_s: np.ndarray) -> dict[str, float]:
     """The alignment protocol's metrics of one scorer's best scores and offsets over every pair."""
-    from pipeline import metrics
 
-    errors = metrics.localization_errors(n, pairs, best, offset_s, gt_index, gt_offset_s)
-    acc = metrics.accuracy_below(errors)
+    errors = localization_errors(n, pairs, best, offset_s, gt_index, gt_offset_s)
+    acc = accuracy_below(errors)
     at = {(int(a), int(b)): k for k, (a, b) in enumerate(pairs)}
     # offset_s is t_first - t_second; the ground truth is start(first) - start(second) = -(t_first - t_second)
     pair_ok = [abs(offset_s[at[(int(a), int(b))]] + o) < 1.0 for (a, b), o in zip(gt_index, gt_offset_s,
                                                                                     strict=True)]
     true = {frozenset((int(a), int(b))) for a, b in gt_index}
-    pl = metrics.pair_level({frozenset((int(a), int(b))): float(s) for (a, b), s in zip(pairs, best, strict=True)},
+    pl = pair_level({frozenset((int(a), int(b))): float(s) for (a, b), s in zip(pairs, best, strict=True)},
                             true, n)
     return {**{f"items_below_{t:g}s": v for t, v in acc.items()}, "pairs_within_1s": float(np.mean(pair_ok)),
             "pair_AP": pl.ap}
@@ -278,19 +286,11 @@ def kernel_shapes(root: Path, grid: list[str], args: argparse.Namespace) -> str:
     the lamv preset's periods (``grid``: ``m:beta`` each; the first row is the baseline of the differences)
     and with the frame diagonal; the alignment protocol over every item, and the share of all overlapping
     pairs whose best offset is within 1 s. Nothing is trained or fitted with labels: every item is a test item."""
-    from extractors.timebase import FPS
-    from extractors.tmk import TMK
-    from pipeline import steps
-    from pipeline.config import load_config
-    from pipeline.dataset_kinds import load_ground_truth
-    from pipeline.descriptors import describe_video
-    from pipeline.evaluate import align_item_span
-    from pipeline.layout import Layout
 
     layout = Layout(load_config("folder", overrides(root, "align", "alignbench", root / "work", 0, args)))
-    steps.build(layout, until="features", show_progress=False)
-    gt = load_ground_truth(layout.cfg, [v.id for v in layout.videos])
-    features = steps.FeatureLookup.of_layout(layout)
+    build(layout, until="features", show_progress=False)
+    gt = load_ground_truth(layout.cfg.dataset, [v.id for v in layout.videos])
+    features = FeatureLookup.of_layout(layout)
     spans = [align_item_span(it, features) for it in gt.align]
     if any(s is None for s in spans):
         raise SystemExit(f"{root}: some items have no features")

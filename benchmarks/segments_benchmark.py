@@ -41,6 +41,20 @@ from pathlib import Path
 
 import numpy as np
 
+from extractors.runtime.timebase import FPS
+from index.dtw import draq, dtw
+from index.localise import LocaliserSettings, localise
+from pipeline.config.load import load_config
+from pipeline.datasets.kinds import load_ground_truth
+from pipeline.steps.alignment import cost_matrix, cycle_errors, path_offset, sampled
+from pipeline.steps.build import build
+from pipeline.steps.describe import configured_model
+from pipeline.steps.evaluate import align_item_span, segment_metrics
+from pipeline.steps.search import FeatureLookup
+from pipeline.store.descriptors import describe_video
+from pipeline.store.layout import Layout
+from pipeline.store.results import read_search_results, read_segments
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -116,13 +130,12 @@ def straightforward(query: np.ndarray, cands: list[np.ndarray], seeds: np.ndarra
 def speed(args: argparse.Namespace) -> None:
     import torch
 
-    from index.localise import LocaliserSettings, localise
 
     torch.set_num_threads(2)
     rng = np.random.default_rng(0)
     fps, d, minutes = 2.0, 256, 10.0
     n = int(minutes * 60 * fps)
-    step = round(15.0 / fps)
+    step = round(FPS / fps)
 
     def unit(x: np.ndarray) -> np.ndarray:
         return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
@@ -140,18 +153,18 @@ def speed(args: argparse.Namespace) -> None:
     cands15 = [video() for _ in range(args.candidates)]
     for c in range(0, args.candidates, 10):  # a planted 60 s copy in every tenth candidate
         cands15[c][3000:3900] = q15[6000:6900]
-    times = np.arange(n * step) / 15.0
-    seeds_s = np.where(np.arange(args.candidates) % 10 == 0, (6000 - 3000) / 15.0, 0.0)
+    times = np.arange(n * step) / FPS
+    seeds_s = np.where(np.arange(args.candidates) % 10 == 0, (6000 - 3000) / FPS, 0.0)
     q, cands = q15[::step], [c[::step] for c in cands15]
-    seeds = np.rint(seeds_s * 15.0 / step).astype(np.int64)
-    band = int(5 * 15.0 / step)
+    seeds = np.rint(seeds_s * FPS / step).astype(np.int64)
+    band = int(5 * FPS / step)
     threshold = 0.2  # segments.frame_threshold
     sample = q @ cands[1].T
     log.warning("unrelated frame cosine: mean %.2f, share above the threshold %.2f", sample.mean(),
                 (sample > threshold).mean())
     nb = args.baseline_candidates
     print(f"\nFrame-level stage: 1 query x {args.candidates} candidates of {minutes:g} min, compared at "
-          f"{15.0 / step:.3f} fps ({n} frames a video), d = {d}, band +-{band} frames, 2 CPU threads; "
+          f"{FPS / step:.3f} fps ({n} frames a video), d = {d}, band +-{band} frames, 2 CPU threads; "
           f"straightforward: {nb} candidates timed, scaled x{args.candidates / nb:g}\n")
     print("| localiser | batched (s) | textbook loops (s, scaled) | speed-up | per-pair NumPy matrix + loops "
           "(s, scaled) | speed-up | planted copies found |")
@@ -207,11 +220,6 @@ def halves(ids: list[str], pairs) -> dict[str, int]:
 
 
 def copies(args: argparse.Namespace) -> None:
-    from pipeline import steps
-    from pipeline.config import load_config
-    from pipeline.dataset_kinds import load_ground_truth
-    from pipeline.layout import Layout
-    from pipeline.search_results import read_search_results, read_segments
 
     variants = [(m, label, ctx, thr) for thr in (0.3, 0.2)
                 for m, label, ctx in (("offset", "TMK offset only", False), ("hv", "HV", False), ("tn", "TN", False),
@@ -229,12 +237,12 @@ def copies(args: argparse.Namespace) -> None:
               f"segments.method={method};segments.contextualise={str(ctx).lower()};segments.frame_threshold={thr};"
               f"evaluate.models=[tmk_lamv]")
         layout = Layout(load_config("folder", ov))
-        steps.build(layout, until="evaluate", models=["tmk_lamv"], show_progress=False)
+        build(layout, until="evaluate", models=["tmk_lamv"], show_progress=False)
         rep = json.loads((layout.report_dir("tmk_lamv") / "report.json").read_text())["metrics"]
         rows = read_search_results(layout.search_dir("tmk_lamv"))
         segs, _ = read_segments(layout.search_dir("tmk_lamv"))
         ids = [v.id for v in layout.videos]
-        gt = load_ground_truth(layout.cfg, ids)
+        gt = load_ground_truth(layout.cfg.dataset, ids)
         half = halves(ids, gt.pairs)
         data = (ids, half, rows, segs, gt)
         thresholds = [judge(data, h, math.inf)["copy_threshold_best_F1"] for h in (0, 1)]
@@ -250,7 +258,6 @@ def copies(args: argparse.Namespace) -> None:
 
 def judge(data: tuple, h: int, threshold: float) -> dict:
     """Segment metrics of half ``h`` of the videos, copies decided at ``threshold``."""
-    from pipeline.evaluate import segment_metrics
 
     ids, half, rows, segs, gt = data
     keep = {v for v in ids if half[v] == h}
@@ -275,14 +282,6 @@ def weighted(judged: list[dict], key: str) -> float:
 def align(args: argparse.Namespace) -> None:
     import torch
 
-    from index.dtw import draq, dtw
-    from pipeline import steps
-    from pipeline.alignment import cost_matrix, cycle_errors, path_offset, sampled
-    from pipeline.config import load_config
-    from pipeline.dataset_kinds import load_ground_truth
-    from pipeline.evaluate import align_item_span
-    from pipeline.layout import Layout
-    from pipeline.search_results import read_search_results
 
     ov = (f"dataset.root={args.root.resolve()};dataset.kind=align;dataset.gt_file=gt_align.align;"
           f"dataset.name=alignbench;dataset.max_length_s=60;features.extractor=selfsup;features.weights=random;"
@@ -290,16 +289,16 @@ def align(args: argparse.Namespace) -> None:
           f"reports_dir={args.root.resolve() / 'reports' / 'segments'};models={{lamv: {{type: tmk, preset: lamv}}}};"
           f"index.model=lamv;search.model=lamv;evaluate.models=[lamv];search.top_k=20;search.keep=20")
     layout = Layout(load_config("folder", ov))
-    steps.build(layout, until="search", models=["lamv"], show_progress=False)
-    features = steps.FeatureLookup.of_layout(layout)
-    gt = load_ground_truth(layout.cfg, [v.id for v in layout.videos])
+    build(layout, until="search", models=["lamv"], show_progress=False)
+    features = FeatureLookup.of_layout(layout)
+    gt = load_ground_truth(layout.cfg.dataset, [v.id for v in layout.videos])
     fps = layout.cfg.align.fps
     items = gt.align
     spans = [align_item_span(it, features) for it in items]
     gt_idx, gt_off = gt.align_pairs()
-    step = round(15.0 / fps)
+    step = round(FPS / fps)
     print(f"\nAlignment benchmark ({args.root}): {len(items)} recordings, {len(gt_idx)} overlapping pairs, "
-          f"selfsup features at {15.0 / step:.3f} fps\n")
+          f"selfsup features at {FPS / step:.3f} fps\n")
     print("| alignment | offset < 0.1 s | < 1 s | < 10 s | median offset error (s) | FPE (s^2) |")
     print("|---|---:|---:|---:|---:|---:|")
     for ctx in (False, True):
@@ -309,27 +308,25 @@ def align(args: argparse.Namespace) -> None:
             fb, tb = spans[b][0][::step], spans[b][1][::step] - spans[b][1][0]
             res = dtw(cost_matrix(fa, fb, ctx))
             errs.append(abs(path_offset(res.cells(0), ta, tb) + off))  # t_a - t_b = -(start_a - start_b)
-            fpes.append(cycle_errors(fa, fb, step / 15.0, ctx).fpe_s2)
+            fpes.append(cycle_errors(fa, fb, step / FPS, ctx).fpe_s2)
         e = np.asarray(errs)
         print(f"| DTW of the whole recordings, {'contextualised' if ctx else 'raw'} | {np.mean(e < 0.1):.3f} | "
               f"{np.mean(e < 1):.3f} | {np.mean(e < 10):.3f} | {np.median(e):.2f} | {np.mean(fpes):.2f} |")
     # the pipeline's way: the lamv offset, then DTW inside a +-5 s band around it
-    from index.localise import LocaliserSettings, localise
-    from pipeline.descriptors import describe_video
 
-    model = steps.configured_model(layout, "lamv")
-    L = round(layout.cfg.dataset.max_length_s * 15.0)
+    model = configured_model(layout, "lamv")
+    L = round(layout.cfg.dataset.max_length_s * FPS)
     offsets = np.arange(-L, L)
-    desc = [describe_video(model, sp[0], (sp[1] - sp[1][0]) * 15.0) for sp in spans]
+    desc = [describe_video(model, sp[0], (sp[1] - sp[1][0]) * FPS) for sp in spans]
     tmk_err, band_err = [], {False: [], True: []}
     for (a, b), off in zip(gt_idx, gt_off, strict=True):
         _, o = model.score_max(desc[a][None], desc[b][None], offsets)
-        seed_s = float(o[0]) / 15.0
+        seed_s = float(o[0]) / FPS
         tmk_err.append(abs(seed_s + off))
         ta, tb = spans[a][1] - spans[a][1][0], spans[b][1] - spans[b][1][0]
         for ctx in (False, True):
             st = LocaliserSettings(method="dtw", step=step, threshold=layout.cfg.segments.frame_threshold,
-                                   band=round(5.0 * 15.0 / step), max_gap=4, min_length=2, contextualise=ctx)
+                                   band=round(5.0 * FPS / step), max_gap=4, min_length=2, contextualise=ctx)
             found = localise(spans[a][0], ta, [spans[b][0]], [tb], np.array([seed_s]), st)
             est = max(found, key=lambda f: f.score) if found else None
             band_err[ctx].append(abs((est.query_start_s - est.ref_start_s) + off) if est else abs(seed_s + off))

@@ -34,6 +34,18 @@ from pathlib import Path
 
 import numpy as np
 
+from extractors.runtime.timebase import FPS
+from index.rerank import offset_range, rerank
+from pipeline.config.load import load_config
+from pipeline.datasets.kinds import load_ground_truth
+from pipeline.metrics.events import evve_average_precision
+from pipeline.steps.build import build
+from pipeline.steps.describe import configured_model, descriptor_store
+from pipeline.steps.training.folds import held_out
+from pipeline.store.fitted.tca import load_tca
+from pipeline.store.layout import Layout
+from pipeline.store.results import read_search_results
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -70,9 +82,8 @@ def recall_at(vectors: dict[str, np.ndarray], queries: list[str], partners: dict
 
 
 def average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
-    """The EVVE protocol's AP (``pipeline.metrics.evve_average_precision``, the pipeline's own event metric)
+    """The EVVE protocol's AP (``pipeline.metrics.events.evve_average_precision``, the pipeline's own event metric)
     of the list ranked by ``scores``; NaN when nothing is relevant."""
-    from pipeline.metrics import evve_average_precision
 
     hits = relevant[np.argsort(-scores, kind="stable")]
     if not hits.any():
@@ -84,11 +95,6 @@ def events(root: Path, folds: int, extra: str) -> None:
     """Event retrieval on the alignment benchmark: each held-out recording queries the whole corpus;
     relevant: the other recordings of the same source clip (event); mAP of TCA_c vs the mean frame
     (candidate stage) and of TCA_f chamfer vs the TMK score (re-ranking), every pair scored."""
-    from extractors.timebase import FPS
-    from pipeline import steps
-    from pipeline.config import load_config
-    from pipeline.lamv import held_out
-    from pipeline.layout import Layout
 
     truth = {f"align/{t['name']}": t["source"] for t in json.loads((root / "truth.json").read_text())}
     out = []
@@ -100,14 +106,14 @@ def events(root: Path, folds: int, extra: str) -> None:
               f"models={{lamv: {{type: tmk, preset: lamv}}, tca: {{type: tca}}}};index.model=lamv;search.model=lamv;"
               f"evaluate.models=[lamv, tca];lamv_training.test_fold={fold}" + (f";{extra}" if extra else ""))
         layout = Layout(load_config("folder", ov))
-        steps.build(layout, until="descriptors", show_progress=False)
+        build(layout, until="descriptors", show_progress=False)
         held = held_out(layout)
         assert held is not None
-        stores = {m: steps.descriptor_store(layout, m) for m in ("lamv", "tca")}
+        stores = {m: descriptor_store(layout, m) for m in ("lamv", "tca")}
         ids = [v for v in stores["lamv"].ids if v in truth]
         queries = [v for v in ids if v in held.videos]
         ev = np.array([truth[v] for v in ids])
-        models = {m: steps.configured_model(layout, m) for m in stores}
+        models = {m: configured_model(layout, m) for m in stores}
         L = round(layout.cfg.dataset.max_length_s * FPS)
         aps: dict[str, list[float]] = {"mean frame": [], "TCA_c": [], "TMK": [], "TCA_f": []}
         vec = {m: dict(zip(*stores[m].mean_frames(), strict=True)) for m in stores}
@@ -147,14 +153,6 @@ def main() -> None:
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     import torch
 
-    from index.search import offset_range, rerank
-    from pipeline import steps
-    from pipeline.config import load_config
-    from pipeline.dataset_kinds import load_ground_truth
-    from pipeline.lamv import held_out
-    from pipeline.layout import Layout
-    from pipeline.search_results import read_search_results
-    from pipeline.tca_store import load_tca
 
     torch.set_num_threads(2)
     if args.align_root is not None:
@@ -165,20 +163,20 @@ def main() -> None:
     for fold in range(args.folds):
         layout = Layout(load_config("folder", overrides(args.root, fold, args.overrides)))
         t0 = time.perf_counter()
-        steps.build(layout, until="descriptors", show_progress=False)
-        steps.build(layout, until="evaluate", show_progress=False)
+        build(layout, until="descriptors", show_progress=False)
+        build(layout, until="evaluate", show_progress=False)
         took = time.perf_counter() - t0
         ck = load_tca(layout.tca_path("tca"))
         held = held_out(layout)
         assert held is not None
         videos = sorted(held.videos & {v.id for v in layout.videos})
-        gt = load_ground_truth(layout.cfg, [v.id for v in layout.videos])
+        gt = load_ground_truth(layout.cfg.dataset, [v.id for v in layout.videos])
         partners: dict[str, set[str]] = {}
         for p in gt.pairs:
             if p.video_a in held.videos and p.video_b in held.videos and p.video_a != p.video_b:
                 partners.setdefault(p.video_a, set()).add(p.video_b)
                 partners.setdefault(p.video_b, set()).add(p.video_a)
-        stores = {m: steps.descriptor_store(layout, m) for m in ("tmk_lamv", "tca")}
+        stores = {m: descriptor_store(layout, m) for m in ("tmk_lamv", "tca")}
         vecs = {}
         for m, st in stores.items():
             ids, means = st.mean_frames()
@@ -189,7 +187,7 @@ def main() -> None:
         cost = {}
         res = read_search_results(layout.search_dir("tmk_lamv"))
         for m, st in stores.items():
-            model = steps.configured_model(layout, m)
+            model = configured_model(layout, m)
             times = []
             for q in videos:
                 cands = [r.match for r in res if r.query == q][:20]

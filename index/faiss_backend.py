@@ -11,8 +11,10 @@ import importlib
 from functools import lru_cache
 from types import ModuleType
 
+from extractors.runtime.errors import VideoAlignError
 
-class FaissUnavailableError(ImportError):
+
+class FaissUnavailableError(VideoAlignError, ImportError):
     """FAISS is not installed."""
 
 

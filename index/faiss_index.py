@@ -1,5 +1,5 @@
 """FAISS inner-product index over L2-normalised mean-frame vectors (no file I/O here:
-``pipeline.index_store`` reads and writes index directories)."""
+``pipeline.store.index_files`` reads and writes index directories)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from extractors.timebase import FPS
+from extractors.runtime.timebase import FPS
 from index.segments import (
     FrameSegments,
     blocks,

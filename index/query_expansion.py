@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from extractors.tmk import TMK
+from extractors.temporal.tmk import TMK
 
 Mode = Literal["corrected", "reference"]
 

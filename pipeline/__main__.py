@@ -2,7 +2,7 @@
 
 import sys
 
-from pipeline.cli import main
+from pipeline.entry.cli import main
 
 if __name__ == "__main__":  # guard: decode workers are spawned processes
     sys.exit(main())

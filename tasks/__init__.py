@@ -1,12 +1,12 @@
-"""Luigi tasks: they only wire ``requires`` / ``input`` / ``output`` to ``pipeline.steps``.
+"""Luigi tasks: they only wire ``requires`` / ``input`` / ``output`` to ``pipeline.steps.extractor``.
 
     luigi --module pipeline BuildIndex --dataset EVVE --local-scheduler
     luigi --module pipeline Evaluate --dataset demo --overrides "search.top_k=20"
 
 Tasks work on shards of videos (``shards.size`` per task), never one task per
 video: the central scheduler's cost grows quickly with the number of tasks.
-Every path comes from ``pipeline.layout``.  A task is complete only when each
-of its outputs passes its validity check (``pipeline.completeness``) *and*
+Every path comes from ``pipeline.store.layout``.  A task is complete only when each
+of its outputs passes its validity check (``pipeline.store.completeness``) *and*
 everything it requires is complete, so re-running after damage or deletion
 redoes exactly the missing outputs and what is made from them.
 """
@@ -20,11 +20,24 @@ from pathlib import Path
 import luigi
 from luigi.task import flatten
 
-from pipeline import completeness, lamv, steps, tca
-from pipeline.config import Config, ConfigError, load_config
-from pipeline.corpus import Video, list_videos
-from pipeline.dataset_kinds import kind_of
-from pipeline.layout import Layout
+from pipeline.config.load import Config, load_config
+from pipeline.config.schema import ConfigError
+from pipeline.core.errors import StepError
+from pipeline.datasets.kinds import kind_of
+from pipeline.datasets.listing import Video, list_videos
+from pipeline.datasets.synthetic import DEMO_MARKER, ensure_demo_corpus
+from pipeline.steps.build import record_run
+from pipeline.steps.describe import describe_shard
+from pipeline.steps.evaluate import evaluate
+from pipeline.steps.extract import extract_shard
+from pipeline.steps.extractor import check_weights, needs_weights, pca_needed
+from pipeline.steps.fitting import train_frame_model, train_pca, train_vocabulary
+from pipeline.steps.index import build_index
+from pipeline.steps.operations.refresh import is_up_to_date, locked_refresh
+from pipeline.steps.search import search
+from pipeline.steps.training import lamv, tca
+from pipeline.store import completeness
+from pipeline.store.layout import Layout
 from tasks.luigi_settings import apply_defaults, log_failures
 from tasks.storage import Storage, storage_for
 
@@ -83,14 +96,14 @@ class DatasetTask(luigi.Task):
 
     def corpus_ready(self) -> list[luigi.Task]:
         """The task that produces the corpus, for kinds the pipeline generates (demo)."""
-        return [self.clone(GenerateCorpus)] if kind_of(self.cfg).generated else []
+        return [self.clone(GenerateCorpus)] if kind_of(self.cfg.dataset).generated else []
 
     def corpus_listed(self) -> bool:
         """True when the corpus can be listed now (a generated one may not exist yet)."""
         try:
             _ = self.layout.videos
         except ConfigError:
-            if kind_of(self.cfg).generated:
+            if kind_of(self.cfg.dataset).generated:
                 return False
             raise
         return True
@@ -101,23 +114,23 @@ class DatasetTask(luigi.Task):
         fails at once (a failing dependency would leave the root pending until the worker's
         idle limit)."""
         try:
-            steps.check_weights(self.cfg)
-        except steps.StepError:
+            check_weights(self.cfg)
+        except StepError:
             if self.extraction_pending():
                 raise
 
     def extraction_pending(self) -> bool:
-        if not steps.needs_weights(self.cfg):
+        if not needs_weights(self.cfg):
             return False
         if not self.corpus_listed():
             return True
         lay = self.layout
-        if steps.pca_needed(lay) and not completeness.pca_complete(lay.pca_path):
+        if pca_needed(lay) and not completeness.pca_complete(lay.pca_path):
             return True
         return not all(completeness.feature_shard_complete(lay.feature_shard_dir(s)) for s in range(lay.n_shards))
 
     def record(self, **params: object) -> None:
-        steps.record_run(self.layout, type(self).__name__, **params)
+        record_run(self.layout, type(self).__name__, **params)
 
     def fetch_inputs(self) -> None:
         """Stage in the stored artifacts this task reads (fitted vocabulary, network, PCA)."""
@@ -133,12 +146,10 @@ class GenerateCorpus(DatasetTask):
         return []
 
     def output(self):
-        from pipeline.synthetic import DEMO_MARKER
 
         return luigi.LocalTarget(str(self.cfg.root / DEMO_MARKER))
 
     def run(self):
-        from pipeline.synthetic import ensure_demo_corpus
 
         ensure_demo_corpus(self.cfg.root)
         forget_listings()
@@ -179,7 +190,7 @@ class TrainVocabulary(CorpusFit):
         return self.layout.vocab_path
 
     def fit(self) -> None:
-        steps.train_vocabulary(self.layout)
+        train_vocabulary(self.layout)
 
 
 class TrainFrameModel(CorpusFit):
@@ -192,7 +203,7 @@ class TrainFrameModel(CorpusFit):
         return self.layout.frame_model_path
 
     def fit(self) -> None:
-        steps.train_frame_model(self.layout)
+        train_frame_model(self.layout)
 
 
 def fitted_first(task: DatasetTask) -> list[luigi.Task]:
@@ -216,7 +227,7 @@ class TrainPCA(CorpusFit):
         return self.layout.pca_path
 
     def fit(self) -> None:
-        steps.train_pca(self.layout)
+        train_pca(self.layout)
 
 
 class ExtractFeatures(DatasetTask):
@@ -227,7 +238,7 @@ class ExtractFeatures(DatasetTask):
     def requires(self):
         self.preflight()
         lay = self.layout
-        fitted = ([self.clone(TrainPCA)] if steps.pca_needed(lay) else []) + fitted_first(self)
+        fitted = ([self.clone(TrainPCA)] if pca_needed(lay) else []) + fitted_first(self)
         return fitted or self.corpus_ready()
 
     def output(self):
@@ -240,7 +251,7 @@ class ExtractFeatures(DatasetTask):
         self.fetch_inputs()  # the fitted PCA / vocabulary / network
         shard = self.output().local.parent
         self.store.fetch(shard)  # videos finished by an interrupted attempt are kept
-        steps.extract_shard(self.layout, self.shard)
+        extract_shard(self.layout, self.shard)
         self.store.publish(shard, last=shard / "_pack.h5")
         self.record(shard=self.shard)
 
@@ -316,7 +327,7 @@ class ComputeDescriptors(DatasetTask):
             self.store.fetch(self.layout.lamv_path(self.model))
         if self.layout.trains_tca(self.model):
             self.store.fetch(self.layout.tca_path(self.model))
-        steps.describe_shard(self.layout, feature_shard, self.model)
+        describe_shard(self.layout, feature_shard, self.model)
         self.store.publish(self.output().local)
         self.record(shard=self.shard, model=self.model)
 
@@ -333,7 +344,7 @@ class BuildIndex(DatasetTask):
         again before ``run``): a generated corpus does not exist yet at scheduling, so its shards
         are dynamic dependencies (``run`` yields them); any other corpus's shards are static."""
         self.preflight()
-        if kind_of(self.cfg).generated:
+        if kind_of(self.cfg.dataset).generated:
             return self.corpus_ready()
         return self.descriptor_tasks()
 
@@ -341,7 +352,7 @@ class BuildIndex(DatasetTask):
         if not self.outputs_valid() or not self.corpus_listed():
             return False
         deps = flatten(self.requires())
-        if kind_of(self.cfg).generated:  # the shards are not static requirements: check them too
+        if kind_of(self.cfg.dataset).generated:  # the shards are not static requirements: check them too
             deps += self.descriptor_tasks()
         return all(r.complete() for r in deps)
 
@@ -360,7 +371,7 @@ class BuildIndex(DatasetTask):
         for t in deps:
             if t.model == self.cfg.index.model:
                 self.store.fetch(t.output().local)
-        out = steps.build_index(self.layout)
+        out = build_index(self.layout)
         self.store.publish(out, last=out / "meta.h5")
         self.record()
 
@@ -392,7 +403,7 @@ class Search(DatasetTask):
             for m in {self.model_name, self.cfg.index.model}:
                 self.store.fetch(self.layout.descriptor_path(m, s))
             self.store.fetch(self.layout.feature_shard_dir(s))
-        out = steps.search(self.layout, self.model_name)
+        out = search(self.layout, self.model_name)
         self.store.publish(out, last=out / "results.h5")
         self.record(model=self.model_name)
 
@@ -430,7 +441,7 @@ class Evaluate(DatasetTask):
             self.store.fetch(self.layout.feature_shard_dir(s))
         for m in self.models:
             self.store.fetch(self.layout.search_dir(m))
-            out = steps.evaluate(self.layout, m)
+            out = evaluate(self.layout, m)
             self.store.publish(out, last=out / "report.json")
             self.record(model=m)
 
@@ -454,12 +465,10 @@ class RefreshCorpus(DatasetTask):
         return []
 
     def complete(self):
-        from pipeline.refresh import is_up_to_date
 
         return self.corpus_listed() and is_up_to_date(self.layout)
 
     def run(self):
-        from pipeline.refresh import locked_refresh
 
         if self.store.remote:
             raise RuntimeError("RefreshCorpus publishes versions behind a symbolic link and needs a POSIX "

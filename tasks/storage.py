@@ -24,7 +24,7 @@ from pathlib import Path
 
 import luigi
 
-from pipeline.config import Config
+from pipeline.config.load import Config
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class Storage:
     def target(self, path: Path, valid: Callable[[Path], bool] | None = None) -> luigi.Target:
         """The Luigi target standing for ``path`` (what ``Task.output`` returns).
 
-        Locally, ``valid`` (a check from ``pipeline.completeness``) decides whether the
+        Locally, ``valid`` (a check from ``pipeline.store.completeness``) decides whether the
         output exists: a damaged or half-deleted output counts as missing and is redone.
         Every target's ``local`` attribute is the local path the steps work on.
         """

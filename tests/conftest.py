@@ -20,7 +20,7 @@ def run_cli(args: list[str], armed: str = ""):
     import sys
     from pathlib import Path
 
-    from extractors.failpoints import ENV
+    from extractors.runtime.failpoints import ENV
 
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "TQDM_DISABLE": "1"}
     env.pop(ENV, None)
@@ -31,19 +31,19 @@ def run_cli(args: list[str], armed: str = ""):
 
 
 def align_dataset(tmp, overrides: str):
-    """Three recordings of each of two synthetic 22-s scenes (``pipeline.generate``: ``.align`` ground
+    """Three recordings of each of two synthetic 22-s scenes (``pipeline.datasets.generate``: ``.align`` ground
     truth) under ``tmp / "data"``, their features extracted with the config ``overrides(root)`` gives."""
-    from pipeline import steps
-    from pipeline.config import load_config
-    from pipeline.generate import build_align_dataset
-    from pipeline.layout import Layout
-    from pipeline.synthetic import Segment, render, write_video
+    from pipeline.config.load import load_config
+    from pipeline.datasets.generate import build_align_dataset
+    from pipeline.datasets.synthetic import Segment, render, write_video
+    from pipeline.steps.build import build
+    from pipeline.store.layout import Layout
 
     clips = [write_video(tmp / "src" / f"scene{seed}.mp4", render([Segment(seed, 0.0, 22.0)], 10.0, 160, 120), 10.0)
              for seed in (5, 6)]
     root = tmp / "data"
     build_align_dataset(clips, root, cameras=3, seed=0, min_source_s=20, max_length_s=14)
-    steps.build(Layout(load_config("folder", overrides(root))), until="features", show_progress=False)
+    build(Layout(load_config("folder", overrides(root))), until="features", show_progress=False)
     return root
 
 

@@ -6,9 +6,9 @@ import av
 import numpy as np
 import torch
 
-from extractors.decode import resized_size, to_model_input
-from extractors.pca import fit_pca
-from extractors.rmac import aggregate, rmac_regions
+from extractors.decode.reader import resized_size, to_model_input
+from extractors.frame.pca import fit_pca
+from extractors.frame.rmac import aggregate, rmac_regions
 
 # swscale's bilinear vs PIL's antialiased bilinear: about one grey level apart.
 PREPROCESS_TOL = 0.03  # in normalised units (1 grey level = 1/255/0.225 = 0.017)

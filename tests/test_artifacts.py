@@ -10,21 +10,20 @@ import h5py
 import numpy as np
 import pytest
 
-from extractors.features import ExtractorSettings, FrameFeatureExtractor
-from pipeline.artifacts import (
+from extractors.frame.resnet_rmac import ExtractorSettings, FrameFeatureExtractor
+from pipeline.core.hdf5 import ArtifactError, atomic_h5
+from pipeline.steps.extract import extract_shard_videos as extract_shard
+from pipeline.steps.extraction_settings import ExtractionSettings
+from pipeline.store.features import (
     FEATURES_SCHEMA,
     PACK_NAME,
-    ArtifactError,
     VideoFeatures,
-    atomic_h5,
-    describe,
     read_pack,
     read_video_features,
     video_filename,
     write_video_features,
 )
-from pipeline.extract import ExtractionSettings
-from pipeline.extract import extract_shard_videos as extract_shard
+from pipeline.store.inspect import describe
 from tests.videos import make_video
 
 

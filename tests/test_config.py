@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import ConfigError, base_file, load_config
+from pipeline.config.load import base_file, load_config
+from pipeline.config.schema import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,7 +69,7 @@ def test_every_default_is_in_base_yaml_once():
 
 
 def test_dataset_yaml_is_a_config_not_an_artifact_for_verify(tmp_path):
-    from pipeline.verify import verify
+    from pipeline.steps.operations.verify import verify
 
     yml = tmp_path / "mine.yaml"
     yml.write_text(f"dataset: {{name: mine, kind: folder, root: {tmp_path}}}\nwork_dir: {tmp_path / 'work'}\n")
@@ -90,7 +91,7 @@ def test_configs_ship_in_the_wheel(tmp_path):
     # and they are found from outside the source tree through the installed package
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    code = ("import pipeline.config as c; p = c.base_file(); print(p); "
+    code = ("import pipeline.config.load as c; p = c.base_file(); print(p); "
             "assert 'site' in str(p), p; print(c.load_config('demo', 'dataset.root=/tmp').source)")
     run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                          timeout=120, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})

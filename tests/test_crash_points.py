@@ -3,7 +3,7 @@ killer) at every named failpoint, then re-run, ends with exactly the artifacts o
 run - byte for byte for a batch build; for a refresh, the same published index, manifest and
 features (its version number and paths may differ: a version never made current is skipped).
 
-Deterministic: failpoints fire at a given pass through a named point (``extractors/failpoints.py``),
+Deterministic: failpoints fire at a given pass through a named point (``extractors/runtime/failpoints.py``),
 no timers. Each case runs the pipeline twice in a subprocess of its own session."""
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from extractors.failpoints import ENV
-from pipeline.artifacts import read_video_features
-from pipeline.publish import current_version, read_manifest
+from extractors.runtime.failpoints import ENV
+from pipeline.store.features import read_video_features
+from pipeline.store.publish import current_version, read_manifest
 from tests.test_refresh import clip, overrides
 
 ROOT = Path(__file__).resolve().parents[1]

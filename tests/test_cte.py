@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from extractors.cte import CTE, transform_length
-from extractors.timestamps import sampling_timestamps
+from extractors.decode.timestamps import sampling_timestamps
+from extractors.temporal.cte import CTE, transform_length
 from tests.conftest import noisy_copy, smooth_rows, unit_rows
 
 

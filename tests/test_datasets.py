@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.datasets import (
+from pipeline.datasets.readers import (
     AnnotationError,
     align_ground_truth,
     parse_align,
@@ -77,8 +77,8 @@ def test_evve_dat(tmp_path):
 def test_vcdb_self_lines_are_not_copy_pairs(tmp_path):
     """The real VCDB .txt files list each video against itself; like the JSON reader, the .txt
     reader drops those lines, so a query never counts itself as a missed partner."""
-    from pipeline.config import load_config
-    from pipeline.dataset_kinds import load_ground_truth
+    from pipeline.config.load import load_config
+    from pipeline.datasets.kinds import load_ground_truth
 
     (tmp_path / "annotation").mkdir()
     (tmp_path / "annotation" / "t.txt").write_text(
@@ -91,7 +91,7 @@ def test_vcdb_self_lines_are_not_copy_pairs(tmp_path):
         (tmp_path / "videos" / "t").mkdir(parents=True, exist_ok=True)
         (tmp_path / "videos" / "t" / n).write_bytes(b"x")
     cfg = load_config("VCDB", f"dataset.root={tmp_path}")
-    gt = load_ground_truth(cfg, ["t/a", "t/b"])
+    gt = load_ground_truth(cfg.dataset, ["t/a", "t/b"])
     assert len(gt.pairs) == 1 and gt.pairs[0].video_a != gt.pairs[0].video_b
 
 
@@ -101,7 +101,7 @@ def test_vcdb_self_lines_are_not_copy_pairs(tmp_path):
     ("a.mp4,b.mp4,00:00:20,00:00:10,00:00:00,00:00:10", "ends (10 s) before it begins (20 s)"),
 ])
 def test_absurd_vcdb_times_are_refused_naming_file_and_line(line, says):
-    from pipeline.datasets import parse_vcdb_annotation
+    from pipeline.datasets.readers import parse_vcdb_annotation
 
     with pytest.raises(AnnotationError, match=r"t\.txt:2: ") as err:
         parse_vcdb_annotation("t.txt", "a.mp4,b.mp4,00:00:00,00:00:05,00:00:01,00:00:06\n" + line)
@@ -111,7 +111,7 @@ def test_absurd_vcdb_times_are_refused_naming_file_and_line(line, says):
 @pytest.mark.parametrize(("value", "says"), [("nan", "finite"), ("inf", "finite"), ("-3", "outside"),
                                              ("1e308", "outside")])
 def test_absurd_align_times_are_refused_naming_file_and_line(value, says):
-    from pipeline.datasets import parse_align
+    from pipeline.datasets.readers import parse_align
 
     with pytest.raises(AnnotationError, match=r"x\.align:2: ") as err:
         parse_align("x.align", text=f"v1.mp4 0 10 0\nv2.mp4 {value} 10 5\n")
@@ -119,7 +119,7 @@ def test_absurd_align_times_are_refused_naming_file_and_line(value, says):
 
 
 def test_absurd_boxes_in_converted_vcdb_json_are_refused(tmp_path):
-    from pipeline.corpus import parse_vcdb_json
+    from pipeline.datasets.readers import parse_vcdb_json
 
     f = tmp_path / "labels.json"
     f.write_text('{"a-b": [[0, 0, 1e308, 5]]}')

@@ -8,8 +8,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from extractors.decode import DecodeError, decode_video, probe, resized_size
-from extractors.timestamps import sampling_timestamps
+from extractors.decode.reader import DecodeError, decode_video, probe, resized_size
+from extractors.decode.timestamps import sampling_timestamps
 from tests.videos import make_video, set_rotation, write_audio_only, write_image
 
 
@@ -160,8 +160,8 @@ def test_hardware_decoding_request_falls_back_to_software(tmp_path, caplog, monk
     import extractors.decode
 
     for kind in ("cuda", "no-such-device"):
-        monkeypatch.setattr(extractors.decode, "_WARNED", set())  # a fresh process
-        with caplog.at_level("WARNING", logger="extractors.decode"):
+        monkeypatch.setattr(extractors.decode.reader, "_WARNED", set())  # a fresh process
+        with caplog.at_level("WARNING", logger="extractors.decode.reader"):
             caplog.clear()
             for p in paths:
                 d = decode_video(p, hwaccel=kind)

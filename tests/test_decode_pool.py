@@ -7,8 +7,8 @@ import signal
 
 import pytest
 
-from extractors import failpoints
-from extractors.decode_pool import _limited, decode_messages
+from extractors.decode.pool import _limited, decode_messages
+from extractors.runtime import failpoints
 from tests.test_refresh import clip
 
 SETTINGS = {"image_area": 12000, "fps": 15.0, "decode_threads": 1, "max_pixels": 1 << 26, "decode_workers": 2,
@@ -84,7 +84,7 @@ def test_inline_decoding_with_a_time_limit_finishes_every_video(videos):
 def test_a_frame_too_large_for_the_memory_cap_is_refused_inline_too(tmp_path):
     """No address-space cap can apply to inline decoding: a frame that cannot fit the cap is refused
     before it is decoded, with a message that names the cap."""
-    from pipeline.synthetic import Segment, render, write_video
+    from pipeline.datasets.synthetic import Segment, render, write_video
 
     big = write_video(tmp_path / "big.mp4", render([Segment(1, 0, 0.2)], 15, 640, 480), 15)
     for workers in (0, 1):
@@ -96,7 +96,7 @@ def test_a_frame_too_large_for_the_memory_cap_is_refused_inline_too(tmp_path):
 
 
 def test_a_memory_cap_too_low_to_decode_anything_says_so():
-    from extractors.decode_pool import DecoderSetupError
+    from extractors.decode.pool import DecoderSetupError
 
     with pytest.raises(DecoderSetupError, match="worker_memory_mb=64 is too low"):
         outcomes(["/nonexistent.mp4"], 8, decode_workers=1, worker_memory_mb=64)
@@ -115,7 +115,7 @@ def test_hardware_decoding_workers_run_without_the_address_space_cap(videos):
 def test_fitting_samples_are_even_and_bounded():
     import numpy as np
 
-    from pipeline.extract import _EvenSample
+    from pipeline.steps.fitting import _EvenSample
 
     s = _EvenSample(10)
     for start in range(0, 1000, 64):  # a 1000-frame video arriving in chunks

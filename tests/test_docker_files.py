@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.cli import build_parser
+from pipeline.entry.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"

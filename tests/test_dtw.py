@@ -1,4 +1,4 @@
-"""DTW, contextualised features, DRAQ and cycle consistency (index/dtw.py, pipeline/alignment.py)."""
+"""DTW, contextualised features, DRAQ and cycle consistency (index/dtw.py, pipeline/steps/alignment.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from index.dtw import Band, band_cost, banded_dtw, contextualise, cosine_cost, draq, dtw, random_path_costs, warp
-from pipeline.alignment import cycle_errors, path_offset
+from pipeline.steps.alignment import cycle_errors, path_offset
 from tests.conftest import noisy_copy, smooth_rows, unit_rows
 
 
@@ -117,9 +117,9 @@ def test_path_offset_reads_the_shift_from_the_diagonal_steps(rng):
 
 
 def test_draq_order_ranks_the_alignable_candidate_first(rng):
-    from pipeline.alignment import draq_order
-    from pipeline.artifacts import VideoFeatures
-    from pipeline.config import AlignConfig
+    from pipeline.config.schema import AlignConfig
+    from pipeline.steps.alignment import draq_order
+    from pipeline.store.features import VideoFeatures
 
     t = np.arange(300) / 15.0
     a = smooth_rows(rng, 300, 32, width=30)

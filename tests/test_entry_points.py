@@ -16,8 +16,8 @@ from pathlib import Path
 import luigi
 import pytest
 
-from pipeline.config import load_config
-from pipeline.layout import Layout
+from pipeline.config.load import load_config
+from pipeline.store.layout import Layout
 from tests.test_refresh import clip, overrides
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,7 +161,7 @@ def test_the_demo_chain_runs_from_an_empty_directory(tmp_path):
 
 
 def test_program_name_and_progress_bars(tmp_path):
-    from extractors.progress import bars_disabled, progress
+    from extractors.runtime.progress import bars_disabled, progress
 
     script = shutil.which("videoalign")
     if script is not None:
@@ -174,7 +174,7 @@ def test_program_name_and_progress_bars(tmp_path):
 
 
 def test_tqdm_disable_is_honoured_even_on_a_terminal(monkeypatch):
-    from extractors import progress as mod
+    from extractors.runtime import progress as mod
 
     class Tty:
         def isatty(self) -> bool:
@@ -193,8 +193,8 @@ def test_offline_extractors_find_planted_copies_without_weights(tmp_path, extrac
     """Selecting an offline extractor alone gives its recommended configuration (vocabularies,
     network and PCA fitted on the corpus by their own tasks), needs no weights even when the config
     names ImageNet weights that are absent, and finds the planted copies at their offsets."""
-    from pipeline.search_results import read_search_results
-    from pipeline.synthetic import make_demo_corpus
+    from pipeline.datasets.synthetic import make_demo_corpus
+    from pipeline.store.results import read_search_results
     from tasks import Evaluate
 
     copies = make_demo_corpus(tmp_path / "data", n_sources=3, n_copies=2, n_distractors=1, source_s=12, copy_s=6)

@@ -9,8 +9,8 @@ import pytest
 
 
 def test_importing_the_packages_does_not_import_faiss_or_luigi():
-    code = ("import sys, pipeline, pipeline.metrics, pipeline.datasets, extractors.tmk, "
-            "extractors.cte, index.query_expansion, index.faiss_backend; "
+    code = ("import sys, pipeline, pipeline.metrics.copies, pipeline.datasets.readers, extractors.temporal.tmk, "
+            "extractors.temporal.cte, index.query_expansion, index.faiss_backend; "
             "print('faiss' in sys.modules, 'luigi' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]

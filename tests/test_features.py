@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from extractors.decode import decode_video, to_model_input
-from extractors.features import ExtractorSettings, FrameFeatureExtractor
-from extractors.pca import PCAError, PCAWhitening, load_published, train_pca
-from extractors.resnet import (
+from extractors.decode.reader import decode_video, to_model_input
+from extractors.frame.pca import PCAError, PCAWhitening, load_published, train_pca
+from extractors.frame.resnet import (
     MAX_LEVEL,
     ResNet34Trunk,
     WeightsNotFoundError,
@@ -17,7 +16,8 @@ from extractors.resnet import (
     level_position,
     resolve_weights,
 )
-from pipeline.pca_store import load_pca, save_pca
+from extractors.frame.resnet_rmac import ExtractorSettings, FrameFeatureExtractor
+from pipeline.store.fitted.pca import load_pca, save_pca
 from tests.videos import make_video, pattern_frame
 
 
@@ -138,7 +138,7 @@ def test_a_reencoded_rescaled_copy_is_closer_than_another_clip(extractor, clips)
 def test_precision_is_a_setting_not_a_measurement(clips):
     """``auto`` means float32 on the CPU (decided from the settings, never from the frames), so a
     re-run after an interruption computes bit-identical features; bfloat16 is an explicit choice."""
-    from extractors.features import resolve_precision
+    from extractors.frame.resnet_rmac import resolve_precision
 
     assert resolve_precision("auto", torch.device("cpu")) == "float32"
     assert resolve_precision("bfloat16", torch.device("cpu")) == "bfloat16"
@@ -180,7 +180,8 @@ def test_pca_round_trip_and_published_format(tmp_path):
 
 
 def test_pca_trained_on_a_corpus_records_provenance(clips, tmp_path):
-    from pipeline.extract import ExtractionSettings, train_pca_on_videos
+    from pipeline.steps.extraction_settings import ExtractionSettings
+    from pipeline.steps.fitting import train_pca_on_videos
 
     ex = FrameFeatureExtractor(ExtractorSettings(weights="random", precision="float32"))
     (tmp_path / "bad.mp4").write_bytes(b"x")

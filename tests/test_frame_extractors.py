@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from extractors.mvlad import MultiVLADExtractor, MVLADSettings, dense_sift, fit_vocabulary, kmeans
-from extractors.pca import train_pca
-from extractors.pdqf import PDQFExtractor, dct_matrix, pdqf_raw
-from pipeline.synthetic import scene_frame
+from extractors.frame.mvlad import MultiVLADExtractor, MVLADSettings, dense_sift, fit_vocabulary, kmeans
+from extractors.frame.pca import train_pca
+from extractors.frame.pdqf import PDQFExtractor, dct_matrix, pdqf_raw
+from pipeline.datasets.synthetic import scene_frame
 
 H, W = 150, 200
 
@@ -112,7 +112,7 @@ def test_a_copy_is_closer_than_unrelated_frames(request, name, kind):
 
 
 def test_black_bars_are_cropped_and_nothing_else():
-    from extractors.black_bars import bar_extent, crop_black_bars
+    from extractors.frame.black_bars import bar_extent, crop_black_bars
 
     f = frames(range(400, 406))
     boxed = np.zeros((6, H + 40, W + 60, 3), np.uint8)
@@ -125,7 +125,7 @@ def test_black_bars_are_cropped_and_nothing_else():
 
 
 def test_a_letterboxed_copy_matches_better_with_bars_removed(mvlad):
-    from extractors.black_bars import crop_black_bars
+    from extractors.frame.black_bars import crop_black_bars
 
     src = frames(range(500, 506), 2.2)
     boxed = np.zeros_like(src)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from extractors import failpoints
-from extractors.selfsup import CopyNet, FrameModel, TrainSettings
-from pipeline import steps
-from pipeline.artifacts import ArtifactError
-from pipeline.config import load_config
-from pipeline.frame_model_store import load_frame_model, load_training_state, save_frame_model
-from pipeline.layout import Layout
+from extractors.frame.selfsup import CopyNet, FrameModel, TrainSettings
+from extractors.runtime import failpoints
+from pipeline.config.load import load_config
+from pipeline.core.hdf5 import ArtifactError
+from pipeline.steps.fitting import train_frame_model
+from pipeline.store.fitted.frame_model import load_frame_model, load_training_state, save_frame_model
+from pipeline.store.layout import Layout
 from tests.test_refresh import clip
 
 TINY = ("features.extractor=selfsup;frame_model.steps=6;frame_model.input_size=48;frame_model.width=8;"
@@ -80,16 +80,16 @@ def test_training_interrupted_at_a_checkpoint_resumes_to_the_same_network(corpus
     monkeypatch.setenv(failpoints.ENV, "train_frame_model.checkpoint=raise@2")
     failpoints.reset()
     with pytest.raises(failpoints.FailpointError):
-        steps.train_frame_model(lay, show_progress=False)
+        train_frame_model(lay, show_progress=False)
     assert not lay.frame_model_path.exists()  # nothing half-written
     assert lay.frame_model_training_path.is_file()
     monkeypatch.delenv(failpoints.ENV)
     failpoints.reset()
-    steps.train_frame_model(lay, show_progress=False)
+    train_frame_model(lay, show_progress=False)
     resumed = load_frame_model(lay.frame_model_path)
     assert not lay.frame_model_training_path.exists()
     # an uninterrupted run elsewhere gives the same network
     lay.frame_model_path.rename(tmp_path / "resumed.pt")
-    steps.train_frame_model(lay, show_progress=False)
+    train_frame_model(lay, show_progress=False)
     assert load_frame_model(lay.frame_model_path).model_id == resumed.model_id
     assert load_training_state(tmp_path / "missing.pt", {}) is None

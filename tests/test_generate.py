@@ -1,4 +1,4 @@
-"""Generated datasets (``pipeline/generate.py``): the only footage two videos share is the annotated one."""
+"""Generated datasets (``pipeline/datasets/generate.py``): the only footage two videos share is the annotated one."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from pipeline.generate import Clip, UnrelatedFootage, build_align_dataset, build_copy_dataset
-from pipeline.synthetic import write_video
+from pipeline.datasets.generate import Clip, UnrelatedFootage, build_align_dataset, build_copy_dataset
+from pipeline.datasets.synthetic import write_video
 
 SOURCE_COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0)}
 
@@ -116,7 +116,7 @@ def test_copies_never_share_unrelated_footage(tmp_path):
 
 def test_a_camera_view_is_a_panning_window_of_the_scene():
     """``view``: each camera films part of the scene (a zoomed window), its own part, and pans."""
-    from pipeline.generate import geometric
+    from pipeline.datasets.generate import geometric
 
     h, w = 60, 80
     xs, ys = np.meshgrid(np.arange(w), np.arange(h))

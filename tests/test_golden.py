@@ -19,18 +19,28 @@ import numpy as np
 import pytest
 import torch
 
-from extractors.cte import CTE
-from extractors.timestamps import FPS, sampling_timestamps
-from extractors.tmk import TMK, von_mises_coefficients
+from extractors.decode.timestamps import FPS, sampling_timestamps
+from extractors.temporal.cte import CTE
+from extractors.temporal.tmk import TMK, von_mises_coefficients
 from index.query_expansion import expand_query
-from pipeline import metrics
-from pipeline.datasets import (
+from pipeline.datasets.readers import (
     align_ground_truth,
     parse_align,
     parse_evve_dat,
     parse_vcdb_annotation,
     vcdb_segments,
 )
+from pipeline.metrics.copies import (
+    max_f1,
+    pr_auc,
+    precision_recall_curve,
+    segment_pr,
+    vcdb_decisions,
+    vcdb_judge,
+    vcdb_query_pairs,
+)
+from pipeline.metrics.events import evve_map
+from pipeline.metrics.localisation import accuracy_below, localization_errors, map_localization
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN_DIR = Path(os.environ.get("GOLDEN_DIR", ROOT.parent / "shared" / "golden"))
@@ -199,9 +209,9 @@ def check_frontend_rules(z) -> None:
     for fps, ts in zip(z["ts_container_fps"], z["ts_timestamps"], strict=True):
         np.testing.assert_array_equal(sampling_timestamps(int(z["ts_n_frames"]), fps), ts)
     try:
-        from extractors import rmac  # noqa: F401  (frame-feature front end, issue 3)
+        from extractors.frame import rmac  # noqa: F401  (frame-feature front end, issue 3)
     except ImportError:
-        pytest.skip("timestamps checked; RMAC/resize/PCA rules need extractors.rmac")
+        pytest.skip("timestamps checked; RMAC/resize/PCA rules need extractors.frame.rmac")
     from tests.golden_frontend import check_frontend_features
 
     check_frontend_features(z)
@@ -227,13 +237,13 @@ def check_localization(z) -> None:
     n = len(items)
 
     def summary(prefix: str, pair_index, pair_max, pair_off_frames) -> None:
-        errors = metrics.localization_errors(n, pair_index, pair_max,
+        errors = localization_errors(n, pair_index, pair_max,
                                              np.asarray(pair_off_frames) / FPS, gt_idx, gt_off)
         np.testing.assert_allclose(errors, z[f"{prefix}__errors_s"], rtol=0, atol=METRIC_TOL)
-        acc = metrics.accuracy_below(errors)
+        acc = accuracy_below(errors)
         for t, key in ((0.1, "0p1"), (1.0, "1"), (10.0, "10")):
             assert abs(acc[t] - float(z[f"{prefix}__acc_lt_{key}"])) <= METRIC_TOL
-        m, _ = metrics.map_localization(n, pair_index, pair_max, gt_idx)
+        m, _ = map_localization(n, pair_index, pair_max, gt_idx)
         assert abs(m - float(z[f"{prefix}__map_localization"])) <= METRIC_TOL
 
     summary("given", z["given__pair_index"], z["given__pair_max"],
@@ -279,32 +289,32 @@ def check_vcdb(z) -> None:
     annotated = sorted({s.video for s in segments})
     keys = [str(k) for k in z["video_keys"]]
     videos = [k for k in keys if k in annotated]  # never-annotated videos are never searched
-    rq, rv = metrics.vcdb_query_pairs(segments, videos)
+    rq, rv = vcdb_query_pairs(segments, videos)
     rv_keys = np.array([keys.index(videos[j]) for j in rv])
 
     def check_model(prefix: str, max_score, pred_start_s) -> None:
         np.testing.assert_array_equal(rq, z[f"{prefix}__rec_query_segment"])
         np.testing.assert_array_equal(rv_keys, z[f"{prefix}__rec_video_index"])
-        ok, qside = metrics.vcdb_judge(segments, gt, videos, rq, rv, pred_start_s)
+        ok, qside = vcdb_judge(segments, gt, videos, rq, rv, pred_start_s)
         np.testing.assert_array_equal(ok, z[f"{prefix}__rec_localized_ok"].astype(bool))
         np.testing.assert_array_equal(qside, z[f"{prefix}__rec_query_side_overlap"].astype(bool))
         for mode, tag in (("reference", "emitted"), ("corrected", "intended")):
-            p, lab = metrics.vcdb_decisions(max_score, ok, qside, mode)
+            p, lab = vcdb_decisions(max_score, ok, qside, mode)
             rel_close(p, z[f"{prefix}__rec_{tag}_probas"], CURVE_TOL, f"{prefix} {tag} probas")
             np.testing.assert_array_equal(lab, z[f"{prefix}__rec_{tag}_labels"])
-        ref = metrics.segment_pr(max_score, ok, qside, mode="reference")
+        ref = segment_pr(max_score, ok, qside, mode="reference")
         # The emitted list is a multiset of (proba, label): compare per label.
         for label in (0, 1):
             np.testing.assert_allclose(np.sort(ref.probas[ref.labels == label]),
                                        np.sort(z[f"{prefix}__probas"][z[f"{prefix}__labels"] == label]),
                                        rtol=0, atol=CURVE_TOL * max(1.0, float(ref.probas.max())))
         # Metrics from the golden lists themselves (exact), then from ours.
-        pr, rc, _ = metrics.precision_recall_curve(z[f"{prefix}__labels"], z[f"{prefix}__probas"])
-        assert abs(metrics.max_f1(pr, rc) - float(z[f"{prefix}__max_f1"])) <= METRIC_TOL
-        assert abs(metrics.pr_auc(pr, rc) - float(z[f"{prefix}__auc"])) <= METRIC_TOL
+        pr, rc, _ = precision_recall_curve(z[f"{prefix}__labels"], z[f"{prefix}__probas"])
+        assert abs(max_f1(pr, rc) - float(z[f"{prefix}__max_f1"])) <= METRIC_TOL
+        assert abs(pr_auc(pr, rc) - float(z[f"{prefix}__auc"])) <= METRIC_TOL
         assert abs(ref.max_f1 - float(z[f"{prefix}__max_f1"])) <= 1e-6
         assert abs(ref.auc - float(z[f"{prefix}__auc"])) <= 1e-6
-        fixed = metrics.segment_pr(max_score, ok, qside, mode="corrected")
+        fixed = segment_pr(max_score, ok, qside, mode="corrected")
         assert abs(fixed.max_f1 - float(z[f"{prefix}__intended_max_f1"])) <= 1e-6
 
     # Given scores: inputs are the per-record best score and offset.
@@ -355,7 +365,7 @@ def check_evve(z) -> None:
     db_events = [by_key[k].event for k in db_keys]
     db_labels = np.array([by_key[k].label for k in db_keys])
 
-    given = metrics.evve_map(z["given__q_db_score"], q_events, db_events, db_labels)
+    given = evve_map(z["given__q_db_score"], q_events, db_events, db_labels)
     np.testing.assert_allclose(given.ap_per_query, z["given__ap_per_query"], rtol=0, atol=METRIC_TOL)
     assert abs(given.map_pooled - float(z["given__map"])) <= METRIC_TOL
     assert abs(given.map_event_mean - float(z["given__mean_of_event_means"])) <= METRIC_TOL
@@ -380,7 +390,7 @@ def check_evve(z) -> None:
         rel_close(scores, z[f"{prefix}__q_db_max_score"], CURVE_TOL, f"{prefix} EVVE scores")
         assert_offsets_or_near_tie(model, qs, db, offs, z[f"{prefix}__q_db_argmax_offset"],
                                    scale=float(np.abs(z[f"{prefix}__q_db_max_score"]).max()))
-        res = metrics.evve_map(scores, q_events, db_events, db_labels)
+        res = evve_map(scores, q_events, db_events, db_labels)
         np.testing.assert_allclose(res.ap_per_query, z[f"{prefix}__ap_per_query_qe_none"],
                                    rtol=0, atol=METRIC_TOL)
         assert abs(res.map_pooled - float(z[f"{prefix}__map_qe_none"])) <= METRIC_TOL
@@ -392,7 +402,7 @@ def check_evve(z) -> None:
                                      mode="reference") for i in range(len(qs))]
             rel_close(expanded[0], z[f"{prefix}__qe_q0_{kind}_fv"], DESC_TOL, f"{prefix} {kind} q0")
             qe_scores = torch.stack([model.score_max(e, db, offsets)[0] for e in expanded]).numpy()
-            qe = metrics.evve_map(qe_scores, q_events, db_events, db_labels)
+            qe = evve_map(qe_scores, q_events, db_events, db_labels)
             assert abs(qe.map_pooled - float(z[f"{prefix}__map_qe_{kind}"])) <= METRIC_TOL, kind
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from extractors.features import ExtractorSettings, FrameFeatureExtractor
-from extractors.tmk import TMK
+from extractors.frame.resnet_rmac import ExtractorSettings, FrameFeatureExtractor
+from extractors.temporal.tmk import TMK
 
 pytestmark = pytest.mark.gpu
 
@@ -39,7 +39,7 @@ def test_cuda_tmk_scores_match_cpu():
 def test_cuda_selfsup_training_and_extraction():
     """The selfsup network trains on CUDA (deterministic for a seed there too) and its CUDA
     descriptors match the CPU ones of the same weights."""
-    from extractors.selfsup import FrameModel, SelfSupExtractor, TrainSettings, train_copy_net
+    from extractors.frame.selfsup import FrameModel, SelfSupExtractor, TrainSettings, train_copy_net
 
     data = (torch.rand(64, 3, 48, 48) * 255).to(torch.uint8)
     s = TrainSettings(steps=5, batch=16, input_size=48, dim=16, width=8, warmup=2)
@@ -55,8 +55,8 @@ def test_cuda_selfsup_training_and_extraction():
 
 def test_cuda_tca_training():
     """TCA trains with its model on CUDA (the draws stay on the CPU) and hands back a CPU state."""
-    from extractors.tca import TCA, TCAConfig
-    from extractors.tca_training import TCATrainSettings, train_tca
+    from extractors.temporal.tca import TCA, TCAConfig
+    from extractors.training.tca_training import TCATrainSettings, train_tca
 
     rng = np.random.default_rng(0)
     videos = [rng.standard_normal((int(rng.integers(60, 300)), 64)).astype(np.float32) for _ in range(8)]

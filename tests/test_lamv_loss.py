@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from extractors.lamv_loss import LAMVLossSettings, in_out_maxima, lamv_loss, localisation_loss, retrieval_loss
-from extractors.tmk import TMK
+from extractors.temporal.tmk import TMK
+from extractors.training.lamv_loss import LAMVLossSettings, in_out_maxima, lamv_loss, localisation_loss, retrieval_loss
 
 
 def test_in_and_out_maxima_around_the_true_offset():

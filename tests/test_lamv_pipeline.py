@@ -10,12 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import steps
-from pipeline.config import ConfigError, load_config
-from pipeline.dataset_kinds import load_ground_truth
-from pipeline.lamv import aligned_data, held_out, train_kernel
-from pipeline.lamv_store import load_kernel
-from pipeline.layout import Layout
+from pipeline.config.load import load_config
+from pipeline.config.schema import ConfigError
+from pipeline.datasets.kinds import load_ground_truth
+from pipeline.steps.build import build
+from pipeline.steps.describe import configured_model
+from pipeline.steps.training.folds import held_out
+from pipeline.steps.training.lamv import aligned_data, train_kernel
+from pipeline.store.fitted.lamv_kernel import load_kernel
+from pipeline.store.layout import Layout
 from tests.conftest import align_dataset, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +44,7 @@ def dataset(tmp_path_factory) -> Path:
 def test_generated_alignment_dataset_has_exact_offsets(dataset):
     cfg = load_config("folder", overrides(dataset))
     truth = {r["name"]: r for r in json.loads((dataset / "truth.json").read_text())}
-    gt = load_ground_truth(cfg, [v.id for v in Layout(cfg).videos])
+    gt = load_ground_truth(cfg.dataset, [v.id for v in Layout(cfg).videos])
     assert len(gt.align) == 6 and {it.video for it in gt.align} == {f"align/{n}" for n in truth}
     idx, off = gt.align_pairs()
     assert len(idx) >= 2
@@ -66,7 +69,7 @@ def test_training_data_and_folds_follow_the_overlap_graph(dataset):
 
 def test_learned_kernel_through_the_chain(dataset):
     layout = Layout(load_config("folder", overrides(dataset)))
-    summary = steps.build(layout, until="evaluate", show_progress=False)
+    summary = build(layout, until="evaluate", show_progress=False)
     assert any(r.startswith("TrainLAMV") for r in summary.ran)
     kernel = load_kernel(layout.lamv_path("ll"))
     assert kernel.coefficients.shape == (4, 32) and (kernel.coefficients >= 0).all()  # 32 harmonics: the default
@@ -89,7 +92,7 @@ def test_learned_kernel_through_the_chain(dataset):
     given = Layout(load_config("folder", overrides(dataset, models="{lamv: {type: tmk, preset: lamv}, "
                                                    f"ll: {{type: lamv_learned, kernel: {layout.lamv_path('ll')}}}}}")))
     assert not given.trained_kernels and held_out(given) is None
-    np.testing.assert_array_equal(steps.configured_model(given, "ll").coefficients().numpy(), kernel.coefficients)
+    np.testing.assert_array_equal(configured_model(given, "ll").coefficients().numpy(), kernel.coefficients)
     assert given.model_identity("ll")["kernel"]["sha256"]
 
 
@@ -139,11 +142,11 @@ def test_a_missing_kernel_file_is_one_clear_error(dataset, tmp_path):
                                                  f"{tmp_path / 'none.h5'}}}}}", **{"index.model": "ll",
                                                  "search.model": "ll", "evaluate.models": "[ll]"})))
     with pytest.raises(Exception, match="learned LAMV kernel not found"):
-        steps.configured_model(lay, "ll")
+        configured_model(lay, "ll")
 
 
 def test_period_design_ranks_candidate_sets(dataset):
-    from pipeline.lamv import coprime_period_sets, design_periods
+    from pipeline.steps.training.lamv import coprime_period_sets, design_periods
 
     sets = coprime_period_sets(3, 3.0, 200.0, 4, seed=1)
     assert len(sets) == 4 and all(len(s) == 3 for s in sets)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from extractors.lamv_loss import LAMVLossSettings
-from extractors.lamv_training import (
+from extractors.temporal.tmk import TMK
+from extractors.training.lamv_loss import LAMVLossSettings
+from extractors.training.lamv_training import (
     LAMVTrainSettings,
     SnippetBank,
     TrainingPairs,
@@ -21,7 +22,6 @@ from extractors.lamv_training import (
     snippet_offsets,
     train_lamv,
 )
-from extractors.tmk import TMK
 
 
 def planted(seed: int, sources: int = 10, cameras: int = 4, d: int = 16, noise: float = 1.0,

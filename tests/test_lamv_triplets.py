@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from extractors.lamv_triplets import overlap_frames, sample_snippet_pairs
-from extractors.tmk import TMK
+from extractors.temporal.tmk import TMK
+from extractors.training.lamv_triplets import overlap_frames, sample_snippet_pairs
 
 
 def test_snippets_overlap_enough_with_random_offsets():

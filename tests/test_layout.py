@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import load_config
-from pipeline.layout import Layout
+from pipeline.config.load import load_config
+from pipeline.store.layout import Layout
 from tests.test_refresh import clip, overrides
 
 
@@ -65,7 +65,7 @@ def test_the_corpus_listing_is_part_of_index_and_search_paths(corpus):
 
 
 def test_precision_auto_resolves_from_the_settings(corpus):
-    from pipeline.layout import resolved_precision
+    from pipeline.store.identities import resolved_precision
 
     cfg = load_config("folder", overrides(corpus, **{"features.precision": "auto", "features.device": "cpu"}))
     assert resolved_precision(cfg) == "float32"

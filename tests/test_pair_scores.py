@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from pipeline import metrics
-from pipeline.pair_scores import FILE, read_pair_scores
-from pipeline.report import write_report
+from pipeline.metrics.pair_level import ranked_ap
+from pipeline.steps.report import write_report
+from pipeline.store.pair_scores import FILE, read_pair_scores
 
 RECORD = {"pairs": [["a,1", "s"], ["a,1", "x"], ["b", "s"], ["b", "x"]], "scores": [0.95, 0.5, 0.4, 0.45],
           "true": [True, False, True, False], "true_unreported": [["c \"3\"", "s"]], "n_pairs": 10}
@@ -26,7 +26,7 @@ def test_the_report_keeps_a_summary_and_the_csv_gives_the_ranking_back(tmp_path)
     s, y = np.array(back["scores"]), np.array(back["true"])
     n_true_unreported = len(back["true_unreported"])
     n_false_unreported = back["n_pairs"] - len(s) - n_true_unreported
-    ap = metrics.ranked_ap(np.r_[s[y], np.zeros(n_true_unreported)], np.r_[s[~y], np.zeros(n_false_unreported)])
+    ap = ranked_ap(np.r_[s[y], np.zeros(n_true_unreported)], np.r_[s[~y], np.zeros(n_false_unreported)])
     assert ap == pytest.approx((1 + 2 / 4 + 3 / 10) / 3)
 
 

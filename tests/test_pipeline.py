@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 
 from index.faiss_index import build_faiss, choose_index_type
-from pipeline.config import ConfigError, load_config, parse_overrides
-from pipeline.corpus import list_videos, parse_vcdb_json, shard_videos
-from pipeline.dataset_kinds import load_ground_truth
-from pipeline.datasets import AnnotationError
-from pipeline.index_store import IndexFileError, read_index, write_index
-from pipeline.layout import Layout
-from pipeline.search_results import read_search_results
-from pipeline.synthetic import make_demo_corpus
+from pipeline.config.load import load_config, parse_overrides
+from pipeline.config.schema import ConfigError
+from pipeline.datasets.kinds import load_ground_truth
+from pipeline.datasets.listing import list_videos, shard_videos
+from pipeline.datasets.readers import AnnotationError, parse_vcdb_json
+from pipeline.datasets.synthetic import make_demo_corpus
+from pipeline.store.index_files import IndexFileError, read_index, write_index
+from pipeline.store.layout import Layout
+from pipeline.store.results import read_search_results
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_VCDB = ROOT.parent / "shared" / "annotations" / "vcdb"
@@ -106,7 +107,7 @@ def test_evve_ground_truth(tmp_path):
         (tmp_path / "videos" / "e1_party").mkdir(parents=True, exist_ok=True)
         (tmp_path / "videos" / "e1_party" / f"{n}.mp4").write_bytes(b"x")
     cfg = load_config("EVVE", f"dataset.root={tmp_path}")
-    gt = load_ground_truth(cfg, [v.id for v in list_videos(cfg)])
+    gt = load_ground_truth(cfg.dataset, [v.id for v in list_videos(cfg)])
     assert gt.queries == ["e1_party/q1"] and gt.database == ["e1_party/p1", "e1_party/x1"]
 
 
@@ -245,10 +246,10 @@ def test_query_command(built):
 
 
 def test_evve_evaluation_from_search_results():
-    from index.search import Match
-    from pipeline.corpus import GroundTruth
-    from pipeline.datasets import EvveEntry
-    from pipeline.evaluate import evaluate_evve
+    from index.rerank import Match
+    from pipeline.datasets.ground_truth import GroundTruth
+    from pipeline.datasets.readers import EvveEntry
+    from pipeline.steps.evaluate import evaluate_evve
 
     entries = [EvveEntry("e1", "q", 1, "query"), EvveEntry("e1", "p", 1, "database"),
                EvveEntry("e1", "n", -1, "database"), EvveEntry("e2", "x", 1, "database")]
@@ -264,8 +265,9 @@ def test_evve_evaluation_from_search_results():
 @pytest.mark.slow
 def test_alignment_evaluation_on_an_align_file(built):
     """Climbing/Madonna protocol on the demo videos: a source span and its copy on one timeline."""
-    from pipeline.evaluate import evaluate_alignment
-    from pipeline.steps import FeatureLookup, configured_model
+    from pipeline.steps.describe import configured_model
+    from pipeline.steps.evaluate import evaluate_alignment
+    from pipeline.steps.search import FeatureLookup
 
     cfg, ov, copies = built
     c = copies[0]
@@ -275,7 +277,7 @@ def test_alignment_evaluation_on_an_align_file(built):
         f"{c.query}.mp4 {c.query_start_s} {c.query_start_s + c.duration_s} {c.source_start_s - c.query_start_s}\n"
         "demo/other00.mp4 0 5 5000\n")
     acfg = load_config("demo", ov + ";dataset.kind=climbing;dataset.gt_file=gt_demo.align")
-    gt = load_ground_truth(acfg, [v.id for v in list_videos(acfg)])
+    gt = load_ground_truth(acfg.dataset, [v.id for v in list_videos(acfg)])
     assert gt.align_pairs()[0].tolist() == [[0, 1]]
     lay = Layout(acfg)
     out = evaluate_alignment(acfg, gt, configured_model(lay, "tmk_lamv"), FeatureLookup.of_layout(lay))
@@ -412,11 +414,11 @@ def test_frame_level_verification_reranks_and_keeps_the_offsets(built):
 
 @pytest.mark.slow
 def test_draq_re_ranks_the_top_results_by_alignability(built):
-    from pipeline import steps
+    from pipeline.steps.search import search
 
     _, ov, copies = built
     layout = Layout(load_config("demo", ov + ";align.draq_top=3;align.draq_paths=30"))
-    steps.search(layout, "tmk_lamv", show_progress=False)
+    search(layout, "tmk_lamv", show_progress=False)
     rows = read_search_results(layout.search_dir("tmk_lamv"))
     for q in {r.query for r in rows}:
         ranked = sorted((r for r in rows if r.query == q), key=lambda r: r.rank)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from extractors.tmk import TMK
+from extractors.temporal.tmk import TMK
 from index.query_expansion import average_query_expansion, don_query_expansion, expand_query
 from tests.conftest import unit_rows
 
@@ -49,7 +49,7 @@ def test_dispatch_and_errors(setup):
 
 
 def test_background_normalisation_is_a_per_query_shift():
-    from index.search import background_normalised
+    from index.rerank import background_normalised
 
     s = np.array([0.9, 0.5, 0.2])
     np.testing.assert_allclose(background_normalised(s, np.array([0.1, 0.3])), s - 0.3)

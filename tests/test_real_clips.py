@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from extractors.decode import decode_video, to_model_input
-from extractors.features import ExtractorSettings, FrameFeatureExtractor
-from extractors.pca import train_pca
-from extractors.timestamps import sampling_timestamps
+from extractors.decode.reader import decode_video, to_model_input
+from extractors.decode.timestamps import sampling_timestamps
+from extractors.frame.pca import train_pca
+from extractors.frame.resnet_rmac import ExtractorSettings, FrameFeatureExtractor
 
 VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "videos"
 pytestmark = [pytest.mark.slow,

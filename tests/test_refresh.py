@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from extractors.decode_pool import decode_messages
-from pipeline import refresh
-from pipeline.config import Config, load_config
-from pipeline.index_store import read_index
-from pipeline.layout import Layout
-from pipeline.lock import LockHeldError, exclusive_lock
-from pipeline.publish import current_version, new_version, read_manifest, rollback, versions
-from pipeline.synthetic import Segment, render, write_video
-from pipeline.verify import verify
+from extractors.decode.pool import decode_messages
+from pipeline.config.load import Config, load_config
+from pipeline.core.lock import LockHeldError, exclusive_lock
+from pipeline.datasets.synthetic import Segment, render, write_video
+from pipeline.steps.operations import refresh
+from pipeline.steps.operations.verify import verify
+from pipeline.store.index_files import read_index
+from pipeline.store.layout import Layout
+from pipeline.store.publish import current_version, new_version, read_manifest, rollback, versions
 from tests.videos import make_video, set_rotation, write_audio_only, write_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -270,8 +270,8 @@ def test_a_bit_flipped_index_is_caught_by_verify_and_query_and_repaired_by_the_n
     # nothing changed in the corpus, but the damaged version is not built on: a repaired one is published
     res = run_refresh(cfg, progress=False)
     assert res.published and res.index_update.endswith(f"rebuilt({len(read_manifest(res.version)['videos'])})")
-    from pipeline.index_store import read_index
-    from pipeline.publish import check_version
+    from pipeline.store.index_files import read_index
+    from pipeline.store.publish import check_version
 
     assert check_version(res.version) == [] and read_index(res.version).index.ntotal == 5
     q = cli("query", str(corpus / "data" / "videos" / "v1.mp4"), "--dataset", "folder", "--overrides", ov)
@@ -347,7 +347,7 @@ def test_readers_during_refreshes_see_whole_versions(corpus):
 def test_batch_pipeline_after_the_corpus_grew(corpus):
     import luigi
 
-    from pipeline.artifacts import video_filename
+    from pipeline.store.features import video_filename
     from tasks import BuildIndex, forget_listings
 
     ov = overrides(corpus, **{"shards.size": 2})
@@ -375,7 +375,7 @@ def test_a_half_switched_current_link_is_reported_and_removed(tmp_path):
     temporary link: ``verify`` reports it and the next publish removes it."""
     import subprocess as sp
 
-    from pipeline.publish import prune, switch_current
+    from pipeline.store.publish import prune, switch_current
 
     root = tmp_path / "published"
     (root / "v000001").mkdir(parents=True)
@@ -390,8 +390,8 @@ def test_a_half_switched_current_link_is_reported_and_removed(tmp_path):
     assert not left.is_symlink() and (root / "current").is_symlink() and (root / "v000001").is_dir()
     assert verify(str(tmp_path))[0] == []
     # the publisher names its link so: an interruption at that point leaves exactly such a link
-    from extractors import failpoints
-    from pipeline.artifacts import TEMP_RE
+    from extractors.runtime import failpoints
+    from pipeline.core.atomic import TEMP_RE
 
     (root / "v000002").mkdir()
     os.environ[failpoints.ENV] = "publish.current_switch=raise"
@@ -412,8 +412,8 @@ def test_a_version_never_made_current_is_no_rollback_target_and_is_removed(corpu
     """A publisher killed after its version is complete but before ``current`` switches leaves a
     version that was never current: ``rollback`` refuses it, ``verify`` reports it, the next publish
     removes it."""
-    from extractors import failpoints
-    from pipeline.publish import PublishError, never_current
+    from extractors.runtime import failpoints
+    from pipeline.store.publish import PublishError, never_current
 
     cfg = load_config("folder", overrides(corpus))
     root = published_root(cfg)
@@ -435,7 +435,7 @@ def test_a_version_never_made_current_is_no_rollback_target_and_is_removed(corpu
     assert any("v000003" in p and "never made current" in p for p in problems)
     with pytest.raises(PublishError, match="never made current"):
         rollback(root, "v000003")
-    from pipeline.publish import release
+    from pipeline.store.publish import release
 
     assert rollback(root).name == "v000001"  # the previous version that was current, not v000003
     release(root)
@@ -464,7 +464,7 @@ def test_rollback_takes_the_lock_and_holds_current_until_released(corpus):
     held = cli("refresh", "--dataset", "folder", "--overrides", ov, "--quiet")
     assert held.returncode == 75 and "held at v000001" in held.stderr and "--release" in held.stderr
     assert current_version(root).name == "v000001"  # the rollback stays in place
-    from pipeline.verify import notes
+    from pipeline.steps.operations.verify import notes
 
     assert any("held at v000001" in n for n in notes(str(cfg.work_dir)))
     assert cli("rollback", "--dataset", "folder", "--overrides", ov, "--release").returncode == 0
@@ -524,8 +524,8 @@ def test_refused_weights_and_a_pca_of_the_wrong_size_name_their_file(corpus):
     the run with one line naming the file (never a traceback, never code executed)."""
     import pickle
 
-    from extractors.pca import PCAWhitening
-    from pipeline.pca_store import save_pca
+    from extractors.frame.pca import PCAWhitening
+    from pipeline.store.fitted.pca import save_pca
 
     class Evil:
         def __reduce__(self):

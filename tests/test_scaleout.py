@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import load_config
-from pipeline.index_store import read_index
-from pipeline.layout import Layout
+from pipeline.config.load import load_config
+from pipeline.store.index_files import read_index
+from pipeline.store.layout import Layout
 from tests.test_refresh import clip, overrides
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +82,7 @@ def test_a_worker_killed_while_holding_a_shard_does_not_stop_the_batch(tmp_path)
     """kill -9 of a worker process in the middle of a shard: the scheduler (``python -m pipeline
     luigid``, configs/luigid.cfg) declares it dead and hands its shard to the surviving worker,
     which waits for it (keep_alive) and finishes the batch: exit 0, every shard done once."""
-    from extractors.failpoints import ENV
+    from extractors.runtime.failpoints import ENV
 
     vdir = tmp_path / "data" / "videos"
     for i in range(6):
@@ -115,7 +115,7 @@ def test_a_worker_that_leaves_an_unfinished_batch_says_so(tmp_path):
     """Luigi exits 0 when the tasks it did not run were "being run by another worker", even when
     that worker is dead. ``python -m pipeline luigi`` checks the root task afterwards: incomplete ->
     one INCOMPLETE line and exit 50; run again (with a scheduler that noticed the death), it finishes."""
-    from extractors.failpoints import ENV
+    from extractors.runtime.failpoints import ENV
 
     vdir = tmp_path / "data" / "videos"
     for i in range(4):

@@ -8,10 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.corpus import parse_vcdb_json
-from pipeline.datasets import AnnotationError
-from pipeline.segment_metrics import Box, union_length, vcsl_metrics, vcsl_pair, vsc_micro_ap
-from pipeline.segment_results import read_vsc_csv, vsc_copy_pairs, write_vcsl_json, write_vsc_csv
+from pipeline.datasets.readers import AnnotationError, parse_vcdb_json
+from pipeline.metrics.segments import Box, union_length, vcsl_metrics, vcsl_pair, vsc_micro_ap
+from pipeline.store.segment_files import read_vsc_csv, vsc_copy_pairs, write_vcsl_json, write_vsc_csv
 
 
 def test_union_length_merges_overlaps():
@@ -90,14 +89,15 @@ def test_vcsl_prediction_json_reads_back_as_ground_truth(tmp_path):
 
 
 def test_a_vsc_dataset_reads_its_ground_truth_onto_corpus_ids(tmp_path):
-    from pipeline.config import ConfigError, load_config
-    from pipeline.dataset_kinds import load_ground_truth
+    from pipeline.config.load import load_config
+    from pipeline.config.schema import ConfigError
+    from pipeline.datasets.kinds import load_ground_truth
 
     (tmp_path / "gt.csv").write_text("query_id,ref_id,query_start,query_end,ref_start,ref_end\n"
                                      "Q100,R200,1.5,9,0,7.5\nQ100,R999,0,1,0,1\n")
     cfg = load_config("folder", f"dataset.root={tmp_path};dataset.kind=vsc;dataset.gt_file=gt.csv")
-    gt = load_ground_truth(cfg, ["queries/Q100", "refs/R200"])
+    gt = load_ground_truth(cfg.dataset, ["queries/Q100", "refs/R200"])
     assert [(p.video_a, p.video_b, p.a_begin_s, p.b_end_s) for p in gt.pairs] == [("queries/Q100", "refs/R200",
                                                                                    1.5, 7.5)]
     with pytest.raises(ConfigError, match="gt_file must name the VSC 2022"):
-        load_ground_truth(load_config("folder", f"dataset.root={tmp_path};dataset.kind=vsc"), [])
+        load_ground_truth(load_config("folder", f"dataset.root={tmp_path};dataset.kind=vsc").dataset, [])

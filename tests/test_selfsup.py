@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from extractors.copy_attacks import AttackSettings, copy_attack, geometry, jpeg
-from extractors.pca import train_pca
-from extractors.selfsup import (
+from extractors.frame.copy_attacks import AttackSettings, copy_attack, geometry, jpeg
+from extractors.frame.pca import train_pca
+from extractors.frame.selfsup import (
     CopyNet,
     FrameModel,
     SelfSupExtractor,

@@ -8,8 +8,8 @@ from pathlib import Path
 import luigi
 import pytest
 
-from pipeline.config import load_config
-from pipeline.layout import Layout
+from pipeline.config.load import load_config
+from pipeline.store.layout import Layout
 from tasks.storage import storage_for
 from tests.test_refresh import clip, overrides
 

@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from extractors.tca import TCA, TCAConfig, chamfer, sample_frames
-from extractors.tca_training import TCATrainSettings, train_tca
-from pipeline import steps
-from pipeline.artifacts import ArtifactError
-from pipeline.config import load_config
-from pipeline.lamv import held_out
-from pipeline.layout import Layout
-from pipeline.tca_store import load_tca
+from extractors.temporal.tca import TCA, TCAConfig, chamfer, sample_frames
+from extractors.training.tca_training import TCATrainSettings, train_tca
+from pipeline.config.load import load_config
+from pipeline.core.hdf5 import ArtifactError
+from pipeline.steps.build import build
+from pipeline.steps.describe import configured_model, descriptor_store
+from pipeline.steps.training.folds import held_out
+from pipeline.store.fitted.tca import load_tca
+from pipeline.store.layout import Layout
 from tests.conftest import align_dataset, noisy_copy, run_cli, smooth_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,14 +163,14 @@ def dataset(tmp_path_factory) -> Path:
 
 def test_tca_through_the_chain_as_index_and_re_ranking_model(dataset):
     layout = Layout(load_config("folder", overrides(dataset)))
-    summary = steps.build(layout, until="evaluate", show_progress=False)
+    summary = build(layout, until="evaluate", show_progress=False)
     assert any(r.startswith("TrainTCA") for r in summary.ran)
     ck = load_tca(layout.tca_path("tca"))
     assert len(ck.history) == 6 and ck.provenance["held_out_items"]
     assert set(ck.provenance["held_out_items"]).isdisjoint(ck.provenance["train_items"])
     assert "1 frames per second" in ck.provenance["rate"]
     # TCA_c feeds the index; TCA_f is what the descriptors hold
-    store = steps.descriptor_store(layout, "tca")
+    store = descriptor_store(layout, "tca")
     ids, means = store.mean_frames()
     assert store.get(ids[:1]).shape == (1, 16, means.shape[1])
     np.testing.assert_allclose(np.linalg.norm(means, axis=1), 1.0, atol=1e-5)
@@ -185,14 +186,14 @@ def test_tca_through_the_chain_as_index_and_re_ranking_model(dataset):
         "{lamv: {type: tmk, preset: lamv}, tca: {type: tca, padding_size: 16, heads: 4, feedforward: 64, "
         f"checkpoint: {layout.tca_path('tca')}}}}}"))))
     assert not given.trained_tca and given.model_identity("tca")["checkpoint"]["sha256"]
-    assert isinstance(steps.configured_model(given, "tca"), TCA)
+    assert isinstance(configured_model(given, "tca"), TCA)
 
 
 def test_a_missing_or_damaged_checkpoint_is_one_clear_error(dataset, tmp_path):
     missing = Layout(load_config("folder", overrides(dataset, models=(
         f"{{lamv: {{type: tmk, preset: lamv}}, tca: {{type: tca, checkpoint: {tmp_path / 'no.pt'}}}}}"))))
     with pytest.raises(ArtifactError, match=r"no\.pt: TCA checkpoint not found.*train-tca"):
-        steps.configured_model(missing, "tca")
+        configured_model(missing, "tca")
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ArtifactError, match=r"bad\.pt: not a readable TCA file"):

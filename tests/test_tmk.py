@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from extractors import tmk as tmk_mod
-from extractors.timestamps import sampling_timestamps
-from extractors.tmk import NORMS, PRESETS, TMK, von_mises_coefficients
+from extractors.decode.timestamps import sampling_timestamps
+from extractors.temporal import tmk as tmk_mod
+from extractors.temporal.tmk import NORMS, PRESETS, TMK, von_mises_coefficients
 from tests.conftest import noisy_copy, smooth_rows, unit_rows
 
 SPEC_TABLE = [0.0708042, 0.139378, 0.132897, 0.122766, 0.109879, 0.0952961, 0.0800987, 0.0652591,

@@ -1,0 +1,2 @@
+"""Run-time helpers of every layer: the one time base, progress bars, failpoints.
+"""

@@ -1,0 +1,2 @@
+"""Temporal models: TMK (Poullot, LAMV normalisation, learned kernel), CTE, TCA.
+"""

@@ -1,0 +1,3 @@
+"""Configuration: typed sections (``schema``), their validation (``validate``) and loading
+(``load``: ``configs/base.yaml`` + ``configs/<dataset>.yaml`` + overrides).
+"""

@@ -1,0 +1,3 @@
+"""Core helpers every layer above uses: the root error, atomic writes, HDF5 files with a schema,
+the cron lock, the package version.
+"""

@@ -1,0 +1,2 @@
+"""Datasets: the corpus listing, ground-truth readers, the dataset-kind registry, generated corpora.
+"""

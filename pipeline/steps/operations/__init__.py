@@ -1,0 +1,2 @@
+"""Operating a corpus: the incremental refresh (cron) and ``verify``.
+"""

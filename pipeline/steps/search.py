@@ -1,0 +1,186 @@
+"""Search: FAISS candidates -> offset re-ranking -> frame-level verification, copy segments,
+DRAQ; one query (:func:`search_one`) or every query of a dataset (:func:`search`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from extractors.runtime.progress import progress
+from extractors.runtime.timebase import FPS
+from index.localise import LocaliserSettings, localise
+from index.rerank import Match, background_normalised, offset_range, rerank_with_expansion
+from index.verification import diagonal_verify, refine_offsets
+from pipeline.config.load import Config
+from pipeline.core.hdf5 import ArtifactError
+from pipeline.datasets.kinds import search_scope
+from pipeline.metrics.segments import Box
+from pipeline.steps.alignment import draq_order
+from pipeline.steps.describe import configured_model, descriptor_store
+from pipeline.store import completeness
+from pipeline.store.descriptors import (
+    DescriptorStore,
+)
+from pipeline.store.features import VideoFeatures, read_pack, read_video_features
+from pipeline.store.index_files import read_index
+from pipeline.store.layout import Layout
+from pipeline.store.results import write_search_results
+
+
+class FeatureLookup:
+    """Frame features by video id (through the shard packs, or a published manifest)."""
+
+    def __init__(self, where: dict[str, Path]) -> None:
+        self.where = where
+
+    @classmethod
+    def of_layout(cls, layout: Layout) -> FeatureLookup:
+        where: dict[str, Path] = {}
+        for s in range(layout.n_shards):
+            d = layout.feature_shard_dir(s)
+            if not completeness.feature_shard_complete(d):
+                continue
+            pack = read_pack(d)
+            for vid, name in zip(pack.video_ids, pack.files, strict=True):
+                where[vid] = d / name
+        return cls(where)
+
+    @classmethod
+    def of_manifest(cls, manifest: dict) -> FeatureLookup:
+        return cls({vid: Path(e["features"]) for vid, e in manifest["videos"].items()})
+
+    def get(self, vid: str, dim: int | None = None) -> VideoFeatures:
+        """The features of ``vid``; with ``dim``, refused (naming the file) unless ``dim``-dimensional."""
+        vf = read_video_features(self.where[vid])
+        if dim is not None and vf.features.shape[1] != dim:
+            raise ArtifactError(f"{self.where[vid]}: {vf.features.shape[1]}-dimensional features, expected {dim} "
+                                f"(damaged, or from another configuration; run verify)")
+        return vf
+
+
+def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_mean: np.ndarray,
+               q_feats: VideoFeatures | None, index, store: DescriptorStore,
+               features: FeatureLookup | None, allowed: set[str] | None,
+               segments: list[Box] | None = None) -> list[Match]:
+    """FAISS candidates -> offset re-ranking with ``model`` -> copy segments and decisions, for one
+    query; the segments found are appended to ``segments``."""
+    segments = [] if segments is None else segments
+    s = cfg.search
+    n_bg = s.background if s.score_normalisation == "background" else 0
+    _, names = index.search(query_mean[None], s.top_k + 1 + n_bg, cfg.index.nprobe)
+    ranked = [c for c in names[0] if c != query_id and (allowed is None or c in allowed) and c in store]
+    cands, background = ranked[: s.top_k], ranked[s.top_k:s.top_k + n_bg]
+    if not cands:
+        return []
+    q_frames = len(q_feats.features) if q_feats is not None else store.n_frames.get(query_id, 1)
+    offsets = offset_range(model, q_frames, max(store.n_frames[c] for c in cands + background))
+    scores_all, off_all = rerank_with_expansion(model, query_fv, store.get(cands + background), offsets,
+                                                s.query_expansion, s.qe_n1, s.qe_n2, s.qe_mode)
+    raw, off_s = scores_all[: len(cands)], off_all[: len(cands)]
+    scores = background_normalised(raw, scores_all[len(cands):]) if n_bg else raw
+    order = np.argsort(-scores, kind="stable")[: s.keep]
+    located = features is not None and q_feats is not None
+    loaded: dict[str, VideoFeatures] = {}
+
+    def frames(c: str) -> VideoFeatures:
+        """A candidate's frame features, read once for the verification, the segments and DRAQ."""
+        if c not in loaded:
+            loaded[c] = features.get(c, q_feats.features.shape[1])
+        return loaded[c]
+
+    verified = s.verify != "none" and located
+    if verified:  # frame-level verification of the kept candidates (and the background)
+        kept = [cands[i] for i in order]
+        usable = [c for c in kept + background if c in features.where]
+        if len(usable) < len(kept) + len(background):
+            verified = False
+    if verified:
+        step = max(1, round(FPS / s.verify_fps))
+        v = diagonal_verify(q_feats.features, [frames(c).features for c in usable], step, s.verify_threshold)
+        raw_v = v.score[: len(kept)].astype(np.float64)
+        scores_v = background_normalised(raw_v, v.score[len(kept):]) if n_bg else raw_v
+        offsets_v = refine_offsets(v.offset_frames[: len(kept)], off_s[order] * FPS, step) / FPS
+        raw, scores, off_s = raw.copy(), scores.copy(), off_s.copy()
+        raw[order], scores[order], off_s[order] = raw_v, scores_v, offsets_v  # the kept ones, re-scored
+        order = order[np.argsort(-scores_v, kind="stable")]
+    found: list[Box] = []
+    if located:
+        usable = [int(i) for i in order if cands[i] in features.where]
+        found = locate_copies(cfg, query_id, q_feats, [cands[i] for i in usable],
+                              [frames(cands[i]) for i in usable], off_s[usable])
+        segments += found
+    best: dict[str, Box] = {}  # this query's best segment per candidate
+    for b in found:
+        if b.ref not in best or b.score > best[b.ref].score:
+            best[b.ref] = b
+    draq = np.full(len(cands), np.nan)
+    if cfg.align.draq_top > 0 and located:  # re-rank the top results by alignability (Sync from the Sea)
+
+        top = [int(i) for i in order[: cfg.align.draq_top] if cands[i] in features.where]
+        if top:
+            by, values = draq_order(q_feats, [frames(cands[i]) for i in top], cfg.align)
+            draq[top] = values
+            chosen = set(top)
+            rest = [i for i in order if int(i) not in chosen]
+            order = np.r_[np.asarray(top)[by], rest].astype(np.int64)
+    out = []
+    for rank, i in enumerate(order):
+        b = best.get(cands[i])
+        spans = (b.q0, b.q1, b.r0, b.r1) if b is not None else (float("nan"),) * 4
+        seg_score = (b.score if b is not None else 0.0) if located else float("nan")
+        out.append(Match(query_id, cands[i], float(scores[i]), round(float(off_s[i]), 6), rank + 1, *spans,
+                         raw_score=float(raw[i]), copy=bool(seg_score >= cfg.segments.copy_threshold),
+                         segment_score=seg_score, draq=float(draq[i])))
+    return out
+
+
+def localiser_settings(cfg: Config) -> LocaliserSettings:
+    """``segments:`` in the localiser's units (compared frames of the 15-fps stream)."""
+    sg = cfg.segments
+    step = max(1, round(FPS / sg.fps))
+    per = FPS / step  # compared frames per second
+
+    def frames(seconds: float) -> int:
+        return round(seconds * per)
+
+    return LocaliserSettings(method=sg.method, step=step, threshold=sg.frame_threshold,
+                             band=frames(sg.band_s) if sg.method != "offset" else 0, max_gap=frames(sg.max_gap_s),
+                             min_length=max(1, frames(sg.min_length_s)), max_segments=sg.max_segments,
+                             max_overlap=sg.max_overlap, tn_top_k=sg.tn_top_k,
+                             tn_max_step=max(1, frames(sg.tn_max_step_s)), contextualise=sg.contextualise,
+                             max_elements=sg.max_elements)
+
+
+def locate_copies(cfg: Config, query_id: str, query: VideoFeatures, ref_ids: list[str],
+                  refs: list[VideoFeatures], offsets_s: np.ndarray) -> list[Box]:
+    """The frame-level stage of one query: copy segments (seconds) in each reference, seeded by the
+    re-ranking model's offsets."""
+    found = localise(query.features, query.timestamps_s, [r.features for r in refs],
+                     [r.timestamps_s for r in refs], np.asarray(offsets_s, dtype=np.float64), localiser_settings(cfg))
+    return [Box(query_id, ref_ids[c.candidate], c.query_start_s, c.query_end_s, c.ref_start_s, c.ref_end_s,
+                c.score) for c in found]
+
+
+def search(layout: Layout, model_name: str, show_progress: bool = True) -> Path:
+    """Every query of the dataset: candidates from the index, re-ranked with ``model_name``."""
+    cfg = layout.cfg
+    idx = read_index(layout.index_dir)
+    store = descriptor_store(layout, model_name)
+    index_model = cfg.index.model
+    index_store = store if index_model == model_name else descriptor_store(layout, index_model)
+    ids, means = index_store.mean_frames()
+    mean_of = dict(zip(ids, means, strict=True))
+    features = FeatureLookup.of_layout(layout)
+    queries, allowed = search_scope(cfg.dataset, store.ids)
+    model = configured_model(layout, model_name)
+    rows: list[Match] = []
+    segments: list[Box] = []
+    for q in progress(queries, unit="query", desc=f"search {model_name}", wanted=show_progress):
+        qf = features.get(q) if q in features.where else None
+        rows += search_one(cfg, model, q, store.get([q]), mean_of[q], qf, idx, store, features, allowed, segments)
+    return write_search_results(layout.search_dir(model_name), rows,
+                                {"model": model_name, "dataset": cfg.name, "n_queries": len(queries),
+                                 "segments_method": cfg.segments.method}, segments, cfg.segments.copy_threshold)

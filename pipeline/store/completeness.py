@@ -1,0 +1,114 @@
+"""Is an output complete?  Every check opens the artifact and validates it, so a deleted,
+truncated or foreign file counts as missing and is redone.
+
+Used by the Luigi targets (``Task.complete``) and by ``python -m pipeline build``,
+so both entry points skip and redo exactly the same work.  The checks are cheap
+(schemas, shapes, the files a pack lists); ``python -m pipeline verify`` goes
+deeper (norms, timestamps, fingerprints).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from pipeline.core.hdf5 import ArtifactError, open_checked
+from pipeline.store.descriptors import DESCRIPTORS_SCHEMA, DESCRIPTORS_VERSION
+from pipeline.store.features import FEATURES_SCHEMA, FEATURES_VERSION, PACK_NAME, read_pack
+from pipeline.store.fitted.frame_model import load_frame_model
+from pipeline.store.fitted.lamv_kernel import load_kernel
+from pipeline.store.fitted.pca import load_pca
+from pipeline.store.fitted.tca import load_tca
+from pipeline.store.fitted.vocabulary import load_vocabulary
+from pipeline.store.index_files import read_index
+from pipeline.store.layout import Layout
+from pipeline.store.results import RESULTS_CSV, read_search_results
+
+
+def _loads(reader: Callable[[Path], object], path: Path) -> bool:
+    """True when ``reader`` reads ``path`` without an error (every artifact error is a ValueError)."""
+    try:
+        reader(path)
+    except (ValueError, OSError, KeyError):
+        return False
+    return True
+
+
+def pca_complete(path: Path) -> bool:
+
+    return _loads(load_pca, path)
+
+
+def vocabulary_complete(path: Path) -> bool:
+
+    return _loads(load_vocabulary, path)
+
+
+def frame_model_complete(path: Path) -> bool:
+
+    return _loads(load_frame_model, path)
+
+
+def lamv_kernel_complete(path: Path) -> bool:
+
+    return _loads(load_kernel, path)
+
+
+def tca_complete(path: Path) -> bool:
+
+    return _loads(load_tca, path)
+
+
+def feature_shard_complete(shard: Path) -> bool:
+    """The pack is readable and every file it lists exists with the frame count it records."""
+    if not (shard / PACK_NAME).is_file():
+        return False
+    try:
+        pack = read_pack(shard)
+    except (ArtifactError, OSError, KeyError):
+        return False
+    for name, count in zip(pack.files, pack.frame_counts, strict=True):
+        try:
+            with open_checked(shard / name, FEATURES_SCHEMA, FEATURES_VERSION) as f:
+                if f["features"].shape[0] != int(count):
+                    return False
+        except (ArtifactError, OSError, KeyError):
+            return False
+    return True
+
+
+def descriptors_complete(path: Path) -> bool:
+    try:
+        with open_checked(path, DESCRIPTORS_SCHEMA, DESCRIPTORS_VERSION) as f:
+            n = f["video_ids"].shape[0]
+            return all(f[k].shape[0] == n for k in ("descriptors", "mean_frames", "n_frames", "duration_s"))
+    except (ArtifactError, OSError, KeyError):
+        return False
+
+
+def index_complete(directory: Path) -> bool:
+
+    return _loads(read_index, directory)
+
+
+def search_complete(directory: Path) -> bool:
+
+    if not (directory / RESULTS_CSV).is_file():
+        return False
+    try:
+        read_search_results(directory)
+    except (ArtifactError, OSError, KeyError):
+        return False
+    return True
+
+
+def reports_complete(directory: Path, search_dir: Path) -> bool:
+    """All three report files exist and ``report.json`` was made from ``search_dir``."""
+    if not all((directory / n).is_file() for n in Layout.REPORT_FILES):
+        return False
+    try:
+        doc = json.loads((directory / "report.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return doc.get("search_results") == str(search_dir)

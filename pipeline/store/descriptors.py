@@ -1,0 +1,202 @@
+"""Temporal descriptors of a feature shard, stored in HDF5, and a store to read them by id.
+
+File ``<work>/descriptors/<model>-<hash>/<shard>.h5`` (schema ``videoalign/descriptors``):
+``video_ids`` (n,), ``descriptors`` (n, ...) float32 (TMK ``(P, 2m, d)``, CTE
+``(d, 2m)``, TCA ``(padding_size, d)``: TCA_f, zero rows for padding), ``mean_frames`` (n, d)
+float32 (the L2-normalised mean-frame component used by the FAISS index; TCA: TCA_c),
+``n_frames`` (n,), ``duration_s`` (n,);
+attribute ``model`` is the JSON model specification.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from extractors.runtime.timebase import FPS
+from extractors.temporal.cte import CTE
+from extractors.temporal.tca import TCA
+from extractors.temporal.tmk import TMK
+from pipeline.core.atomic import clean_stale_temporaries
+from pipeline.core.hdf5 import ArtifactError, atomic_h5, open_checked
+from pipeline.store.features import VideoFeatures, read_pack, read_video_features
+from pipeline.store.fitted.lamv_kernel import load_kernel
+from pipeline.store.fitted.tca import load_tca
+
+log = logging.getLogger(__name__)
+
+DESCRIPTORS_SCHEMA = "videoalign/descriptors"
+DESCRIPTORS_VERSION = 1
+DEFAULT_CTE_MAX_LENGTH_S = 1200.0
+
+TemporalModel = TMK | CTE | TCA
+
+
+def build_model(spec: dict, max_length_s: float | None = None) -> TemporalModel:
+    """A temporal model from its config entry (``{type: tmk, preset: lamv}``, ...); a ``lamv_learned``
+    entry's ``kernel`` must name its kernel file (``Layout.model_spec`` resolves ``trained``)."""
+    spec = dict(spec)
+    kind = spec.pop("type")
+    if kind == "tmk":
+        preset = spec.pop("preset", None)
+        if preset:
+            return TMK.preset(preset, **spec)
+        return TMK(**spec)
+    if kind == "lamv_learned":
+
+        path = Path(os.path.expanduser(str(spec["kernel"])))
+        if not path.is_file():
+            raise ArtifactError(f"{path}: learned LAMV kernel not found (train it: python -m pipeline train-lamv "
+                                f"--dataset NAME, or the TrainLAMV task; or set kernel: to a kernel file)")
+        return load_kernel(path).model()
+    if kind == "tca":
+
+        path = Path(os.path.expanduser(str(spec["checkpoint"])))
+        if not path.is_file():
+            raise ArtifactError(f"{path}: TCA checkpoint not found (train it: python -m pipeline train-tca "
+                                f"--dataset NAME, or the TrainTCA task; or set checkpoint: to a checkpoint file)")
+        return load_tca(path).model
+    if kind == "cte":
+        max_s = spec.pop("max_length_s", None) or max_length_s or DEFAULT_CTE_MAX_LENGTH_S
+        return CTE.for_max_length(int(np.ceil(float(max_s) * FPS)), m=int(spec.pop("m", 256)),
+                                  lam=float(spec.pop("lam", 0.1)))
+    raise ValueError(f"unknown model type {kind!r}")
+
+
+def video_times(vf: VideoFeatures) -> np.ndarray:
+    """Kernel timestamps ``(N,) float64`` in 1/15 s from the stored seconds."""
+    return np.asarray(vf.timestamps_s, dtype=np.float64) * FPS
+
+
+def describe_video(model: TemporalModel, features: np.ndarray, times: np.ndarray) -> torch.Tensor:
+    """One descriptor (no batch dimension).  CTE videos longer than its window are truncated."""
+    x = np.asarray(features, dtype=np.float32)
+    t = np.asarray(times, dtype=np.float64)
+    if isinstance(model, CTE):
+        keep = t <= model.length / 2
+        if not keep.all():
+            log.warning("CTE window is %.0f s: truncating a %.0f s video", model.length / 2 / FPS,
+                        t[-1] / FPS)
+            x, t = x[keep], t[keep]
+    return model.descriptor(x, t)
+
+
+def mean_frame_component(model: TemporalModel, fv: torch.Tensor) -> torch.Tensor:
+    """``(B, d)`` L2-normalised mean frame of each descriptor (TMK: k=0 cosine row; CTE: DC bin; TCA: the
+    TCA_c video vector)."""
+    if isinstance(model, TMK):
+        return model.mean_frame(fv)
+    if isinstance(model, TCA):
+        return model.video_vector(fv if fv.dim() == 3 else fv[None])
+    dc = fv[..., 0] if fv.dim() == 3 else fv[None, :, 0]
+    return dc / dc.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def compute_shard_descriptors(feature_shard: str | os.PathLike, out_path: str | os.PathLike,
+                              model_name: str, spec: dict, max_length_s: float | None) -> Path:
+    """Describe every video listed in a feature shard's pack; write one HDF5 atomically."""
+    model = build_model(spec, max_length_s)
+    clean_stale_temporaries(Path(out_path).parent)
+    pack = read_pack(feature_shard)
+    fvs, means, counts, durations = [], [], [], []
+    for name in pack.files:
+        vf = read_video_features(Path(feature_shard) / name)
+        fv = describe_video(model, vf.features, video_times(vf))
+        fvs.append(fv.numpy())
+        means.append(mean_frame_component(model, fv[None] if fv.dim() == 3 else fv).numpy()[0])
+        counts.append(len(vf.features))
+        durations.append(float(vf.timestamps_s[-1]) + 1 / FPS if len(vf.timestamps_s) else 0.0)
+    str_t = h5py.string_dtype("utf-8")
+    with atomic_h5(out_path) as f:
+        f.attrs["schema"] = DESCRIPTORS_SCHEMA
+        f.attrs["schema_version"] = DESCRIPTORS_VERSION
+        f.attrs["model_name"] = model_name
+        f.attrs["model"] = json.dumps(spec, sort_keys=True)
+        f.attrs["feature_shard"] = str(Path(feature_shard).resolve())
+        f.create_dataset("video_ids", data=np.array(pack.video_ids, dtype=object), dtype=str_t)
+        shape = fvs[0].shape if fvs else (0,)
+        f.create_dataset("descriptors", data=np.stack(fvs) if fvs else np.zeros((0, *shape), np.float32))
+        dim = means[0].shape[0] if means else 0
+        f.create_dataset("mean_frames", data=np.stack(means) if means else np.zeros((0, dim), np.float32))
+        f.create_dataset("n_frames", data=np.asarray(counts, dtype=np.int64))
+        d = f.create_dataset("duration_s", data=np.asarray(durations, dtype=np.float64))
+        d.attrs["units"] = "seconds"
+    return Path(out_path)
+
+
+@dataclass
+class DescriptorStore:
+    """Random access to descriptors by video id across shard files (loaded lazily, cached)."""
+
+    files: list[Path]
+
+    def __post_init__(self) -> None:
+        self._where: dict[str, tuple[int, int]] = {}
+        self._cache: dict[int, np.ndarray] = {}
+        self.n_frames: dict[str, int] = {}
+        self.model_spec: dict | None = None
+        for fi, p in enumerate(self.files):
+            with open_checked(p, DESCRIPTORS_SCHEMA, DESCRIPTORS_VERSION) as f:
+                ids = [s.decode() if isinstance(s, bytes) else s for s in f["video_ids"][()]]
+                counts = f["n_frames"][()]
+                spec = json.loads(f.attrs["model"])
+                if self.model_spec is None:
+                    self.model_spec = spec
+                elif spec != self.model_spec:
+                    raise ArtifactError(f"{p}: model {spec} differs from {self.model_spec}")
+            for row, (vid, n) in enumerate(zip(ids, counts, strict=True)):
+                self._where[vid] = (fi, row)
+                self.n_frames[vid] = int(n)
+
+    @classmethod
+    def from_manifest(cls, videos: dict[str, dict], model: str) -> DescriptorStore:
+        """Exactly the published videos, at the (file, row) the manifest records for ``model``."""
+        files = sorted({e["descriptors"][model][0] for e in videos.values()})
+        store = cls([Path(f) for f in files])
+        pos = {f: i for i, f in enumerate(files)}
+        store._where = {vid: (pos[e["descriptors"][model][0]], int(e["descriptors"][model][1]))
+                        for vid, e in videos.items()}
+        store.n_frames = {vid: int(e["n_frames"]) for vid, e in videos.items()}
+        return store
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._where)
+
+    def __contains__(self, vid: str) -> bool:
+        return vid in self._where
+
+    def _file(self, fi: int) -> np.ndarray:
+        if fi not in self._cache:
+            with h5py.File(self.files[fi], "r") as f:
+                self._cache[fi] = f["descriptors"][()]
+        return self._cache[fi]
+
+    def get(self, ids: Sequence[str]) -> torch.Tensor:
+        """Descriptors of ``ids`` stacked ``(len(ids), ...) float32``."""
+        rows = []
+        for vid in ids:
+            if vid not in self._where:
+                raise KeyError(f"no descriptor for video {vid!r}")
+            fi, row = self._where[vid]
+            rows.append(self._file(fi)[row])
+        return torch.from_numpy(np.stack(rows)) if rows else torch.zeros(0)
+
+    def mean_frames(self) -> tuple[list[str], np.ndarray]:
+        """Ids and ``(n, d)`` mean-frame vectors of the videos this store serves."""
+        mats = {}
+        for fi, p in enumerate(self.files):
+            with h5py.File(p, "r") as f:
+                mats[fi] = f["mean_frames"][()]
+        ids = list(self._where)
+        if not ids:
+            return [], np.zeros((0, 0), np.float32)
+        return ids, np.stack([mats[fi][row] for fi, row in (self._where[v] for v in ids)])

@@ -1,0 +1,392 @@
+"""Every path the pipeline reads or writes, in one place.
+
+Each output path carries a hash of *everything* upstream of it, so a changed
+setting (extractor, weights, PCA, precision, image size, model, index or search
+settings) or a changed corpus never reuses a stale output::
+
+    <work_dir>/<dataset>/
+        pca-<P>.h5                                   P = extractor without PCA + training settings
+        vocab-<V>.h5                                 V = MultiVLAD vocabulary settings (mvlad)
+        selfsup-<T>.pt, selfsup-<T>.training.pt      T = selfsup network training settings; its
+                                                     resumable training state while unfinished
+        features-<F>/shard-00000-<M>/<video>.h5      F = extractor, weights, PCA, precision, ...
+                                  /_pack.h5, failures.csv     M = the shard's members (id, size, mtime)
+        features-<F>/delta-000003-00000/...           refresh delta shards (version, chunk)
+        lamv-<model>-<L>.h5, ....training.h5         L = F + learned-LAMV model + training settings +
+                                                     ground truth + corpus listing (TrainLAMV)
+        descriptors/<model>-<D>/<feature shard>.h5   D = F + model spec (a learned kernel: L, or
+                                                     the kernel file's hash) + max length
+        index-<I>/{index.faiss, meta.h5}             I = D(index.model) + index settings + corpus listing
+        search/<model>-<S>/{results.h5, results.csv} S = I + D(model) + search settings + dataset kind
+        published/vNNNNNN/, published/current         refresh versions
+        refresh.lock, fingerprints.json, quarantine.json, task_runs.log
+    <reports_dir>/<dataset>/<model>/{report.json, report.md, report.html}
+
+Nothing else in the package builds an artifact path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from extractors.frame.base import RECOMMENDED
+from extractors.frame.pca import published_paths
+from extractors.runtime.timebase import FPS
+from pipeline.config.load import Config
+from pipeline.core.atomic import file_sha256
+from pipeline.datasets.listing import Video, list_videos, shard_videos
+from pipeline.store.identities import _file_identity, digest, listing_hash, resolved_precision, weights_identity
+
+FEATURE_LAYOUT_VERSION = 2
+
+
+"""Bumped when the meaning of a feature file changes (part of every feature hash)."""
+
+
+RMAC_LEVELS = 3
+
+
+@dataclass
+class Layout:
+    """Paths of one configuration's artifacts.
+
+    The corpus listing is taken once per layout, lazily, by ``lister`` (default: a
+    fresh :func:`pipeline.datasets.listing.list_videos`; the Luigi tasks share one listing per
+    process so hundreds of shard tasks do not each walk the corpus).
+    """
+
+    cfg: Config
+    lister: Callable[[Config], list[Video]] = field(default=list_videos, repr=False)
+
+    # ------------------------------------------------------------------ corpus
+
+    @cached_property
+    def videos(self) -> list[Video]:
+        """Every video of the corpus with its size and mtime, sorted by id."""
+        return self.lister(self.cfg)
+
+    @cached_property
+    def shards(self) -> list[list[Video]]:
+        return shard_videos(self.videos, self.cfg.shards.size)
+
+    @property
+    def n_shards(self) -> int:
+        return len(self.shards)
+
+    @cached_property
+    def corpus_hash(self) -> str:
+        return listing_hash(self.videos)
+
+    # ------------------------------------------------------------------ roots
+
+    @property
+    def work(self) -> Path:
+        return self.cfg.work_dir
+
+    @property
+    def reports(self) -> Path:
+        return self.cfg.reports_dir
+
+    # ------------------------------------------------------------------ features
+
+    def extractor_identity(self, with_pca: bool = True) -> dict:
+        """Everything that changes the numbers of a frame descriptor."""
+        f = self.cfg.features
+        ident = {"layout": FEATURE_LAYOUT_VERSION, "extractor": f.extractor, "weights": weights_identity(self.cfg),
+                 "image_area": f.image_area, "fps": FPS, "black_bars": f.remove_black_bars}
+        if f.extractor == "resnet34_rmac":
+            ident.update(level=f.level, rmac_levels=RMAC_LEVELS, precision=resolved_precision(self.cfg))
+        if self.needs_vocabulary:
+            ident["vocabulary"] = self.vocab_key
+        if self.needs_frame_model:
+            ident["frame_model"] = self.frame_model_key
+        if with_pca:
+            ident["pca"] = self.pca_identity()
+            ident["dtype"] = f.dtype
+        return ident
+
+    def pca_identity(self) -> str:
+        spec = self.cfg.features.pca
+        if spec in ("none", ""):
+            return "none"
+        if spec == "trained":
+            return f"trained:{self.pca_key}"
+        if spec.endswith(".h5"):
+            return _file_identity(spec)
+
+        return "published:" + ",".join(_file_identity(str(p)) for p in published_paths(spec, self.cfg.features.level))
+
+    @cached_property
+    def pca_key(self) -> str:
+        return digest({"extractor": self.extractor_identity(with_pca=False),
+                       "frames_per_video": self.cfg.features.pca_frames_per_video,
+                       "shrinkage": self.cfg.features.pca_shrinkage})
+
+    @property
+    def needs_vocabulary(self) -> bool:
+        return self._recommendation.needs_vocabulary
+
+    @property
+    def _recommendation(self):
+
+        return RECOMMENDED[self.cfg.features.extractor]
+
+    def _sample_identity(self) -> dict:
+        """What the frames a corpus fit samples depend on (vocabulary, selfsup network)."""
+        f = self.cfg.features
+        return {"extractor": f.extractor, "image_area": f.image_area, "fps": FPS, "layout": FEATURE_LAYOUT_VERSION,
+                "black_bars": f.remove_black_bars}
+
+    @cached_property
+    def vocab_key(self) -> str:
+        """The vocabulary's settings (fitted on this corpus's frames: see ``steps.train_vocabulary``)."""
+        return digest({**self._sample_identity(), "frames_per_video": self.cfg.features.pca_frames_per_video})
+
+    @property
+    def vocab_path(self) -> Path:
+        return self.work / f"vocab-{self.vocab_key}.h5"
+
+    @property
+    def needs_frame_model(self) -> bool:
+        return self._recommendation.needs_frame_model
+
+    @cached_property
+    def frame_model_key(self) -> str:
+        """The ``selfsup`` network's training settings and data (this corpus's frames: see
+        ``steps.train_frame_model``)."""
+        return digest({**self._sample_identity(), "training": dataclasses.asdict(self.cfg.frame_model)})
+
+    @property
+    def frame_model_path(self) -> Path:
+        return self.work / f"selfsup-{self.frame_model_key}.pt"
+
+    @property
+    def frame_model_training_path(self) -> Path:
+        """Resumable state of an unfinished training of :attr:`frame_model_path`."""
+        return self.work / f"selfsup-{self.frame_model_key}.training.pt"
+
+    @property
+    def pca_path(self) -> Path:
+        return self.work / f"pca-{self.pca_key}.h5"
+
+    @cached_property
+    def features_key(self) -> str:
+        return digest(self.extractor_identity())
+
+    @property
+    def features_dir(self) -> Path:
+        return self.work / f"features-{self.features_key}"
+
+    def shard_label(self, shard: int) -> str:
+        """``shard-00000-<h>``: ``h`` hashes the shard's members, so a shard whose membership or
+        files changed gets new outputs instead of reusing stale ones."""
+        return f"shard-{shard:05d}-{listing_hash(self.shards[shard])[:8]}"
+
+    def feature_shard_dir(self, shard: int) -> Path:
+        return self.features_dir / self.shard_label(shard)
+
+    def delta_shard_dir(self, version: int, chunk: int) -> Path:
+        """Feature shard of a refresh: the new and changed videos of ``version``, ``chunk``-th slice."""
+        return self.features_dir / f"delta-{version:06d}-{chunk:05d}"
+
+    @staticmethod
+    def failures_file(shard_dir: Path) -> Path:
+        return shard_dir / "failures.csv"
+
+    # ------------------------------------------------------------------ descriptors
+
+    def descriptors_key(self, model: str) -> str:
+        return digest({"features": self.features_key, "model": self.model_identity(model),
+                       "max_length_s": self.cfg.dataset.max_length_s})
+
+    # ------------------------------------------------------------------ learned LAMV kernels
+
+    def trains_kernel(self, model: str) -> bool:
+        """``model`` is a ``lamv_learned`` kernel trained on this dataset (by ``TrainLAMV``)."""
+        spec = self.cfg.model_spec(model)
+        return spec.get("type") == "lamv_learned" and spec.get("kernel", "trained") == "trained"
+
+    @property
+    def trained_kernels(self) -> list[str]:
+        return [m for m in self.cfg.models if self.trains_kernel(m)]
+
+    def ground_truth_files(self) -> list[Path]:
+        """The files the dataset's ground truth is read from (whichever exist)."""
+        root, ds = self.cfg.root, self.cfg.dataset
+        files = [root / ds.gt_file] if ds.gt_file else []
+        for pattern in ("annotation/*.txt", "annotations/*.dat", "label_file.json", "pair_file.csv"):
+            files += sorted(root.glob(pattern))
+        return [f for f in files if f.is_file()]
+
+    @cached_property
+    def ground_truth_identity(self) -> list[list[str]]:
+        """Name and sha256 of every ground-truth file, read once per layout (every descriptor, index and
+        search path of a trained kernel's model hashes it)."""
+
+        return [[f.name, file_sha256(f)] for f in self.ground_truth_files()]
+
+    def lamv_key(self, model: str) -> str:
+        """What a trained kernel depends on: features, the model, the training settings, the ground
+        truth (file contents) and the corpus listing."""
+        spec = {k: v for k, v in dataclasses.asdict(self.cfg.models[model]).items() if k != "kernel"}
+        return digest({"features": self.features_key, "model": spec,
+                       "training": dataclasses.asdict(self.cfg.lamv_training),
+                       "ground_truth": self.ground_truth_identity, "corpus": self.corpus_hash})
+
+    def lamv_path(self, model: str) -> Path:
+        return self.work / f"lamv-{model}-{self.lamv_key(model)}.h5"
+
+    def lamv_training_path(self, model: str) -> Path:
+        """Resumable state of an unfinished training of :meth:`lamv_path`."""
+        return self.work / f"lamv-{model}-{self.lamv_key(model)}.training.h5"
+
+    # ------------------------------------------------------------------ TCA models
+
+    def trains_tca(self, model: str) -> bool:
+        """``model`` is a ``tca`` model trained on this dataset (by ``TrainTCA``)."""
+        spec = self.cfg.model_spec(model)
+        return spec.get("type") == "tca" and spec.get("checkpoint", "trained") == "trained"
+
+    @property
+    def trained_tca(self) -> list[str]:
+        return [m for m in self.cfg.models if self.trains_tca(m)]
+
+    @property
+    def trains_models(self) -> bool:
+        """Some model of this configuration is trained on this dataset's ground truth (every report of
+        it is then on the held-out fold)."""
+        return bool(self.trained_kernels or self.trained_tca)
+
+    def tca_key(self, model: str) -> str:
+        """What a trained TCA model depends on: features, the model, the training settings and folds,
+        the ground truth (file contents) and the corpus listing."""
+        spec = {k: v for k, v in dataclasses.asdict(self.cfg.models[model]).items() if k != "checkpoint"}
+        lt = self.cfg.lamv_training
+        return digest({"features": self.features_key, "model": spec,
+                       "training": dataclasses.asdict(self.cfg.tca_training), "folds": [lt.folds, lt.test_fold],
+                       "ground_truth": self.ground_truth_identity, "corpus": self.corpus_hash})
+
+    def tca_path(self, model: str) -> Path:
+        return self.work / f"tca-{model}-{self.tca_key(model)}.pt"
+
+    def tca_training_path(self, model: str) -> Path:
+        """Resumable state of an unfinished training of :meth:`tca_path`."""
+        return self.work / f"tca-{model}-{self.tca_key(model)}.training.pt"
+
+    def checkpoint_file(self, model: str) -> Path | None:
+        """The checkpoint a ``tca`` model describes with (``None`` for other models)."""
+        spec = self.cfg.model_spec(model)
+        if spec.get("type") != "tca":
+            return None
+        if self.trains_tca(model):
+            return self.tca_path(model)
+        return Path(os.path.expanduser(str(spec["checkpoint"])))
+
+    def kernel_file(self, model: str) -> Path | None:
+        """The kernel file a ``lamv_learned`` model scores with (``None`` for other models)."""
+        spec = self.cfg.model_spec(model)
+        if spec.get("type") != "lamv_learned":
+            return None
+        if self.trains_kernel(model):
+            return self.lamv_path(model)
+        return Path(os.path.expanduser(str(spec["kernel"])))
+
+    def model_identity(self, model: str) -> dict:
+        """The model spec as hashed into its outputs: a learned kernel is named by its training
+        (trained here) or its file's content (given as a path)."""
+
+        spec = self.cfg.model_spec(model)
+        if spec.get("type") == "tca":
+            spec = dataclasses.asdict(self.cfg.models[model])
+            if self.trains_tca(model):
+                return {**spec, "checkpoint": {"trained": self.tca_key(model)}}
+            ck = self.checkpoint_file(model)
+            return {**spec, "checkpoint": {"sha256": file_sha256(ck) if ck and ck.is_file() else "missing"}}
+        if spec.get("type") != "lamv_learned":
+            return spec
+        spec = dataclasses.asdict(self.cfg.models[model])
+        if self.trains_kernel(model):
+            return {**spec, "kernel": {"trained": self.lamv_key(model)}}
+        path = self.kernel_file(model)
+        return {**spec, "kernel": {"sha256": file_sha256(path) if path and path.is_file() else "missing"}}
+
+    def model_spec(self, model: str) -> dict:
+        """The spec :func:`pipeline.store.descriptors.build_model` builds ``model`` from (a learned kernel's
+        file resolved)."""
+        spec = self.cfg.model_spec(model)
+        if spec.get("type") == "tca":
+            return {**dataclasses.asdict(self.cfg.models[model]), "checkpoint": str(self.checkpoint_file(model))}
+        kf = self.kernel_file(model)
+        return spec if kf is None else {**spec, "kernel": str(kf)}
+
+    def descriptors_dir(self, model: str) -> Path:
+        return self.work / "descriptors" / f"{model}-{self.descriptors_key(model)}"
+
+    def descriptor_file(self, model: str, feature_shard: Path) -> Path:
+        """Descriptors of ``model`` for the videos of one feature shard directory."""
+        return self.descriptors_dir(model) / f"{Path(feature_shard).name}.h5"
+
+    def descriptor_path(self, model: str, shard: int) -> Path:
+        return self.descriptor_file(model, self.feature_shard_dir(shard))
+
+    # ------------------------------------------------------------------ index, search, reports
+
+    @cached_property
+    def index_key(self) -> str:
+        return digest({"index": self.cfg.data["index"],
+                       "descriptors": self.descriptors_key(self.cfg.index.model), "corpus": self.corpus_hash})
+
+    @property
+    def index_dir(self) -> Path:
+        return self.work / f"index-{self.index_key}"
+
+    def search_key(self, model: str) -> str:
+        return digest({"search": self.cfg.data["search"], "segments": self.cfg.data["segments"],
+                       "align": self.cfg.data["align"], "index": self.index_key,
+                       "descriptors": self.descriptors_key(model), "kind": self.cfg.dataset.kind})
+
+    def search_dir(self, model: str) -> Path:
+        return self.work / "search" / f"{model}-{self.search_key(model)}"
+
+    def report_dir(self, model: str) -> Path:
+        return self.reports / model
+
+    REPORT_FILES = ("report.json", "report.md", "report.html")
+
+    # ------------------------------------------------------------------ operations
+
+    @property
+    def published_root(self) -> Path:
+        return self.work / "published"
+
+    @property
+    def refresh_lock(self) -> Path:
+        return self.work / "refresh.lock"
+
+    @property
+    def fingerprint_cache(self) -> Path:
+        return self.work / "fingerprints.json"
+
+    @property
+    def quarantine_file(self) -> Path:
+        """Corpus entries that failed and are not retried until they change (``pipeline/store/quarantine.py``)."""
+        return self.work / "quarantine.json"
+
+    @property
+    def task_log(self) -> Path:
+        return self.work / "task_runs.log"
+
+    def refresh_settings_hash(self) -> str:
+        """Settings a published version was built with (a change reprocesses every video)."""
+        return digest({"features": self.features_key,
+                       "descriptors": {m: self.descriptors_key(m) for m in self.cfg.models},
+                       "index": self.cfg.data["index"]}, 16)
+
+
+def layout_for(cfg: Config) -> Layout:
+    return Layout(cfg)
