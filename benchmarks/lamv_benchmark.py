@@ -21,7 +21,7 @@ Two datasets generated from real clips (``pipeline/datasets/generate.py``):
   pair-level AP, segment max-F1, localisation accuracy of the found copies.
 
 For each test fold ``k`` of 5 (connected components of the overlap graph), the kernel is trained on the
-other four folds only (``TrainLAMV``) and both models are evaluated by the pipeline on fold ``k`` only;
+other four folds only (``Train``) and both models are evaluated by the pipeline on fold ``k`` only;
 the table gives every fold and the item-weighted mean, then the learned-minus-von-Mises differences with a
 paired bootstrap (items, or true and false pairs for pair AP, resampled within folds) and the exact sign
 test on the items where the two disagree; with several ``--seeds``, one kernel per seed and the spread
@@ -63,7 +63,7 @@ from pipeline.steps.search import FeatureLookup
 from pipeline.steps.training.lamv import aligned_data, train_kernel
 from pipeline.store.descriptors import describe_video
 from pipeline.store.layout import Layout
-from pipeline.store.pair_scores import read_pair_scores
+from pipeline.store.results.pair_scores import read_pair_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -132,7 +132,7 @@ def run_folds(root: Path, kind: str, name: str, work: Path, args: argparse.Names
         build(layout, until="features", show_progress=False)
         t0 = time.perf_counter()
         kernel = train_kernel(layout, "lamv_learned", show_progress=False) if not \
-            layout.lamv_path("lamv_learned").is_file() else None
+            layout.trained_path("lamv_learned").is_file() else None
         train_s = time.perf_counter() - t0
         build(layout, until="evaluate", show_progress=False)
         row = {"fold": fold, "train_s": train_s if kernel else float("nan"), "reports": {}}

@@ -53,7 +53,7 @@ from pipeline.steps.evaluate import align_item_span, segment_metrics
 from pipeline.steps.search import FeatureLookup
 from pipeline.store.descriptors import describe_video
 from pipeline.store.layout import Layout
-from pipeline.store.results import read_search_results, read_segments
+from pipeline.store.results.search import read_search_results, read_segments
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

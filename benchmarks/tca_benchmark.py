@@ -3,7 +3,7 @@
     python benchmarks/tca_benchmark.py --root bench_copy      # after benchmarks/copy_benchmark.py
 
 For each test fold ``k`` of 5 (connected components of the copy graph, ``lamv_training.test_fold``), a
-TCA model is trained on the other four folds only (``TrainTCA``: the default ``tca_training``
+TCA model is trained on the other four folds only (``Train``: the default ``tca_training``
 settings, selfsup features + PCA-whitening, 1 frame per second, 300 frames) and everything is judged on
 fold ``k``'s videos only:
 
@@ -44,7 +44,7 @@ from pipeline.steps.describe import configured_model, descriptor_store
 from pipeline.steps.training.folds import held_out
 from pipeline.store.fitted.tca import load_tca
 from pipeline.store.layout import Layout
-from pipeline.store.results import read_search_results
+from pipeline.store.results.search import read_search_results
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -166,7 +166,7 @@ def main() -> None:
         build(layout, until="descriptors", show_progress=False)
         build(layout, until="evaluate", show_progress=False)
         took = time.perf_counter() - t0
-        ck = load_tca(layout.tca_path("tca"))
+        ck = load_tca(layout.trained_path("tca"))
         held = held_out(layout)
         assert held is not None
         videos = sorted(held.videos & {v.id for v in layout.videos})

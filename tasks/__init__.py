@@ -35,7 +35,7 @@ from pipeline.steps.fitting import train_frame_model, train_pca, train_vocabular
 from pipeline.steps.index import build_index
 from pipeline.steps.operations.refresh import is_up_to_date, locked_refresh
 from pipeline.steps.search import search
-from pipeline.steps.training import lamv, tca
+from pipeline.steps.training.train import train_model
 from pipeline.store import completeness
 from pipeline.store.layout import Layout
 from tasks.luigi_settings import apply_defaults, log_failures
@@ -256,9 +256,10 @@ class ExtractFeatures(DatasetTask):
         self.record(shard=self.shard)
 
 
-class TrainLAMV(DatasetTask):
-    """A learned LAMV kernel (``models.<model>: {type: lamv_learned, kernel: trained}``), trained on the
-    dataset's ground truth over every shard's frame features, held-out fold excluded; resumable."""
+class Train(DatasetTask):
+    """A model trained on the dataset's ground truth (``models.<model>``: a learned LAMV kernel, a TCA; any
+    type with a trained file in ``pipeline.store.model_types``), over every shard's frame features, held-out
+    fold excluded; resumable."""
 
     model = luigi.Parameter()
 
@@ -267,37 +268,15 @@ class TrainLAMV(DatasetTask):
         return [self.clone(ExtractFeatures, shard=s) for s in range(self.layout.n_shards)]
 
     def output(self):
-        return self.store.target(self.layout.lamv_path(self.model), completeness.lamv_kernel_complete)
+        return self.store.target(self.layout.trained_path(self.model),
+                                 lambda _p: completeness.trained_model_complete(self.layout, self.model))
 
     def run(self):
         if self.outputs_valid():
             return
         for t in flatten(self.input()):
             self.store.fetch(t.local.parent)
-        lamv.train_kernel(self.layout, self.model)
-        self.store.publish(self.output().local)
-        self.record(model=self.model)
-
-
-class TrainTCA(DatasetTask):
-    """A TCA model (``models.<model>: {type: tca, checkpoint: trained}``), trained on the dataset's ground
-    truth over every shard's frame features, held-out fold excluded; resumable."""
-
-    model = luigi.Parameter()
-
-    def requires(self):
-        self.preflight()
-        return [self.clone(ExtractFeatures, shard=s) for s in range(self.layout.n_shards)]
-
-    def output(self):
-        return self.store.target(self.layout.tca_path(self.model), completeness.tca_complete)
-
-    def run(self):
-        if self.outputs_valid():
-            return
-        for t in flatten(self.input()):
-            self.store.fetch(t.local.parent)
-        tca.train_tca_model(self.layout, self.model)
+        train_model(self.layout, self.model)
         self.store.publish(self.output().local)
         self.record(model=self.model)
 
@@ -310,8 +289,7 @@ class ComputeDescriptors(DatasetTask):
 
     def requires(self):
         self.preflight()
-        trained = ([self.clone(TrainLAMV)] if self.layout.trains_kernel(self.model) else
-                   [self.clone(TrainTCA)] if self.layout.trains_tca(self.model) else [])
+        trained = [self.clone(Train)] if self.layout.trains(self.model) else []
         return [self.clone(ExtractFeatures), *trained]
 
     def output(self):
@@ -323,10 +301,8 @@ class ComputeDescriptors(DatasetTask):
             return
         feature_shard = self.input()[0].local.parent
         self.store.fetch(feature_shard)
-        if self.layout.trains_kernel(self.model):
-            self.store.fetch(self.layout.lamv_path(self.model))
-        if self.layout.trains_tca(self.model):
-            self.store.fetch(self.layout.tca_path(self.model))
+        if self.layout.trains(self.model):
+            self.store.fetch(self.layout.trained_path(self.model))
         describe_shard(self.layout, feature_shard, self.model)
         self.store.publish(self.output().local)
         self.record(shard=self.shard, model=self.model)
@@ -478,5 +454,5 @@ class RefreshCorpus(DatasetTask):
 
 
 __all__ = ["BuildIndex", "ComputeDescriptors", "Evaluate", "ExtractFeatures", "GenerateCorpus", "RefreshCorpus",
-           "Search", "TrainFrameModel", "TrainLAMV", "TrainPCA", "TrainTCA", "TrainVocabulary",
+           "Search", "Train", "TrainFrameModel", "TrainPCA", "TrainVocabulary",
            "forget_listings"]

@@ -194,7 +194,7 @@ def test_offline_extractors_find_planted_copies_without_weights(tmp_path, extrac
     network and PCA fitted on the corpus by their own tasks), needs no weights even when the config
     names ImageNet weights that are absent, and finds the planted copies at their offsets."""
     from pipeline.datasets.synthetic import make_demo_corpus
-    from pipeline.store.results import read_search_results
+    from pipeline.store.results.search import read_search_results
     from tasks import Evaluate
 
     copies = make_demo_corpus(tmp_path / "data", n_sources=3, n_copies=2, n_distractors=1, source_s=12, copy_s=6)

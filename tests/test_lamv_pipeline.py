@@ -1,4 +1,4 @@
-"""The learned LAMV kernel in the pipeline: a generated alignment dataset, TrainLAMV's artifact, held-out
+"""The learned LAMV kernel in the pipeline: a generated alignment dataset, the Train task's artifact, held-out
 evaluation, the model type, and a training killed with SIGKILL that resumes to the same kernel."""
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ def test_training_data_and_folds_follow_the_overlap_graph(dataset):
 def test_learned_kernel_through_the_chain(dataset):
     layout = Layout(load_config("folder", overrides(dataset)))
     summary = build(layout, until="evaluate", show_progress=False)
-    assert any(r.startswith("TrainLAMV") for r in summary.ran)
-    kernel = load_kernel(layout.lamv_path("ll"))
+    assert any(r == "Train(model=ll)" for r in summary.ran)
+    kernel = load_kernel(layout.trained_path("ll"))
     assert kernel.coefficients.shape == (4, 32) and (kernel.coefficients >= 0).all()  # 32 harmonics: the default
     assert len(kernel.history) == 3 and kernel.provenance["held_out_items"]
     assert set(kernel.provenance["held_out_items"]).isdisjoint(kernel.provenance["train_items"])
@@ -89,9 +89,10 @@ def test_learned_kernel_through_the_chain(dataset):
     assert other.descriptors_key("ll") != layout.descriptors_key("ll")
     assert other.descriptors_key("lamv") == layout.descriptors_key("lamv")
     # a kernel file given by path is used as it is, named by its content
+    kernel_file = layout.trained_path("ll")
     given = Layout(load_config("folder", overrides(dataset, models="{lamv: {type: tmk, preset: lamv}, "
-                                                   f"ll: {{type: lamv_learned, kernel: {layout.lamv_path('ll')}}}}}")))
-    assert not given.trained_kernels and held_out(given) is None
+                                                   f"ll: {{type: lamv_learned, kernel: {kernel_file}}}}}")))
+    assert not given.trained_models and held_out(given) is None
     np.testing.assert_array_equal(configured_model(given, "ll").coefficients().numpy(), kernel.coefficients)
     assert given.model_identity("ll")["kernel"]["sha256"]
 
@@ -104,18 +105,18 @@ def test_training_killed_with_sigkill_resumes_to_the_same_kernel(dataset, tmp_pa
                                                                                     "reports", "index-*", "search"))
         copies[name] = root
     ov = {n: overrides(r, **{"lamv_training.epochs": 4}) for n, r in copies.items()}
-    assert run_cli(["train-lamv", "--dataset", "folder", "--overrides", ov["straight"], "--quiet"]).returncode == 0
-    killed = run_cli(["train-lamv", "--dataset", "folder", "--overrides", ov["killed"], "--quiet"],
+    assert run_cli(["train", "--dataset", "folder", "--overrides", ov["straight"], "--quiet"]).returncode == 0
+    killed = run_cli(["train", "--dataset", "folder", "--overrides", ov["killed"], "--quiet"],
                      armed="lamv.epoch_saved=kill@2")
     assert killed.returncode == -9
     lay = Layout(load_config("folder", ov["killed"]))
-    assert lay.lamv_training_path("ll").is_file() and not lay.lamv_path("ll").exists()
-    resumed = run_cli(["train-lamv", "--dataset", "folder", "--overrides", ov["killed"]])
+    assert lay.training_state_path("ll").is_file() and not lay.trained_path("ll").exists()
+    resumed = run_cli(["train", "--dataset", "folder", "--overrides", ov["killed"]])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming the training of ll after epoch 2" in resumed.stderr
-    assert not lay.lamv_training_path("ll").exists()
-    a = load_kernel(Layout(load_config("folder", ov["straight"])).lamv_path("ll"))
-    b = load_kernel(lay.lamv_path("ll"))
+    assert not lay.training_state_path("ll").exists()
+    a = load_kernel(Layout(load_config("folder", ov["straight"])).trained_path("ll"))
+    b = load_kernel(lay.trained_path("ll"))
     # same kernel up to float rounding: two processes' BLAS reductions may differ in the last bit
     np.testing.assert_allclose(a.coefficients, b.coefficients, rtol=1e-5, atol=1e-8)
     np.testing.assert_allclose([h.loss for h in a.history], [h.loss for h in b.history], rtol=1e-5)
@@ -123,10 +124,10 @@ def test_training_killed_with_sigkill_resumes_to_the_same_kernel(dataset, tmp_pa
 
 
 def test_a_dataset_without_alignment_truth_cannot_train(dataset, tmp_path):
-    p = run_cli(["train-lamv", "--dataset", "folder", "--overrides",
+    p = run_cli(["train", "--dataset", "folder", "--overrides",
                  overrides(dataset, **{"dataset.kind": "folder", "work_dir": str(tmp_path)})])
     assert p.returncode == 2
-    assert p.stderr.strip().splitlines()[-1].startswith("train-lamv: dataset gen (kind folder) has no alignment")
+    assert p.stderr.strip().splitlines()[-1].startswith("train: dataset gen (kind folder) has no alignment")
 
 
 def test_training_settings_are_validated(dataset):

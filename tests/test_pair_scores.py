@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.metrics.pair_level import ranked_ap
 from pipeline.steps.report import write_report
-from pipeline.store.pair_scores import FILE, read_pair_scores
+from pipeline.store.results.pair_scores import FILE, read_pair_scores
 
 RECORD = {"pairs": [["a,1", "s"], ["a,1", "x"], ["b", "s"], ["b", "x"]], "scores": [0.95, 0.5, 0.4, 0.45],
           "true": [True, False, True, False], "true_unreported": [["c \"3\"", "s"]], "n_pairs": 10}

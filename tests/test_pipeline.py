@@ -21,7 +21,7 @@ from pipeline.datasets.readers import AnnotationError, parse_vcdb_json
 from pipeline.datasets.synthetic import make_demo_corpus
 from pipeline.store.index_files import IndexFileError, read_index, write_index
 from pipeline.store.layout import Layout
-from pipeline.store.results import read_search_results
+from pipeline.store.results.search import read_search_results
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_VCDB = ROOT.parent / "shared" / "annotations" / "vcdb"

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.datasets.readers import AnnotationError, parse_vcdb_json
 from pipeline.metrics.segments import Box, union_length, vcsl_metrics, vcsl_pair, vsc_micro_ap
-from pipeline.store.segment_files import read_vsc_csv, vsc_copy_pairs, write_vcsl_json, write_vsc_csv
+from pipeline.store.results.segments import read_vsc_csv, vsc_copy_pairs, write_vcsl_json, write_vsc_csv
 
 
 def test_union_length_merges_overlaps():

@@ -164,8 +164,8 @@ def dataset(tmp_path_factory) -> Path:
 def test_tca_through_the_chain_as_index_and_re_ranking_model(dataset):
     layout = Layout(load_config("folder", overrides(dataset)))
     summary = build(layout, until="evaluate", show_progress=False)
-    assert any(r.startswith("TrainTCA") for r in summary.ran)
-    ck = load_tca(layout.tca_path("tca"))
+    assert any(r == "Train(model=tca)" for r in summary.ran)
+    ck = load_tca(layout.trained_path("tca"))
     assert len(ck.history) == 6 and ck.provenance["held_out_items"]
     assert set(ck.provenance["held_out_items"]).isdisjoint(ck.provenance["train_items"])
     assert "1 frames per second" in ck.provenance["rate"]
@@ -184,15 +184,15 @@ def test_tca_through_the_chain_as_index_and_re_ranking_model(dataset):
     # a checkpoint given by path is used as it is, named by its content
     given = Layout(load_config("folder", overrides(dataset, models=(
         "{lamv: {type: tmk, preset: lamv}, tca: {type: tca, padding_size: 16, heads: 4, feedforward: 64, "
-        f"checkpoint: {layout.tca_path('tca')}}}}}"))))
-    assert not given.trained_tca and given.model_identity("tca")["checkpoint"]["sha256"]
+        f"checkpoint: {layout.trained_path('tca')}}}}}"))))
+    assert not given.trained_models and given.model_identity("tca")["checkpoint"]["sha256"]
     assert isinstance(configured_model(given, "tca"), TCA)
 
 
 def test_a_missing_or_damaged_checkpoint_is_one_clear_error(dataset, tmp_path):
     missing = Layout(load_config("folder", overrides(dataset, models=(
         f"{{lamv: {{type: tmk, preset: lamv}}, tca: {{type: tca, checkpoint: {tmp_path / 'no.pt'}}}}}"))))
-    with pytest.raises(ArtifactError, match=r"no\.pt: TCA checkpoint not found.*train-tca"):
+    with pytest.raises(ArtifactError, match=r"no\.pt: TCA checkpoint not found.*python -m pipeline train"):
         configured_model(missing, "tca")
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
@@ -208,18 +208,18 @@ def test_training_killed_with_sigkill_resumes_to_the_same_model(dataset, tmp_pat
                                                                                     "reports", "index-*", "search"))
         copies[name] = root
     ov = {n: overrides(r) for n, r in copies.items()}
-    assert run_cli(["train-tca", "--dataset", "folder", "--overrides", ov["straight"], "--quiet"]).returncode == 0
-    killed = run_cli(["train-tca", "--dataset", "folder", "--overrides", ov["killed"], "--quiet"],
+    assert run_cli(["train", "--dataset", "folder", "--overrides", ov["straight"], "--quiet"]).returncode == 0
+    killed = run_cli(["train", "--dataset", "folder", "--overrides", ov["killed"], "--quiet"],
                      armed="tca.checkpoint_saved=kill@2")
     assert killed.returncode == -9
     lay = Layout(load_config("folder", ov["killed"]))
-    assert lay.tca_training_path("tca").is_file() and not lay.tca_path("tca").exists()
-    resumed = run_cli(["train-tca", "--dataset", "folder", "--overrides", ov["killed"]])
+    assert lay.training_state_path("tca").is_file() and not lay.trained_path("tca").exists()
+    resumed = run_cli(["train", "--dataset", "folder", "--overrides", ov["killed"]])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming the training of tca after step 4" in resumed.stderr
-    assert not lay.tca_training_path("tca").exists()
-    a = load_tca(Layout(load_config("folder", ov["straight"])).tca_path("tca"))
-    b = load_tca(lay.tca_path("tca"))
+    assert not lay.training_state_path("tca").exists()
+    a = load_tca(Layout(load_config("folder", ov["straight"])).trained_path("tca"))
+    b = load_tca(lay.trained_path("tca"))
     np.testing.assert_allclose(a.history, b.history, rtol=1e-5)
     sa, sb = a.model.state_dict(), b.model.state_dict()
     for k in sa:  # the same model up to float rounding across processes

@@ -2,7 +2,8 @@
 
 An extractor maps decoded RGB frames ``(B, H, W, 3) uint8`` to frame
 descriptors ``(B, D) float32`` with unit L2 norm, optionally PCA-whitened.
-Everything downstream (TMK, CTE, FAISS, re-ranking) works for any ``D``.
+Everything downstream (TMK, CTE, FAISS, re-ranking) works for any ``D``.  The extractors and what
+``auto`` settings mean for each: :mod:`extractors.frame.registry`.
 
     resnet34_rmac  ResNet-34 level 29 + R-MAC (needs the ImageNet weights for real use)
     pdqf           PDQ's float feature: 64x64 luma, 2-D DCT, 16x16 low band (no weights)
@@ -12,38 +13,12 @@ Everything downstream (TMK, CTE, FAISS, re-ranking) works for any ``D``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 from extractors.frame.pca import PCAWhitening
-
-EXTRACTORS = ("resnet34_rmac", "pdqf", "mvlad", "selfsup")
-OFFLINE_EXTRACTORS = ("selfsup", "mvlad", "pdqf")
-"""Extractors that need no downloaded weights."""
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    """What ``features.<key>: auto`` means for an extractor (chosen by measurement, see README)."""
-
-    pca: str  # none | trained
-    image_area: int  # decoded frame area, pixels
-    pca_shrinkage: float  # whitening regulariser (extractors.frame.pca.fit_pca)
-    pca_dims: int | None  # output dimensions of the PCA (None: all)
-    needs_weights: bool
-    needs_vocabulary: bool
-    needs_frame_model: bool = False
-
-
-RECOMMENDED: dict[str, Recommendation] = {
-    "resnet34_rmac": Recommendation("none", 12000, 0.0, None, True, False),
-    "pdqf": Recommendation("trained", 12000, 1.0, None, False, False),
-    "mvlad": Recommendation("trained", 30000, 0.1, 512, False, True),
-    "selfsup": Recommendation("trained", 12000, 0.1, None, False, False, True),
-}
 
 
 @runtime_checkable

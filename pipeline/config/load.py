@@ -26,9 +26,8 @@ from typing import Any
 
 import yaml
 
-from extractors.frame.base import RECOMMENDED
+from extractors.frame.registry import EXTRACTOR_TYPES
 from pipeline.config.schema import (
-    MODEL_TYPES,
     SECTIONS,
     TOP_LEVEL,
     AlignConfig,
@@ -50,6 +49,7 @@ from pipeline.config.schema import (
 )
 from pipeline.config.validate import _check, _type_name, _validate_record
 from pipeline.datasets.kinds import kind_names
+from pipeline.store.model_types import MODEL_TYPES
 
 
 def config_dirs() -> list[Path]:
@@ -152,7 +152,7 @@ class Config:
         self.dataset: DatasetConfig = _validate_record(DatasetConfig, self.data.get("dataset"), "dataset",
                                                        self.source)
         self.features: FeaturesConfig = _resolve_features(
-            _validate_record(FeaturesConfig, self.data.get("features"), "features", self.source))
+            _validate_record(FeaturesConfig, self.data.get("features"), "features", self.source), self.source)
         self.frame_model: FrameModelConfig = _validate_record(FrameModelConfig, self.data.get("frame_model"),
                                                               "frame_model", self.source)
         self.shards: ShardsConfig = _validate_record(ShardsConfig, self.data.get("shards"), "shards", self.source)
@@ -180,7 +180,7 @@ class Config:
             if kind not in MODEL_TYPES:
                 raise ConfigError(f"{self.source}: 'models.{name}.type' must be one of "
                                   f"{', '.join(map(repr, MODEL_TYPES))}, got {kind!r}")
-            self.models[name] = _validate_record(MODEL_TYPES[kind], spec, f"models.{name}", self.source)
+            self.models[name] = _validate_record(MODEL_TYPES[kind].config, spec, f"models.{name}", self.source)
         for key in self.data:
             if key not in SECTIONS and key not in TOP_LEVEL and key != "models":
                 known = sorted([*SECTIONS, *TOP_LEVEL, "models"])
@@ -239,11 +239,13 @@ class Config:
         return json.dumps(self.data, sort_keys=True, default=str)
 
 
-def _resolve_features(f: FeaturesConfig) -> FeaturesConfig:
+def _resolve_features(f: FeaturesConfig, source: str) -> FeaturesConfig:
     """``auto`` values -> the extractor's recommended configuration
-    (``extractors.frame.base.RECOMMENDED``), so every later stage and hash sees numbers."""
-
-    rec = RECOMMENDED[f.extractor]
+    (``extractors.frame.registry.EXTRACTOR_TYPES``), so every later stage and hash sees numbers."""
+    if f.extractor not in EXTRACTOR_TYPES:
+        raise ConfigError(f"{source}: 'features.extractor' must be one of {', '.join(map(repr, EXTRACTOR_TYPES))}, "
+                          f"got {f.extractor!r}")
+    rec = EXTRACTOR_TYPES[f.extractor].recommended
     return dataclasses.replace(
         f, pca=rec.pca if f.pca == "auto" else f.pca,
         image_area=rec.image_area if f.image_area == "auto" else f.image_area,

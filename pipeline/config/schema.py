@@ -29,7 +29,7 @@ class DatasetConfig:
 
 @dataclass(frozen=True)
 class FeaturesConfig:
-    extractor: Literal["resnet34_rmac", "pdqf", "mvlad", "selfsup"]
+    extractor: str  # one of extractors.frame.registry.EXTRACTOR_TYPES (checked when loading)
     level: int
     weights: str
     download_weights: bool
@@ -149,7 +149,7 @@ class TMKModelConfig:
 @dataclass(frozen=True)
 class LearnedLAMVModelConfig:
     """The learned LAMV kernel: a TMK (``preset`` or ``periods``/``m``/``norm``) whose coefficients are
-    trained (``kernel: trained``, by the ``TrainLAMV`` task on this dataset's ground truth, settings in
+    trained (``kernel: trained``, by the ``Train`` task on this dataset's ground truth, settings in
     ``lamv_training``) or read from a kernel file written by an earlier training (``kernel: /path.h5``).
 
     Defaults (``benchmarks/RESULTS.md``, "Confirmed on held-out corpora"): 32 harmonics per period, twice the
@@ -192,7 +192,7 @@ class LAMVTrainingConfig:
 
 @dataclass(frozen=True)
 class TCAModelConfig:
-    """Temporal Context Aggregation (``extractors/temporal/tca.py``): ``checkpoint: trained`` (by the ``TrainTCA``
+    """Temporal Context Aggregation (``extractors/temporal/tca.py``): ``checkpoint: trained`` (by the ``Train``
     task on this dataset's ground truth, settings in ``tca_training``) or a checkpoint file's path."""
 
     type: Literal["tca"]
@@ -235,10 +235,6 @@ SECTIONS: dict[str, type] = {"dataset": DatasetConfig, "features": FeaturesConfi
                              "index": IndexConfig, "search": SearchConfig, "evaluate": EvaluateConfig,
                              "lamv_training": LAMVTrainingConfig, "segments": SegmentsConfig, "align": AlignConfig,
                              "tca_training": TCATrainingConfig}
-
-
-MODEL_TYPES: dict[str, type] = {"tmk": TMKModelConfig, "cte": CTEModelConfig,
-                                "lamv_learned": LearnedLAMVModelConfig, "tca": TCAModelConfig}
 
 
 TOP_LEVEL: dict[str, Any] = {"storage": str | None, "work_dir": str, "reports_dir": str}

@@ -21,7 +21,7 @@ from pipeline.datasets.readers import (
     parse_vcdb_annotation,
     parse_vcdb_json,
 )
-from pipeline.store.segment_files import vsc_copy_pairs
+from pipeline.store.results.segments import vsc_copy_pairs
 
 
 def _evve_gt(ds: DatasetConfig, ids: list[str]) -> GroundTruth:

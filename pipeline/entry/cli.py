@@ -219,48 +219,24 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trainable(args: argparse.Namespace, which: str, hint: str):
-    """The layout and the models a ``train-*`` verb trains (``--model``, else every trained model of the
-    ``which`` layout list), after the features they need; a one-line error naming ``hint`` when none."""
+def _cmd_train(args: argparse.Namespace) -> int:
+    """Train the dataset's trained models (``--model``, else every one), after the features they need, like
+    the ``Train`` task."""
     from pipeline.config.load import load_config  # deferred: start-up time
     from pipeline.core.errors import StepError  # deferred: start-up time
     from pipeline.steps.build import build  # deferred: start-up time
+    from pipeline.steps.training.train import train_model  # deferred: start-up time
     from pipeline.store.layout import Layout  # deferred: start-up time
 
     layout = Layout(load_config(args.dataset, args.overrides))
-    models = args.model or getattr(layout, which)
+    models = args.model or layout.trained_models
     if not models:
-        raise StepError(f"dataset {layout.cfg.name}: no model of {hint}")
+        raise StepError(f"dataset {layout.cfg.name}: no model is trained here (add one under models:, e.g. "
+                        f"--overrides 'models.lamv_learned={{type: lamv_learned}}' or 'models.tca={{type: tca}}')")
     build(layout, until="features", show_progress=not args.quiet)
-    return layout, models
-
-
-def _cmd_train_lamv(args: argparse.Namespace) -> int:
-    """Train the dataset's learned LAMV kernel(s) (after the features it needs), like the TrainLAMV task."""
-    from pipeline.steps.training.lamv import train_kernel  # deferred: start-up time
-
-    layout, models = _trainable(args, "trained_kernels", "type lamv_learned with kernel: trained (add one under "
-                                "models:, e.g. --overrides 'models.lamv_learned={type: lamv_learned}')")
     for m in models:
-        k = train_kernel(layout, m, show_progress=not args.quiet)
-        last = k.history[-1]
-        sys.stdout.write(f"{layout.lamv_path(m)}: {m} trained on {k.provenance['train_pairs']} pairs "
-                         f"({k.provenance['held_out_pairs']} held out), {len(k.history)} epochs, final loss "
-                         f"{last.loss:.5f}, held-out localisation within 1 s {last.val_localisation_1s:.3f}\n")
-    return 0
-
-
-def _cmd_train_tca(args: argparse.Namespace) -> int:
-    """Train the dataset's TCA model(s) (after the features they need), like the TrainTCA task."""
-    from pipeline.steps.training.tca import train_tca_model  # deferred: start-up time
-
-    layout, models = _trainable(args, "trained_tca", "type tca with checkpoint: trained (add one under models:, "
-                                "e.g. --overrides 'models.tca={type: tca}')")
-    for m in models:
-        ck = train_tca_model(layout, m, show_progress=not args.quiet)
-        sys.stdout.write(f"{layout.tca_path(m)}: {m} trained on {ck.provenance['train_pairs']} pairs "
-                         f"({ck.provenance['held_out_pairs']} held out), {len(ck.history)} steps, final loss "
-                         f"{ck.history[-1]:.4f}\n")
+        done = train_model(layout, m, show_progress=not args.quiet)
+        sys.stdout.write(f"{done.path}: {m} {done.summary}\n")
     return 0
 
 
@@ -385,20 +361,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-sources", type=int, default=12, help="copies: smallest clips used as sources; "
                                                                   "the rest only as unrelated filler")
     g.set_defaults(func=_cmd_generate)
-    tl = sub.add_parser("train-lamv", help="train the learned LAMV kernel(s) of a dataset on its ground truth "
-                                           "(held-out fold excluded; resumes an interrupted training)")
-    tl.add_argument("--dataset", required=True)
-    tl.add_argument("--overrides", default="")
-    tl.add_argument("--model", action="append", help="a lamv_learned model (default: every one with kernel: trained)")
-    tl.add_argument("--quiet", action="store_true", help="no progress bars")
-    tl.set_defaults(func=_cmd_train_lamv)
-    tt = sub.add_parser("train-tca", help="train the TCA model(s) of a dataset on its ground truth (held-out fold "
-                                          "excluded; resumes an interrupted training)")
-    tt.add_argument("--dataset", required=True)
-    tt.add_argument("--overrides", default="")
-    tt.add_argument("--model", action="append", help="a tca model (default: every one with checkpoint: trained)")
-    tt.add_argument("--quiet", action="store_true", help="no progress bars")
-    tt.set_defaults(func=_cmd_train_tca)
+    tr = sub.add_parser("train", help="train the dataset's models that learn from its ground truth (learned LAMV "
+                                      "kernels, TCA; held-out fold excluded; resumes an interrupted training)")
+    tr.add_argument("--dataset", required=True)
+    tr.add_argument("--overrides", default="")
+    tr.add_argument("--model", action="append", help="one model to train (repeatable; default: every one trained "
+                                                    "here)")
+    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    tr.set_defaults(func=_cmd_train)
     pd = sub.add_parser("periods", help="rank candidate TMK period sets by localisation accuracy on a dataset's "
                                         "ground truth (LAMV paper section 3.4)")
     pd.add_argument("--dataset", required=True)

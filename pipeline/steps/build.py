@@ -23,8 +23,7 @@ from pipeline.steps.extractor import pca_needed
 from pipeline.steps.fitting import train_frame_model, train_pca, train_vocabulary
 from pipeline.steps.index import build_index
 from pipeline.steps.search import search
-from pipeline.steps.training.lamv import train_kernel
-from pipeline.steps.training.tca import train_tca_model
+from pipeline.steps.training.train import train_model
 from pipeline.store import completeness
 from pipeline.store.layout import Layout
 
@@ -60,7 +59,6 @@ def build(layout: Layout, until: str = "index", models: Sequence[str] | None = N
         record_run(layout, task, **params)
 
     if kind_of(cfg.dataset).generated:
-
         ensure_demo_corpus(cfg.root)
     if layout.needs_vocabulary:
         step(completeness.vocabulary_complete(layout.vocab_path), "TrainVocabulary",
@@ -74,14 +72,9 @@ def build(layout: Layout, until: str = "index", models: Sequence[str] | None = N
         step(completeness.feature_shard_complete(layout.feature_shard_dir(s)), "ExtractFeatures",
              lambda s=s: extract_shard(layout, s, show_progress), shard=s)
     if stop >= 1:
-
-        for m in layout.trained_kernels:
-            step(completeness.lamv_kernel_complete(layout.lamv_path(m)), "TrainLAMV",
-                 lambda m=m: train_kernel(layout, m, show_progress), model=m)
-
-        for m in layout.trained_tca:
-            step(completeness.tca_complete(layout.tca_path(m)), "TrainTCA",
-                 lambda m=m: train_tca_model(layout, m, show_progress), model=m)
+        for m in layout.trained_models:
+            step(completeness.trained_model_complete(layout, m), "Train",
+                 lambda m=m: train_model(layout, m, show_progress), model=m)
         for s in range(layout.n_shards):
             for m in cfg.models:
                 step(completeness.descriptors_complete(layout.descriptor_path(m, s)), "ComputeDescriptors",

@@ -9,6 +9,8 @@ import itertools
 import logging
 import math
 from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +37,9 @@ from pipeline.store.descriptors import (
     TemporalModel,
     describe_video,
 )
-from pipeline.store.fitted.lamv_kernel import load_kernel
 from pipeline.store.layout import Layout
-from pipeline.store.results import read_search_results, read_segments
-from pipeline.store.segment_files import ground_truth_boxes
+from pipeline.store.results.search import read_search_results, read_segments
+from pipeline.store.results.segments import ground_truth_boxes
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,11 @@ def evaluate(layout: Layout, model_name: str) -> Path:
                               held_out(layout), segments)
     result["metrics"] = {k: (float(v) if isinstance(v, np.floating) else v) for k, v in result["metrics"].items()}
     result["search_results"] = str(layout.search_dir(model_name))
-    kernel = layout.kernel_file(model_name)
-    if kernel is not None:
-
-        result["learned_kernel"] = {"file": str(kernel), **load_kernel(kernel).summary()}
+    trainable = layout.trainable(model_name)
+    if trainable is not None and trainable.report is not None:  # e.g. the learned kernel's shape
+        key, summary = trainable.report
+        path = layout.model_file(model_name)
+        result[key] = {"file": str(path), **summary(path)}
     return write_report(layout.report_dir(model_name), cfg.name, model_name, result, cfg.data)
 
 
@@ -340,15 +342,60 @@ def evaluate_summary(rows: list[Match]) -> dict:
                            "offset_s": r.offset_s} for r in rows if r.rank == 1]}
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """What an evaluation protocol reads: the configuration, the model, its search results and copy segments
+    (on the held-out fold when the dataset trains a model), frame features, durations, ground truth."""
+
+    cfg: Config
+    model: TemporalModel
+    rows: list[Match]
+    segments: list[Box] | None
+    features: object  # FeatureLookup
+    durations: dict[str, float]
+    gt: GroundTruth
+    ids: list[str]
+
+
+def _copy_pairs(e: Evaluation) -> dict:
+    cfg, rows, segments = e.cfg, e.rows, e.segments
+    out = evaluate_pairs(e.gt, rows, e.durations, cfg.evaluate.vcdb_mode, len(e.ids))
+    if segments is not None and any(r.segment_score == r.segment_score for r in rows):
+        seg = segment_metrics(e.gt, rows, segments, cfg.segments.copy_threshold, len(e.ids))
+        out["metrics"].update(seg["metrics"])
+        out["curves"].update(seg["curves"])
+        out["segments_method"] = cfg.segments.method
+        out["pair_views"] = pair_views(cfg, rows, segments, e.features, e.gt)
+    return out
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """An evaluation protocol (``DatasetKind.protocol`` names one): its metrics, and whether a held-out fold
+    is a set of ``.align`` items (else of videos)."""
+
+    name: str
+    run: Callable[[Evaluation], dict]
+    held_out_items: bool = False
+
+
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
+    Protocol("event_retrieval", lambda e: evaluate_evve(e.gt, e.rows)),
+    Protocol("copy_pairs", _copy_pairs),
+    Protocol("alignment", lambda e: evaluate_alignment(e.cfg, e.gt, e.model, e.features), held_out_items=True),
+    Protocol("summary", lambda e: evaluate_summary(e.rows)),
+)}
+
+
 def evaluate_results(cfg: Config, model_name: str, model: TemporalModel, rows: list[Match], features,
-             durations: dict[str, float], store: DescriptorStore, ids: list[str], held=None,
-             segments: list[Box] | None = None) -> dict:
-    """Run the dataset kind's evaluation protocol (``pipeline.datasets.kinds``); with ``held``
-    (``pipeline.steps.training.lamv.HeldOut``: the dataset trains a kernel) only on the held-out fold."""
-    kind = kind_of(cfg.dataset)
+                     durations: dict[str, float], store: DescriptorStore, ids: list[str], held=None,
+                     segments: list[Box] | None = None) -> dict:
+    """Run the dataset kind's evaluation protocol (:data:`PROTOCOLS`); with ``held``
+    (:class:`pipeline.steps.training.folds.HeldOut`: the dataset trains a model) only on the held-out fold."""
+    protocol = PROTOCOLS[kind_of(cfg.dataset).protocol]
     gt = load_ground_truth(cfg.dataset, ids)
     if held is not None:
-        if kind.protocol == "alignment":
+        if protocol.held_out_items:
             gt = dataclasses.replace(gt, align=[it for i, it in enumerate(gt.align) if i in held.items])
         else:
             keep = held.videos
@@ -356,24 +403,11 @@ def evaluate_results(cfg: Config, model_name: str, model: TemporalModel, rows: l
             segments = [b for b in segments or [] if b.query in keep and b.ref in keep]
             gt = dataclasses.replace(gt, pairs=[p for p in gt.pairs if p.video_a in keep and p.video_b in keep])
             ids = [v for v in ids if v in keep]
-    if kind.protocol == "event_retrieval":
-        out = evaluate_evve(gt, rows)
-    elif kind.protocol == "copy_pairs":
-        out = evaluate_pairs(gt, rows, durations, cfg.evaluate.vcdb_mode, len(ids))
-        if segments is not None and any(r.segment_score == r.segment_score for r in rows):
-            seg = segment_metrics(gt, rows, segments, cfg.segments.copy_threshold, len(ids))
-            out["metrics"].update(seg["metrics"])
-            out["curves"].update(seg["curves"])
-            out["segments_method"] = cfg.segments.method
-            out["pair_views"] = pair_views(cfg, rows, segments, features, gt)
-    elif kind.protocol == "alignment":
-        out = evaluate_alignment(cfg, gt, model, features)
-    else:
-        out = evaluate_summary(rows)
+    out = protocol.run(Evaluation(cfg, model, rows, segments, features, durations, gt, ids))
     out["samples"] = sample_curves(model, rows, gt, store)
     if held is not None:
         out["held_out"] = {"fold": held.fold, "folds": held.folds,
-                           "videos": len(held.items) if kind.protocol == "alignment" else len(ids),
+                           "videos": len(held.items) if protocol.held_out_items else len(ids),
                            "note": "this dataset trains a model (LAMV kernel or TCA): every model is evaluated "
                                    "on the held-out fold only"}
     return out

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from extractors.frame.base import RECOMMENDED, FrameExtractor
-from extractors.frame.mvlad import MultiVLADExtractor, Vocabulary
+from extractors.frame.base import FrameExtractor
+from extractors.frame.mvlad import Vocabulary
 from extractors.frame.pca import PCAWhitening, load_published
-from extractors.frame.pdqf import PDQFExtractor
+from extractors.frame.registry import EXTRACTOR_TYPES
 from extractors.frame.resnet import WeightsNotFoundError, resolve_weights
-from extractors.frame.resnet_rmac import ExtractorSettings, FrameFeatureExtractor
-from extractors.frame.selfsup import FrameModel, SelfSupExtractor
+from extractors.frame.resnet_rmac import ExtractorSettings
+from extractors.frame.selfsup import FrameModel
 from pipeline.config.load import Config
 from pipeline.core.errors import StepError
 from pipeline.core.hdf5 import ArtifactError
@@ -21,6 +21,9 @@ from pipeline.store.fitted.frame_model import load_frame_model
 from pipeline.store.fitted.pca import load_pca
 from pipeline.store.fitted.vocabulary import load_vocabulary
 from pipeline.store.layout import Layout
+
+FIT_TASKS = {"vocabulary": ("vocabulary", "TrainVocabulary"), "frame_model": ("trained network", "TrainFrameModel")}
+"""What an extractor's corpus fit is called, and the task that makes it."""
 
 
 def weights_hint(cfg: Config) -> str:
@@ -31,7 +34,7 @@ def weights_hint(cfg: Config) -> str:
 
 
 def needs_weights(cfg: Config) -> bool:
-    return RECOMMENDED[cfg.features.extractor].needs_weights
+    return EXTRACTOR_TYPES[cfg.features.extractor].recommended.needs_weights
 
 
 def check_weights(cfg: Config) -> None:
@@ -50,20 +53,14 @@ def make_extractor(cfg: Config, pca: PCAWhitening | None, vocab: Vocabulary | No
                    frame_model: FrameModel | None = None) -> FrameExtractor:
     """The configured frame-feature extractor (``features.extractor``)."""
     f = cfg.features
-    if f.extractor == "pdqf":
-        return PDQFExtractor(pca)
-    if f.extractor == "selfsup":
-        if frame_model is None:
-            raise StepError("the selfsup extractor needs its trained network (TrainFrameModel)")
-        return SelfSupExtractor(frame_model, pca, f.device)
-    if f.extractor == "mvlad":
-        if vocab is None:
-            raise StepError("the MultiVLAD extractor needs its vocabulary (TrainVocabulary)")
-        return MultiVLADExtractor(vocab, pca)
+    kind = EXTRACTOR_TYPES[f.extractor]
+    fitted = {"vocabulary": vocab, "frame_model": frame_model}.get(kind.fit) if kind.fit else None
+    if kind.fit and fitted is None:
+        raise StepError(f"the {f.extractor} extractor needs its {FIT_TASKS[kind.fit][0]} ({FIT_TASKS[kind.fit][1]})")
     settings = ExtractorSettings(level=f.level, weights=f.weights, download_weights=f.download_weights,
                                  seed=f.seed, device=f.device, precision=f.precision)
     try:
-        return FrameFeatureExtractor(settings, pca)
+        return kind.build(settings, pca, fitted)
     except WeightsNotFoundError as exc:
         first = str(exc).split(" (or set")[0]
         raise StepError(f"{first}; {weights_hint(cfg)}") from None

@@ -13,10 +13,11 @@ import numpy as np
 import torch
 
 from extractors.decode.pool import decode_messages
-from extractors.frame.base import RECOMMENDED, FrameExtractor
+from extractors.frame.base import FrameExtractor
 from extractors.frame.black_bars import crop_black_bars
 from extractors.frame.mvlad import MVLADSettings, dense_sift, fit_vocabulary
 from extractors.frame.pca import train_pca as fit_whitening
+from extractors.frame.registry import EXTRACTOR_TYPES
 from extractors.frame.resnet_rmac import pick_device
 from extractors.frame.selfsup import FrameModel, TrainSettings, to_input, train_copy_net
 from extractors.runtime import failpoints
@@ -79,7 +80,7 @@ def train_pca(layout: Layout, show_progress: bool = True) -> Path:
     pca = train_pca_on_videos(fitting_sample(layout), ex, extraction_settings(cfg, show_progress),
                               frames_per_video=cfg.features.pca_frames_per_video,
                               provenance={"dataset": cfg.name, "root": str(cfg.root), "settings": layout.pca_key},
-                              n_components=RECOMMENDED[cfg.features.extractor].pca_dims,
+                              n_components=EXTRACTOR_TYPES[cfg.features.extractor].recommended.pca_dims,
                               shrinkage=float(cfg.features.pca_shrinkage))
     return save_pca(pca, layout.pca_path)
 

@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt
 from extractors.runtime import failpoints
 from extractors.runtime.timebase import FPS
 from pipeline.core.atomic import atomic_path
-from pipeline.store.pair_scores import write_pair_scores
+from pipeline.store.results.pair_scores import write_pair_scores
 
 
 def _unit(name: str) -> str:
@@ -180,7 +180,7 @@ def kernel_plots(lk: dict) -> dict[str, bytes]:
 
 def write_report(out_dir: Path, dataset: str, model: str, result: dict, config: dict) -> Path:
     """Write ``report.json``, ``report.md``, ``report.html``, the plots and ``pair_scores.csv``
-    (``pipeline.store.pair_scores``, when the result ranks pairs); returns the JSON path."""
+    (``pipeline.store.results.pair_scores``, when the result ranks pairs); returns the JSON path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     curves = result.get("curves", {})
     if isinstance(curves.get("pair_scores"), dict) and "pairs" in curves["pair_scores"]:  # into its own CSV

@@ -27,7 +27,7 @@ from pipeline.store.descriptors import (
 from pipeline.store.features import VideoFeatures, read_pack, read_video_features
 from pipeline.store.index_files import read_index
 from pipeline.store.layout import Layout
-from pipeline.store.results import write_search_results
+from pipeline.store.results.search import write_search_results
 
 
 class FeatureLookup:

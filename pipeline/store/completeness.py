@@ -17,13 +17,11 @@ from pipeline.core.hdf5 import ArtifactError, open_checked
 from pipeline.store.descriptors import DESCRIPTORS_SCHEMA, DESCRIPTORS_VERSION
 from pipeline.store.features import FEATURES_SCHEMA, FEATURES_VERSION, PACK_NAME, read_pack
 from pipeline.store.fitted.frame_model import load_frame_model
-from pipeline.store.fitted.lamv_kernel import load_kernel
 from pipeline.store.fitted.pca import load_pca
-from pipeline.store.fitted.tca import load_tca
 from pipeline.store.fitted.vocabulary import load_vocabulary
 from pipeline.store.index_files import read_index
 from pipeline.store.layout import Layout
-from pipeline.store.results import RESULTS_CSV, read_search_results
+from pipeline.store.results.search import RESULTS_CSV, read_search_results
 
 
 def _loads(reader: Callable[[Path], object], path: Path) -> bool:
@@ -50,14 +48,10 @@ def frame_model_complete(path: Path) -> bool:
     return _loads(load_frame_model, path)
 
 
-def lamv_kernel_complete(path: Path) -> bool:
-
-    return _loads(load_kernel, path)
-
-
-def tca_complete(path: Path) -> bool:
-
-    return _loads(load_tca, path)
+def trained_model_complete(layout: Layout, model: str) -> bool:
+    """The file ``Train(model)`` writes exists and loads (its type's reader validates it)."""
+    t = layout.trainable(model)
+    return t is not None and t.complete(layout.trained_path(model))
 
 
 def feature_shard_complete(shard: Path) -> bool:

@@ -28,49 +28,12 @@ from extractors.temporal.tmk import TMK
 from pipeline.core.atomic import clean_stale_temporaries
 from pipeline.core.hdf5 import ArtifactError, atomic_h5, open_checked
 from pipeline.store.features import VideoFeatures, read_pack, read_video_features
-from pipeline.store.fitted.lamv_kernel import load_kernel
-from pipeline.store.fitted.tca import load_tca
+from pipeline.store.model_types import TemporalModel, build_model
 
 log = logging.getLogger(__name__)
 
 DESCRIPTORS_SCHEMA = "videoalign/descriptors"
 DESCRIPTORS_VERSION = 1
-DEFAULT_CTE_MAX_LENGTH_S = 1200.0
-
-TemporalModel = TMK | CTE | TCA
-
-
-def build_model(spec: dict, max_length_s: float | None = None) -> TemporalModel:
-    """A temporal model from its config entry (``{type: tmk, preset: lamv}``, ...); a ``lamv_learned``
-    entry's ``kernel`` must name its kernel file (``Layout.model_spec`` resolves ``trained``)."""
-    spec = dict(spec)
-    kind = spec.pop("type")
-    if kind == "tmk":
-        preset = spec.pop("preset", None)
-        if preset:
-            return TMK.preset(preset, **spec)
-        return TMK(**spec)
-    if kind == "lamv_learned":
-
-        path = Path(os.path.expanduser(str(spec["kernel"])))
-        if not path.is_file():
-            raise ArtifactError(f"{path}: learned LAMV kernel not found (train it: python -m pipeline train-lamv "
-                                f"--dataset NAME, or the TrainLAMV task; or set kernel: to a kernel file)")
-        return load_kernel(path).model()
-    if kind == "tca":
-
-        path = Path(os.path.expanduser(str(spec["checkpoint"])))
-        if not path.is_file():
-            raise ArtifactError(f"{path}: TCA checkpoint not found (train it: python -m pipeline train-tca "
-                                f"--dataset NAME, or the TrainTCA task; or set checkpoint: to a checkpoint file)")
-        return load_tca(path).model
-    if kind == "cte":
-        max_s = spec.pop("max_length_s", None) or max_length_s or DEFAULT_CTE_MAX_LENGTH_S
-        return CTE.for_max_length(int(np.ceil(float(max_s) * FPS)), m=int(spec.pop("m", 256)),
-                                  lam=float(spec.pop("lam", 0.1)))
-    raise ValueError(f"unknown model type {kind!r}")
-
-
 def video_times(vf: VideoFeatures) -> np.ndarray:
     """Kernel timestamps ``(N,) float64`` in 1/15 s from the stored seconds."""
     return np.asarray(vf.timestamps_s, dtype=np.float64) * FPS

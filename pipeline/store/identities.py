@@ -9,7 +9,7 @@ import json
 import os
 from pathlib import Path
 
-from extractors.frame.base import RECOMMENDED
+from extractors.frame.registry import EXTRACTOR_TYPES
 from extractors.frame.resnet_rmac import resolve_precision
 from pipeline.config.load import Config
 from pipeline.datasets.listing import Video
@@ -35,7 +35,7 @@ def weights_identity(cfg: Config) -> str:
     """What the CNN weights are: the published checkpoint, random with a seed, or a given file
     (``none`` for extractors without weights)."""
 
-    if not RECOMMENDED[cfg.features.extractor].needs_weights:
+    if not EXTRACTOR_TYPES[cfg.features.extractor].recommended.needs_weights:
         return "none"
     w = cfg.features.weights
     if w == "imagenet":

@@ -13,7 +13,7 @@ settings) or a changed corpus never reuses a stale output::
                                   /_pack.h5, failures.csv     M = the shard's members (id, size, mtime)
         features-<F>/delta-000003-00000/...           refresh delta shards (version, chunk)
         lamv-<model>-<L>.h5, ....training.h5         L = F + learned-LAMV model + training settings +
-                                                     ground truth + corpus listing (TrainLAMV)
+                                                     ground truth + corpus listing (Train)
         descriptors/<model>-<D>/<feature shard>.h5   D = F + model spec (a learned kernel: L, or
                                                      the kernel file's hash) + max length
         index-<I>/{index.faiss, meta.h5}             I = D(index.model) + index settings + corpus listing
@@ -34,13 +34,15 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from extractors.frame.base import RECOMMENDED
 from extractors.frame.pca import published_paths
+from extractors.frame.registry import EXTRACTOR_TYPES, ExtractorType
 from extractors.runtime.timebase import FPS
 from pipeline.config.load import Config
+from pipeline.config.schema import ConfigError
 from pipeline.core.atomic import file_sha256
 from pipeline.datasets.listing import Video, list_videos, shard_videos
 from pipeline.store.identities import _file_identity, digest, listing_hash, resolved_precision, weights_identity
+from pipeline.store.model_types import Trainable, model_type
 
 FEATURE_LAYOUT_VERSION = 2
 
@@ -129,12 +131,12 @@ class Layout:
 
     @property
     def needs_vocabulary(self) -> bool:
-        return self._recommendation.needs_vocabulary
+        """The extractor fits MultiVLAD vocabularies on the corpus first."""
+        return self._extractor.fit == "vocabulary"
 
     @property
-    def _recommendation(self):
-
-        return RECOMMENDED[self.cfg.features.extractor]
+    def _extractor(self) -> ExtractorType:
+        return EXTRACTOR_TYPES[self.cfg.features.extractor]
 
     def _sample_identity(self) -> dict:
         """What the frames a corpus fit samples depend on (vocabulary, selfsup network)."""
@@ -153,7 +155,8 @@ class Layout:
 
     @property
     def needs_frame_model(self) -> bool:
-        return self._recommendation.needs_frame_model
+        """The extractor's network is trained on the corpus first (selfsup)."""
+        return self._extractor.fit == "frame_model"
 
     @cached_property
     def frame_model_key(self) -> str:
@@ -204,16 +207,26 @@ class Layout:
         return digest({"features": self.features_key, "model": self.model_identity(model),
                        "max_length_s": self.cfg.dataset.max_length_s})
 
-    # ------------------------------------------------------------------ learned LAMV kernels
+    # ------------------------------------------------------------------ models trained on this dataset
 
-    def trains_kernel(self, model: str) -> bool:
-        """``model`` is a ``lamv_learned`` kernel trained on this dataset (by ``TrainLAMV``)."""
-        spec = self.cfg.model_spec(model)
-        return spec.get("type") == "lamv_learned" and spec.get("kernel", "trained") == "trained"
+    def trainable(self, model: str) -> Trainable | None:
+        """The trained artifact of ``model``'s type (``None``: a type that is never trained)."""
+        return model_type(self.cfg.model_spec(model)).trainable
+
+    def trains(self, model: str) -> bool:
+        """``model`` is trained on this dataset's ground truth (by ``Train``): its file key says ``trained``."""
+        t = self.trainable(model)
+        return t is not None and self.cfg.model_spec(model).get(t.file_key, "trained") == "trained"
 
     @property
-    def trained_kernels(self) -> list[str]:
-        return [m for m in self.cfg.models if self.trains_kernel(m)]
+    def trained_models(self) -> list[str]:
+        return [m for m in self.cfg.models if self.trains(m)]
+
+    @property
+    def trains_models(self) -> bool:
+        """Some model of this configuration is trained on this dataset's ground truth (every report of
+        it is then on the held-out fold)."""
+        return bool(self.trained_models)
 
     def ground_truth_files(self) -> list[Path]:
         """The files the dataset's ground truth is read from (whichever exist)."""
@@ -226,103 +239,64 @@ class Layout:
     @cached_property
     def ground_truth_identity(self) -> list[list[str]]:
         """Name and sha256 of every ground-truth file, read once per layout (every descriptor, index and
-        search path of a trained kernel's model hashes it)."""
-
+        search path of a trained model hashes it)."""
         return [[f.name, file_sha256(f)] for f in self.ground_truth_files()]
 
-    def lamv_key(self, model: str) -> str:
-        """What a trained kernel depends on: features, the model, the training settings, the ground
-        truth (file contents) and the corpus listing."""
-        spec = {k: v for k, v in dataclasses.asdict(self.cfg.models[model]).items() if k != "kernel"}
+    def _trained(self, model: str) -> Trainable:
+        t = self.trainable(model)
+        if t is None:
+            raise ConfigError(f"{self.cfg.source}: model {model!r} is of a type that is not trained")
+        return t
+
+    def trained_key(self, model: str) -> str:
+        """What a trained model depends on: features, the model (without its file key), its training
+        settings (and what else of the configuration its type names), the ground truth (file contents)
+        and the corpus listing."""
+        t = self._trained(model)
+        spec = {k: v for k, v in dataclasses.asdict(self.cfg.models[model]).items() if k != t.file_key}
         return digest({"features": self.features_key, "model": spec,
-                       "training": dataclasses.asdict(self.cfg.lamv_training),
+                       "training": dataclasses.asdict(getattr(self.cfg, t.settings)), **t.identity(self.cfg),
                        "ground_truth": self.ground_truth_identity, "corpus": self.corpus_hash})
 
-    def lamv_path(self, model: str) -> Path:
-        return self.work / f"lamv-{model}-{self.lamv_key(model)}.h5"
+    def trained_path(self, model: str) -> Path:
+        """The file ``Train(model)`` writes: ``<stem>-<model>-<key><suffix>``."""
+        t = self._trained(model)
+        return self.work / f"{t.stem}-{model}-{self.trained_key(model)}{t.suffix}"
 
-    def lamv_training_path(self, model: str) -> Path:
-        """Resumable state of an unfinished training of :meth:`lamv_path`."""
-        return self.work / f"lamv-{model}-{self.lamv_key(model)}.training.h5"
+    def training_state_path(self, model: str) -> Path:
+        """Resumable state of an unfinished training of :meth:`trained_path`."""
+        t = self._trained(model)
+        return self.work / f"{t.stem}-{model}-{self.trained_key(model)}.training{t.suffix}"
 
-    # ------------------------------------------------------------------ TCA models
-
-    def trains_tca(self, model: str) -> bool:
-        """``model`` is a ``tca`` model trained on this dataset (by ``TrainTCA``)."""
-        spec = self.cfg.model_spec(model)
-        return spec.get("type") == "tca" and spec.get("checkpoint", "trained") == "trained"
-
-    @property
-    def trained_tca(self) -> list[str]:
-        return [m for m in self.cfg.models if self.trains_tca(m)]
-
-    @property
-    def trains_models(self) -> bool:
-        """Some model of this configuration is trained on this dataset's ground truth (every report of
-        it is then on the held-out fold)."""
-        return bool(self.trained_kernels or self.trained_tca)
-
-    def tca_key(self, model: str) -> str:
-        """What a trained TCA model depends on: features, the model, the training settings and folds,
-        the ground truth (file contents) and the corpus listing."""
-        spec = {k: v for k, v in dataclasses.asdict(self.cfg.models[model]).items() if k != "checkpoint"}
-        lt = self.cfg.lamv_training
-        return digest({"features": self.features_key, "model": spec,
-                       "training": dataclasses.asdict(self.cfg.tca_training), "folds": [lt.folds, lt.test_fold],
-                       "ground_truth": self.ground_truth_identity, "corpus": self.corpus_hash})
-
-    def tca_path(self, model: str) -> Path:
-        return self.work / f"tca-{model}-{self.tca_key(model)}.pt"
-
-    def tca_training_path(self, model: str) -> Path:
-        """Resumable state of an unfinished training of :meth:`tca_path`."""
-        return self.work / f"tca-{model}-{self.tca_key(model)}.training.pt"
-
-    def checkpoint_file(self, model: str) -> Path | None:
-        """The checkpoint a ``tca`` model describes with (``None`` for other models)."""
-        spec = self.cfg.model_spec(model)
-        if spec.get("type") != "tca":
+    def model_file(self, model: str) -> Path | None:
+        """The file a trainable model scores with: trained here, or given as a path (``None`` for a type
+        that is never trained)."""
+        t = self.trainable(model)
+        if t is None:
             return None
-        if self.trains_tca(model):
-            return self.tca_path(model)
-        return Path(os.path.expanduser(str(spec["checkpoint"])))
-
-    def kernel_file(self, model: str) -> Path | None:
-        """The kernel file a ``lamv_learned`` model scores with (``None`` for other models)."""
-        spec = self.cfg.model_spec(model)
-        if spec.get("type") != "lamv_learned":
-            return None
-        if self.trains_kernel(model):
-            return self.lamv_path(model)
-        return Path(os.path.expanduser(str(spec["kernel"])))
+        if self.trains(model):
+            return self.trained_path(model)
+        return Path(os.path.expanduser(str(self.cfg.model_spec(model)[t.file_key])))
 
     def model_identity(self, model: str) -> dict:
-        """The model spec as hashed into its outputs: a learned kernel is named by its training
-        (trained here) or its file's content (given as a path)."""
-
-        spec = self.cfg.model_spec(model)
-        if spec.get("type") == "tca":
-            spec = dataclasses.asdict(self.cfg.models[model])
-            if self.trains_tca(model):
-                return {**spec, "checkpoint": {"trained": self.tca_key(model)}}
-            ck = self.checkpoint_file(model)
-            return {**spec, "checkpoint": {"sha256": file_sha256(ck) if ck and ck.is_file() else "missing"}}
-        if spec.get("type") != "lamv_learned":
-            return spec
+        """The model spec as hashed into its outputs: a trained file is named by its training (trained
+        here) or its content (given as a path)."""
+        t = self.trainable(model)
+        if t is None:
+            return self.cfg.model_spec(model)
         spec = dataclasses.asdict(self.cfg.models[model])
-        if self.trains_kernel(model):
-            return {**spec, "kernel": {"trained": self.lamv_key(model)}}
-        path = self.kernel_file(model)
-        return {**spec, "kernel": {"sha256": file_sha256(path) if path and path.is_file() else "missing"}}
+        if self.trains(model):
+            return {**spec, t.file_key: {"trained": self.trained_key(model)}}
+        path = self.model_file(model)
+        return {**spec, t.file_key: {"sha256": file_sha256(path) if path and path.is_file() else "missing"}}
 
     def model_spec(self, model: str) -> dict:
-        """The spec :func:`pipeline.store.descriptors.build_model` builds ``model`` from (a learned kernel's
-        file resolved)."""
-        spec = self.cfg.model_spec(model)
-        if spec.get("type") == "tca":
-            return {**dataclasses.asdict(self.cfg.models[model]), "checkpoint": str(self.checkpoint_file(model))}
-        kf = self.kernel_file(model)
-        return spec if kf is None else {**spec, "kernel": str(kf)}
+        """The spec :func:`pipeline.store.model_types.build_model` builds ``model`` from (its file resolved)."""
+        t = self.trainable(model)
+        if t is None:
+            return self.cfg.model_spec(model)
+        spec = dataclasses.asdict(self.cfg.models[model]) if t.full_spec else self.cfg.model_spec(model)
+        return {**spec, t.file_key: str(self.model_file(model))}
 
     def descriptors_dir(self, model: str) -> Path:
         return self.work / "descriptors" / f"{model}-{self.descriptors_key(model)}"

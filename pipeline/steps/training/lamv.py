@@ -38,7 +38,7 @@ from extractors.training.lamv_training import (
 from pipeline.config.schema import LearnedLAMVModelConfig
 from pipeline.core.errors import StepError
 from pipeline.datasets.ground_truth import GroundTruth
-from pipeline.datasets.kinds import kind_of, load_ground_truth
+from pipeline.datasets.kinds import load_ground_truth
 from pipeline.steps.evaluate import align_item_span
 from pipeline.steps.search import FeatureLookup
 from pipeline.steps.training.folds import fold_assignment
@@ -106,14 +106,13 @@ def _copy_data(gt: GroundTruth, features: FeatureLookup) -> tuple[list[str], lis
 def aligned_data(layout: Layout) -> AlignedData:
     """The dataset's overlapping pairs over its extracted features, with folds."""
     cfg = layout.cfg
-    kind = kind_of(cfg.dataset)
     features = FeatureLookup.of_layout(layout)
     gt = load_ground_truth(cfg.dataset, [v.id for v in layout.videos])
     folds = fold_assignment(layout, gt)
-    if kind.protocol == "alignment":
+    if gt.align:  # items of .align files (as the folds are)
         names, feats, pairs, kept = _align_data(gt, features)
         fold = np.array([folds[i] for i in kept], dtype=np.int64)
-    elif kind.protocol == "copy_pairs":
+    elif gt.pairs:  # copied segments between videos
         names, feats, pairs = _copy_data(gt, features)
         fold = np.array([folds[v] for v in names], dtype=np.int64)
     else:
@@ -180,7 +179,7 @@ def initial_model(spec: LearnedLAMVModelConfig) -> TMK:
 
 def train_kernel(layout: Layout, model_name: str, show_progress: bool = True) -> LearnedKernel:
     """Train ``models.<model_name>`` on the training folds of the dataset; resumes an interrupted run."""
-    if not layout.trains_kernel(model_name):
+    if not layout.trains(model_name):
         raise StepError(f"model {model_name!r} is not a lamv_learned model with kernel: trained")
     cfg = layout.cfg
     spec = cfg.models[model_name]
@@ -189,8 +188,8 @@ def train_kernel(layout: Layout, model_name: str, show_progress: bool = True) ->
     settings = train_settings(layout)
     model = initial_model(spec)
     init = model.coefficients().numpy().copy()
-    key = {"model": layout.model_identity(model_name), "lamv_key": layout.lamv_key(model_name)}
-    state_path = layout.lamv_training_path(model_name)
+    key = {"model": layout.model_identity(model_name), "lamv_key": layout.trained_key(model_name)}
+    state_path = layout.training_state_path(model_name)
     state = load_training_state(state_path, key)
     if state is not None:
         log.info("%s: resuming the training of %s after epoch %d", state_path, model_name, state.epoch)
@@ -212,7 +211,7 @@ def train_kernel(layout: Layout, model_name: str, show_progress: bool = True) ->
         "seconds_this_run": round(time.perf_counter() - t0, 3),
         "parametrisation": model.parametrisation, "init": spec.init,
     }
-    path = save_kernel(layout.lamv_path(model_name), model, spec.init, init, final.history,
+    path = save_kernel(layout.trained_path(model_name), model, spec.init, init, final.history,
                        provenance)
     state_path.unlink(missing_ok=True)
     log.info("%s: learned kernel of %s (%d training pairs, %d epochs)", path, model_name, int(train_mask.sum()),

@@ -46,7 +46,7 @@ def initial_model(spec: TCAModelConfig, dim: int, seed: int) -> TCA:
 
 def train_tca_model(layout: Layout, model_name: str, show_progress: bool = True) -> TCACheckpoint:
     """Train ``models.<model_name>`` on the training folds of the dataset; resumes an interrupted run."""
-    if not layout.trains_tca(model_name):
+    if not layout.trains(model_name):
         raise StepError(f"model {model_name!r} is not a tca model with checkpoint: trained")
     cfg = layout.cfg
     spec = cfg.models[model_name]
@@ -56,8 +56,8 @@ def train_tca_model(layout: Layout, model_name: str, show_progress: bool = True)
     model = initial_model(spec, int(data.features[0].shape[1]), settings.seed)
     groups = components(len(data.features), data.pairs)
     pairs = np.stack([data.pairs.a, data.pairs.b], axis=1)[train_mask]
-    key = {"model": layout.model_identity(model_name), "tca_key": layout.tca_key(model_name)}
-    state_path = layout.tca_training_path(model_name)
+    key = {"model": layout.model_identity(model_name), "tca_key": layout.trained_key(model_name)}
+    state_path = layout.training_state_path(model_name)
     state = load_state(state_path, key)
     if state is not None:
         log.info("%s: resuming the training of %s after step %d", state_path, model_name, state.step)
@@ -80,7 +80,7 @@ def train_tca_model(layout: Layout, model_name: str, show_progress: bool = True)
                 f"padded or truncated to {spec.padding_size} frames",
     }
     model.load_state_dict(final.model)
-    path = save_tca(layout.tca_path(model_name), model, final.history, provenance)
+    path = save_tca(layout.trained_path(model_name), model, final.history, provenance)
     state_path.unlink(missing_ok=True)
     log.info("%s: TCA model %s (%d training pairs, %d steps)", path, model_name, len(pairs), settings.steps)
     return load_tca(path)

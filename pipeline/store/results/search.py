@@ -21,7 +21,7 @@ from index.rerank import Match
 from pipeline.core.atomic import atomic_path
 from pipeline.core.hdf5 import atomic_h5, open_checked
 from pipeline.metrics.segments import Box
-from pipeline.store.segment_files import VCSL_PREDICTIONS, VSC_MATCHES, write_vcsl_json, write_vsc_csv
+from pipeline.store.results.segments import VCSL_PREDICTIONS, VSC_MATCHES, write_vcsl_json, write_vsc_csv
 
 SEARCH_SCHEMA = "videoalign/search"
 SEARCH_VERSION = 3  # 2: raw_score (the score before per-query normalisation); 3: copy decision, segments
