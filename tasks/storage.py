@@ -62,12 +62,14 @@ class Storage:
                 continue
         raise ValueError(f"{path} is neither under work_dir {self.work} nor reports_dir {self.reports}")
 
-    def target(self, path: Path, valid: Callable[[Path], bool] | None = None) -> luigi.Target:
-        """The Luigi target standing for ``path`` (what ``Task.output`` returns).
+    def target(self, path: Path, valid: Callable[[Path], bool] | None = None,
+               local: Path | None = None) -> luigi.Target:
+        """The Luigi target standing for ``path`` (what ``Task.output`` returns; for an artifact that is a
+        directory, the file written last in it).
 
-        Locally, ``valid`` (a check from ``pipeline.store.completeness``) decides whether the
-        output exists: a damaged or half-deleted output counts as missing and is redone.
-        Every target's ``local`` attribute is the local path the steps work on.
+        Locally, ``valid`` (a node's completeness check) decides whether the output exists: a damaged or
+        half-deleted output counts as missing and is redone.  Every target's ``local`` attribute is the
+        local artifact the steps work on (``local``, else ``path``): what a dependent stages in.
         """
         if not self.remote:
             target: luigi.Target = CheckedTarget(path, valid)
@@ -75,7 +77,7 @@ class Storage:
             from luigi.contrib.s3 import S3Target
 
             target = S3Target(self.key(path))
-        target.local = Path(path)  # type: ignore[attr-defined]  # where the steps read and write it
+        target.local = Path(local or path)  # type: ignore[attr-defined]  # where the steps read and write it
         return target
 
     def _client(self):

@@ -1,0 +1,203 @@
+"""The task graph, written once: every step of the chain as a :class:`Node`.
+
+A node names its task and parameters, the nodes it requires, the artifact it writes (and the file
+written last, whose presence Luigi checks), how its completeness is checked and how it runs.
+``python -m pipeline build`` walks :func:`plan`; each Luigi task of ``tasks/`` wraps the node of its
+name and parameters (:data:`NODES`): its ``requires`` are the node's, its ``output`` the node's
+artifact, and its ``run`` stages in what its inputs say, then runs the node.  So the scheduler's graph
+is the data flow, and both entry points write the same bytes.
+
+    GenerateCorpus -> [TrainVocabulary | TrainFrameModel] -> [TrainPCA] -> ExtractFeatures(shard)
+        -> [Train(model)] -> ComputeDescriptors(shard, model) -> BuildIndex -> Search(model)
+        -> Evaluate(model)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.datasets.kinds import kind_of
+from pipeline.datasets.synthetic import DEMO_MARKER, ensure_demo_corpus
+from pipeline.steps.describe import describe_shard
+from pipeline.steps.evaluate import evaluate
+from pipeline.steps.extract import extract_shard
+from pipeline.steps.extractor import pca_needed
+from pipeline.steps.fitting import train_frame_model, train_pca, train_vocabulary
+from pipeline.steps.index import build_index
+from pipeline.steps.search import search
+from pipeline.steps.training.train import train_model
+from pipeline.store import completeness
+from pipeline.store.features import PACK_NAME
+from pipeline.store.layout import Layout
+
+STAGES = ("features", "descriptors", "index", "search", "evaluate")
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """A node this one needs, by task name and parameters (what a Luigi task is cloned with)."""
+
+    task: str
+    params: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One step of the chain.
+
+    ``output`` is the artifact (a file or a directory) the step writes, ``marker`` the file written last
+    (``output`` itself for a single file); ``complete()`` opens and validates the artifact; ``run`` takes
+    ``show_progress`` and returns what the step returns.
+    """
+
+    task: str
+    params: dict[str, object]
+    requires: list[Requirement]
+    output: Path
+    marker: Path
+    complete: Callable[[], bool]
+    run: Callable[[bool], object]
+
+    @property
+    def name(self) -> str:
+        """``ExtractFeatures(shard=3)``: how runs are recorded."""
+        args = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.task}({args})" if args else self.task
+
+
+def corpus_ready(layout: Layout) -> list[Requirement]:
+    """The node that produces the corpus, for kinds the pipeline generates (demo)."""
+    return [Requirement("GenerateCorpus")] if kind_of(layout.cfg.dataset).generated else []
+
+
+def corpus_fits(layout: Layout) -> list[Requirement]:
+    """What the extractor fits on the corpus before any frame feature: vocabulary or network."""
+    return ([Requirement("TrainVocabulary")] if layout.needs_vocabulary else []) + \
+        ([Requirement("TrainFrameModel")] if layout.needs_frame_model else [])
+
+
+def every_shard(layout: Layout) -> list[Requirement]:
+    return [Requirement("ExtractFeatures", {"shard": s}) for s in range(layout.n_shards)]
+
+
+def generate_corpus(layout: Layout) -> Node:
+    marker = layout.cfg.root / DEMO_MARKER
+    return Node("GenerateCorpus", {}, [], marker, marker, marker.is_file,
+                lambda _progress: ensure_demo_corpus(layout.cfg.root))
+
+
+def train_vocabulary_node(layout: Layout) -> Node:
+    p = layout.vocab_path
+    return Node("TrainVocabulary", {}, corpus_ready(layout), p, p, lambda: completeness.vocabulary_complete(p),
+                lambda progress: train_vocabulary(layout, progress))
+
+
+def train_frame_model_node(layout: Layout) -> Node:
+    p = layout.frame_model_path
+    return Node("TrainFrameModel", {}, corpus_ready(layout), p, p, lambda: completeness.frame_model_complete(p),
+                lambda progress: train_frame_model(layout, progress))
+
+
+def train_pca_node(layout: Layout) -> Node:
+    p = layout.pca_path
+    return Node("TrainPCA", {}, corpus_fits(layout) or corpus_ready(layout), p, p,
+                lambda: completeness.pca_complete(p), lambda progress: train_pca(layout, progress))
+
+
+def extract_features(layout: Layout, shard: int) -> Node:
+    d = layout.feature_shard_dir(shard)
+    fitted = ([Requirement("TrainPCA")] if pca_needed(layout) else []) + corpus_fits(layout)
+    return Node("ExtractFeatures", {"shard": shard}, fitted or corpus_ready(layout), d, d / PACK_NAME,
+                lambda: completeness.feature_shard_complete(d), lambda progress: extract_shard(layout, shard, progress))
+
+
+def train(layout: Layout, model: str) -> Node:
+    p = layout.trained_path(model)
+    return Node("Train", {"model": model}, every_shard(layout), p, p,
+                lambda: completeness.trained_model_complete(layout, model),
+                lambda progress: train_model(layout, model, progress))
+
+
+def compute_descriptors(layout: Layout, shard: int, model: str) -> Node:
+    p = layout.descriptor_path(model, shard)
+    trained = [Requirement("Train", {"model": model})] if layout.trains(model) else []
+    return Node("ComputeDescriptors", {"shard": shard, "model": model},
+                [Requirement("ExtractFeatures", {"shard": shard}), *trained], p, p,
+                lambda: completeness.descriptors_complete(p),
+                lambda _progress: describe_shard(layout, layout.feature_shard_dir(shard), model))
+
+
+def every_descriptor(layout: Layout, models: Sequence[str]) -> list[Requirement]:
+    return [Requirement("ComputeDescriptors", {"shard": s, "model": m})
+            for s in range(layout.n_shards) for m in models]
+
+
+def build_index_node(layout: Layout) -> Node:
+    d = layout.index_dir
+    return Node("BuildIndex", {}, every_descriptor(layout, list(layout.cfg.models)), d, d / "meta.h5",
+                lambda: completeness.index_complete(d), lambda _progress: build_index(layout))
+
+
+def search_node(layout: Layout, model: str) -> Node:
+    """Reads the index, the descriptors of ``model`` and of the index's model, and every feature shard."""
+    d = layout.search_dir(model)
+    reads = every_descriptor(layout, sorted({model, layout.cfg.index.model})) + every_shard(layout)
+    return Node("Search", {"model": model}, [Requirement("BuildIndex"), *reads], d, d / "results.h5",
+                lambda: completeness.search_complete(d), lambda progress: search(layout, model, progress))
+
+
+def evaluate_node(layout: Layout, model: str) -> Node:
+    """Reads the search results, the descriptors of ``model`` and every feature shard."""
+    d, s = layout.report_dir(model), layout.search_dir(model)
+    reads = every_descriptor(layout, [model]) + every_shard(layout)
+    return Node("Evaluate", {"model": model}, [Requirement("Search", {"model": model}), *reads], d,
+                d / "report.json", lambda: completeness.reports_complete(d, s),
+                lambda _progress: evaluate(layout, model))
+
+
+NODES: dict[str, Callable[..., Node]] = {
+    "GenerateCorpus": generate_corpus, "TrainVocabulary": train_vocabulary_node,
+    "TrainFrameModel": train_frame_model_node, "TrainPCA": train_pca_node, "ExtractFeatures": extract_features,
+    "Train": train, "ComputeDescriptors": compute_descriptors, "BuildIndex": build_index_node,
+    "Search": search_node, "Evaluate": evaluate_node,
+}
+"""Task name -> the node of that task for a layout and the task's parameters."""
+
+
+def plan(layout: Layout, until: str = "index", models: Sequence[str] | None = None) -> Iterator[Node]:
+    """The chain up to ``until`` in an order that runs every node after what it requires.
+
+    A generator: a generated corpus exists only once its node has run, so the nodes that list it are
+    made after the caller has run the ones before (``build`` runs each node as it comes).
+    """
+    if until not in STAGES:
+        raise ValueError(f"until must be one of {', '.join(STAGES)}, got {until!r}")
+    cfg = layout.cfg
+    stop = STAGES.index(until)
+    if kind_of(cfg.dataset).generated:
+        yield generate_corpus(layout)
+    if layout.needs_vocabulary:
+        yield train_vocabulary_node(layout)
+    if layout.needs_frame_model:
+        yield train_frame_model_node(layout)
+    if pca_needed(layout):
+        yield train_pca_node(layout)
+    for s in range(layout.n_shards):
+        yield extract_features(layout, s)
+    if stop >= 1:
+        for m in layout.trained_models:
+            yield train(layout, m)
+        for s in range(layout.n_shards):
+            for m in cfg.models:
+                yield compute_descriptors(layout, s, m)
+    if stop >= 2:
+        yield build_index_node(layout)
+    chosen = list(models) if models else (list(cfg.evaluate.models) if stop >= 4 else [cfg.search.model])
+    if stop >= 3:
+        for m in chosen:
+            yield search_node(layout, m)
+    if stop >= 4:
+        for m in chosen:
+            yield evaluate_node(layout, m)

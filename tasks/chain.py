@@ -1,0 +1,196 @@
+"""The chain's tasks: each wraps the node of its name and parameters in the plan
+(:mod:`pipeline.steps.plan`), so the task graph is written once.
+
+A task's ``requires`` are its node's requirements, its ``output`` is the node's artifact (checked by
+the node's completeness), and its ``run`` stages in what its inputs say, runs the node and stages the
+artifact out (its last file last).  Tasks work on shards of videos (``shards.size`` per task), never
+one task per video: the central scheduler's cost grows quickly with the number of tasks.
+"""
+
+from __future__ import annotations
+
+import luigi
+from luigi.task import flatten
+
+from pipeline.config.schema import ConfigError
+from pipeline.steps.plan import NODES, Node, corpus_ready
+from tasks.base import DatasetTask, forget_listings
+
+
+class NodeTask(DatasetTask):
+    """A task of the chain: the plan's node(s) for its name and parameters."""
+
+    def node_params(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name, _ in self.get_params() if name not in ("dataset", "overrides")}
+
+    def nodes(self) -> list[Node]:
+        return [NODES[self.task_family](self.layout, **self.node_params())]
+
+    def before_listing(self) -> list[luigi.Task]:
+        """What the task requires while a generated corpus does not exist yet (its nodes need the listing)."""
+        return [self.clone(TASKS[r.task], **r.params) for r in corpus_ready(self.layout)]
+
+    def listed_nodes(self) -> list[Node] | None:
+        """The task's nodes; ``None`` while a generated corpus they need to list does not exist yet."""
+        try:
+            return self.nodes()
+        except ConfigError:
+            if self.corpus_listed():
+                raise
+            return None
+
+    def requires(self):
+        self.preflight()
+        nodes = self.listed_nodes()
+        if nodes is None:
+            return self.before_listing()
+        wanted = {(r.task, tuple(sorted(r.params.items()))): r for n in nodes for r in n.requires}
+        return [self.clone(TASKS[r.task], **r.params) for r in wanted.values()]
+
+    def output(self):
+        nodes = self.listed_nodes()
+        if nodes is None:
+            return [self.store.target(self.layout.work / ".corpus-not-generated-yet")]
+        return [self.store.target(n.marker, lambda _p, n=n: n.complete(), local=n.output) for n in nodes]
+
+    def run(self):
+        for t in flatten(self.input()):  # stage in what the inputs say (a generated corpus is local)
+            if hasattr(t, "local"):
+                self.store.fetch(t.local)
+        for node, target in zip(self.nodes(), flatten(self.output()), strict=True):
+            if target.exists():
+                continue
+            self.store.fetch(node.output)  # work finished by an interrupted attempt is kept
+            node.run(True)
+            self.store.publish(node.output, last=node.marker if node.marker != node.output else None)
+            self.record(**node.params)
+
+
+class GenerateCorpus(NodeTask):
+    """A corpus the pipeline makes itself (``dataset.kind: demo``: planted copies + ground truth)."""
+
+    def requires(self):
+        return []
+
+    def output(self):
+        return luigi.LocalTarget(str(self.nodes()[0].marker))  # the corpus is local, never staged
+
+    def run(self):
+        self.nodes()[0].run(True)
+        forget_listings()
+        self.record()
+
+
+class TrainVocabulary(NodeTask):
+    """MultiVLAD vocabularies fitted on the corpus's frames (only for ``features.extractor: mvlad``)."""
+
+
+class TrainFrameModel(NodeTask):
+    """The ``selfsup`` extractor's network, trained self-supervised on the corpus's frames
+    (only for ``features.extractor: selfsup``); resumes an interrupted training."""
+
+
+class TrainPCA(NodeTask):
+    """PCA-whitening trained on the corpus (only when ``features.pca: trained``), after the vocabulary
+    or network the extractor needs."""
+
+
+class ExtractFeatures(NodeTask):
+    """Frame features of one shard; output: the shard directory (its ``_pack.h5`` is written last)."""
+
+    shard = luigi.IntParameter()
+
+
+class Train(NodeTask):
+    """A model trained on the dataset's ground truth (``models.<model>``: a learned LAMV kernel, a TCA; any
+    type with a trained file in ``pipeline.store.model_types``), over every shard's frame features, held-out
+    fold excluded; resumable."""
+
+    model = luigi.Parameter()
+
+
+class ComputeDescriptors(NodeTask):
+    """Temporal descriptors of one shard for one model (after its training, for a trained one)."""
+
+    shard = luigi.IntParameter()
+    model = luigi.Parameter()
+
+
+class BuildIndex(NodeTask):
+    """FAISS index over every shard (descriptors of all configured models are computed too).
+
+    Static dependencies must not change between scheduling and run time (Luigi checks them again before
+    ``run``): a generated corpus does not exist yet at scheduling, so its shards are dynamic dependencies
+    (``run`` yields them); any other corpus's shards are static.
+    """
+
+    def requires(self):
+        self.preflight()
+        if self.generated:
+            return self.before_listing()
+        return super().requires()
+
+    @property
+    def generated(self) -> bool:
+        return bool(corpus_ready(self.layout))
+
+    def descriptor_tasks(self) -> list[luigi.Task]:
+        return [self.clone(TASKS[r.task], **r.params) for r in self.nodes()[0].requires]
+
+    def complete(self):
+        if not self.outputs_valid() or not self.corpus_listed():
+            return False
+        deps = flatten(self.requires())
+        if self.generated:  # the shards are not static requirements: check them too
+            deps += self.descriptor_tasks()
+        return all(r.complete() for r in deps)
+
+    def run(self):
+        deps = self.descriptor_tasks()
+        yield deps  # a generated corpus exists only now: its shards become dynamic dependencies
+        if self.outputs_valid():
+            return
+        for t in deps:
+            self.store.fetch(t.output()[0].local)
+        node = self.nodes()[0]
+        node.run(True)
+        self.store.publish(node.output, last=node.marker)
+        self.record()
+
+
+class Search(NodeTask):
+    """Candidates from the index, re-ranked by offset scoring with ``model``."""
+
+    model = luigi.Parameter(default="", description="model name (default: search.model)")
+
+    @property
+    def model_name(self) -> str:
+        return self.model or self.cfg.search.model
+
+    def node_params(self) -> dict[str, object]:
+        return {"model": self.model_name}
+
+    def before_listing(self) -> list[luigi.Task]:
+        return [self.clone(BuildIndex)]
+
+
+class Evaluate(NodeTask):
+    """Metrics and reports for each model of ``evaluate.models`` (or just ``model``)."""
+
+    model = luigi.Parameter(default="", description="one model (default: all of evaluate.models)")
+
+    @property
+    def models(self) -> list[str]:
+        return [self.model] if self.model else list(self.cfg.evaluate.models)
+
+    def nodes(self) -> list[Node]:
+        return [NODES["Evaluate"](self.layout, model=m) for m in self.models]
+
+    def before_listing(self) -> list[luigi.Task]:
+        return [self.clone(Search, model=m) for m in self.models]
+
+
+TASKS: dict[str, type[NodeTask]] = {t.__name__: t for t in (
+    GenerateCorpus, TrainVocabulary, TrainFrameModel, TrainPCA, ExtractFeatures, Train, ComputeDescriptors,
+    BuildIndex, Search, Evaluate)}
+"""The Luigi task of each node of the plan (the same names)."""
