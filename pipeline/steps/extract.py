@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -151,9 +151,34 @@ def extract_shard_videos(videos: Sequence[tuple[str, str | os.PathLike]], shard_
         todo.append((i, str(path)))
 
     t0 = time.perf_counter()
-    buffers: dict[int, list] = {}
     bar = progress(total=len(todo), unit="video", wanted=settings.progress, desc=shard.name)
-    for msg in decode_messages(todo, asdict(settings)):
+    for _i, got in describe_videos([(i, videos[i][0], p) for i, p in todo], extractor, settings, extra_attrs,
+                                  cfg_id):
+        bar.update(1)
+        if isinstance(got, Failure):
+            result.failures.append(got)
+            continue
+        result.frames += len(got.features)
+        elapsed = time.perf_counter() - t0
+        bar.set_postfix(frames=result.frames, fps=f"{result.frames / max(elapsed, 1e-9):.1f}")
+        write_video_features(shard / video_filename(got.video_id), got, settings.feature_dtype)
+        result.written.append(got.video_id)
+    bar.close()
+    result.seconds = time.perf_counter() - t0
+    _write_shard_pack(videos, shard, cfg_id)
+    return result
+
+
+def describe_videos(items: Sequence[tuple[int, str, str]], extractor: FrameExtractor,
+                    settings: ExtractionSettings, extra_attrs: dict | None = None,
+                    cfg_id: str | None = None) -> Iterator[tuple[int, VideoFeatures | Failure]]:
+    """Frame features of ``(index, video_id, path)`` items, decoded by the decode pool (worker processes
+    with the per-video time limit and memory cap of ``settings``), in completion order: ``(index,
+    VideoFeatures)``, or ``(index, Failure)`` (logged) for a video that could not be decoded."""
+    cfg_id = cfg_id or feature_config_id(extractor, settings)
+    ids = {i: (vid, path) for i, vid, path in items}
+    buffers: dict[int, list] = {}
+    for msg in decode_messages([(i, path) for i, _, path in items], asdict(settings)):
         kind, i = msg[0], msg[1]
         if kind == "start":
             continue
@@ -165,27 +190,17 @@ def extract_shard_videos(videos: Sequence[tuple[str, str | os.PathLike]], shard_
             b[0].append(feats)
             b[1].append(ts)
             b[2].append(src)
-            result.frames += len(frames)
-            elapsed = time.perf_counter() - t0
-            bar.set_postfix(frames=result.frames, fps=f"{result.frames / max(elapsed, 1e-9):.1f}")
             continue
-        vid, path = videos[i][0], str(videos[i][1])
-        bar.update(1)
+        vid, path = ids[i]
         if kind == "error":
             buffers.pop(i, None)
-            result.failures.append(Failure(path, msg[2], msg[3]))
             log.error("%s: %s: %s", path, msg[2], msg[3])
+            yield i, Failure(str(path), msg[2], msg[3])
             continue
         info = msg[2]
         feats, ts, src, hw = buffers.pop(i)
         attrs = _video_attrs(info, extractor, settings, cfg_id, hw, extra_attrs)
-        vf = VideoFeatures(vid, np.concatenate(feats), np.concatenate(ts), attrs)
-        write_video_features(shard / video_filename(vid), vf, settings.feature_dtype)
-        result.written.append(vid)
-    bar.close()
-    result.seconds = time.perf_counter() - t0
-    _write_shard_pack(videos, shard, cfg_id)
-    return result
+        yield i, VideoFeatures(vid, np.concatenate(feats), np.concatenate(ts), attrs)
 
 
 def _video_attrs(info: dict, extractor: FrameExtractor, settings: ExtractionSettings,

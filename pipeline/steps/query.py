@@ -7,16 +7,14 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from extractors.decode.reader import decode_video
-from extractors.frame.black_bars import crop_black_bars
 from extractors.runtime.timebase import FPS, frame_count_seconds
 from index.rerank import Match
 from pipeline.config.load import Config, config_from_json
 from pipeline.config.schema import ConfigError
 from pipeline.core.errors import StepError
 from pipeline.steps.describe import configured_model, descriptor_store
+from pipeline.steps.extract import Failure, describe_videos
+from pipeline.steps.extraction_settings import extraction_settings, resolve_layout
 from pipeline.steps.extractor import configured_extractor
 from pipeline.steps.search import FeatureLookup, search_one
 from pipeline.store import completeness
@@ -72,14 +70,14 @@ def find_index(cfg: Config) -> Path:
 
 
 def query_features(cfg: Config, layout: Layout, path: Path) -> VideoFeatures:
-    """Frame features of a video outside the corpus, with the index's own settings."""
-
+    """Frame features of a video outside the corpus, with the index's own settings, decoded by the decode
+    pool like the corpus (per-video time limit, memory cap)."""
     ex = configured_extractor(layout)
-    d = decode_video(path, cfg.features.image_area, FPS, max_pixels=cfg.features.max_pixels)
-    bs = cfg.features.batch_size
-    crop = crop_black_bars if cfg.features.remove_black_bars else (lambda x: x)
-    feats = [ex.describe(crop(d.frames[b0:b0 + bs])) for b0 in range(0, len(d.frames), bs)]
-    return VideoFeatures(str(path), np.concatenate(feats), d.timestamps_s, {})
+    settings = resolve_layout(extraction_settings(cfg, show_progress=False), ex.device.type)
+    ((_, got),) = list(describe_videos([(0, str(path), str(path))], ex, settings))
+    if isinstance(got, Failure):
+        raise StepError(f"{path}: {got.stage}: {got.cause}")
+    return got
 
 
 def query(video: Path, index_dir: Path, model_name: str | None = None, top: int = 10) -> QueryResult:

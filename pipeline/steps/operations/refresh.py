@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from h5py import File as H5File
 
 from extractors.decode.pool import file_fingerprint
 from index.faiss_index import build_faiss, choose_index_type, update_faiss
@@ -38,6 +37,7 @@ from pipeline.steps.extractor import configured_extractor
 from pipeline.steps.fitting import ensure_fitted
 from pipeline.steps.index import index_attrs
 from pipeline.store import quarantine as qn
+from pipeline.store.descriptors import DescriptorStore
 from pipeline.store.features import read_pack, read_video_features
 from pipeline.store.identities import listing_hash
 from pipeline.store.index_files import read_index, write_index
@@ -250,20 +250,13 @@ def _process(layout: Layout, todo: list[str], inv: dict[str, dict], number: int,
 
 
 def _mean_frames(cfg: Config, entries: dict[str, dict], ids: list[str]) -> np.ndarray:
-    model = cfg.index.model
-    by_file: dict[str, list[tuple[int, int]]] = {}
-    for i, vid in enumerate(ids):
-        f, row = entries[vid]["descriptors"][model]
-        by_file.setdefault(f, []).append((i, row))
-    out = None
-    for f, pairs in by_file.items():
-        with H5File(f, "r") as h:
-            mf = h["mean_frames"][()]
-        if out is None:
-            out = np.zeros((len(ids), mf.shape[1]), np.float32)
-        for i, row in pairs:
-            out[i] = mf[row]
-    return out if out is not None else np.zeros((0, 0), np.float32)
+    """``(len(ids), d)`` mean frames of ``index.model`` for ``ids``, read through the descriptor store
+    (schema-checked, at the file and row each manifest entry records), as the batch index reads them."""
+    if not ids:
+        return np.zeros((0, 0), np.float32)
+    got, means = DescriptorStore.from_manifest({v: entries[v] for v in ids}, cfg.index.model).mean_frames()
+    pos = {v: i for i, v in enumerate(got)}
+    return means[[pos[v] for v in ids]]
 
 
 def _update_index(cfg: Config, cur: Path | None, videos: dict[str, dict], old: dict[str, dict],
