@@ -16,11 +16,11 @@ from __future__ import annotations
 from tasks.base import DatasetTask, forget_listings, shared_listing
 from tasks.chain import (
     BuildIndex,
+    ChainTask,
     ComputeDescriptors,
     Evaluate,
     ExtractFeatures,
     GenerateCorpus,
-    NodeTask,
     Search,
     Train,
     TrainFrameModel,
@@ -33,6 +33,20 @@ from tasks.refresh import RefreshCorpus
 apply_defaults()
 log_failures()
 
-__all__ = ["BuildIndex", "ComputeDescriptors", "DatasetTask", "Evaluate", "ExtractFeatures", "GenerateCorpus",
-           "NodeTask", "RefreshCorpus", "Search", "Train", "TrainFrameModel", "TrainPCA", "TrainVocabulary",
-           "forget_listings", "shared_listing"]
+__all__ = [
+    "BuildIndex",
+    "ChainTask",
+    "ComputeDescriptors",
+    "DatasetTask",
+    "Evaluate",
+    "ExtractFeatures",
+    "GenerateCorpus",
+    "RefreshCorpus",
+    "Search",
+    "Train",
+    "TrainFrameModel",
+    "TrainPCA",
+    "TrainVocabulary",
+    "forget_listings",
+    "shared_listing",
+]

@@ -17,7 +17,7 @@ from pipeline.steps.plan import NODES, Node, corpus_ready
 from tasks.base import DatasetTask, forget_listings
 
 
-class NodeTask(DatasetTask):
+class ChainTask(DatasetTask):
     """A task of the chain: the plan's node(s) for its name and parameters."""
 
     def node_params(self) -> dict[str, object]:
@@ -66,7 +66,7 @@ class NodeTask(DatasetTask):
             self.record(**node.params)
 
 
-class GenerateCorpus(NodeTask):
+class GenerateCorpus(ChainTask):
     """A corpus the pipeline makes itself (``dataset.kind: demo``: planted copies + ground truth)."""
 
     def requires(self):
@@ -81,27 +81,27 @@ class GenerateCorpus(NodeTask):
         self.record()
 
 
-class TrainVocabulary(NodeTask):
+class TrainVocabulary(ChainTask):
     """MultiVLAD vocabularies fitted on the corpus's frames (only for ``features.extractor: mvlad``)."""
 
 
-class TrainFrameModel(NodeTask):
+class TrainFrameModel(ChainTask):
     """The ``selfsup`` extractor's network, trained self-supervised on the corpus's frames
     (only for ``features.extractor: selfsup``); resumes an interrupted training."""
 
 
-class TrainPCA(NodeTask):
+class TrainPCA(ChainTask):
     """PCA-whitening trained on the corpus (only when ``features.pca: trained``), after the vocabulary
     or network the extractor needs."""
 
 
-class ExtractFeatures(NodeTask):
+class ExtractFeatures(ChainTask):
     """Frame features of one shard; output: the shard directory (its ``_pack.h5`` is written last)."""
 
     shard = luigi.IntParameter()
 
 
-class Train(NodeTask):
+class Train(ChainTask):
     """A model trained on the dataset's ground truth (``models.<model>``: a learned LAMV kernel, a TCA; any
     type with a trained file in ``pipeline.store.model_types``), over every shard's frame features, held-out
     fold excluded; resumable."""
@@ -109,14 +109,14 @@ class Train(NodeTask):
     model = luigi.Parameter()
 
 
-class ComputeDescriptors(NodeTask):
+class ComputeDescriptors(ChainTask):
     """Temporal descriptors of one shard for one model (after its training, for a trained one)."""
 
     shard = luigi.IntParameter()
     model = luigi.Parameter()
 
 
-class BuildIndex(NodeTask):
+class BuildIndex(ChainTask):
     """FAISS index over every shard (descriptors of all configured models are computed too).
 
     Static dependencies must not change between scheduling and run time (Luigi checks them again before
@@ -158,7 +158,7 @@ class BuildIndex(NodeTask):
         self.record()
 
 
-class Search(NodeTask):
+class Search(ChainTask):
     """Candidates from the index, re-ranked by offset scoring with ``model``."""
 
     model = luigi.Parameter(default="", description="model name (default: search.model)")
@@ -174,7 +174,7 @@ class Search(NodeTask):
         return [self.clone(BuildIndex)]
 
 
-class Evaluate(NodeTask):
+class Evaluate(ChainTask):
     """Metrics and reports for each model of ``evaluate.models`` (or just ``model``)."""
 
     model = luigi.Parameter(default="", description="one model (default: all of evaluate.models)")
@@ -190,7 +190,7 @@ class Evaluate(NodeTask):
         return [self.clone(Search, model=m) for m in self.models]
 
 
-TASKS: dict[str, type[NodeTask]] = {t.__name__: t for t in (
+TASKS: dict[str, type[ChainTask]] = {t.__name__: t for t in (
     GenerateCorpus, TrainVocabulary, TrainFrameModel, TrainPCA, ExtractFeatures, Train, ComputeDescriptors,
     BuildIndex, Search, Evaluate)}
 """The Luigi task of each node of the plan (the same names)."""

@@ -243,6 +243,12 @@ def test_query_command(built):
     bad = subprocess.run([sys.executable, "-m", "pipeline", "query", str(cfg.root / "nope.mp4"),
                           "--dataset", "demo", "--overrides", ov], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "nope.mp4: file not found" in bad.stderr
+    garbage = cfg.root.parent / "garbage.mp4"  # decoded by the decode pool, like the corpus: one line, exit 2
+    garbage.write_bytes(b"not a video" * 500)
+    bad = subprocess.run([sys.executable, "-m", "pipeline", "query", str(garbage), "--dataset", "demo",
+                          "--overrides", ov], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1].startswith(f"query: {garbage}: decode: cannot read the container")
 
 
 def test_evve_evaluation_from_search_results():

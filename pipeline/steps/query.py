@@ -72,6 +72,8 @@ def find_index(cfg: Config) -> Path:
 def query_features(cfg: Config, layout: Layout, path: Path) -> VideoFeatures:
     """Frame features of a video outside the corpus, with the index's own settings, decoded by the decode
     pool like the corpus (per-video time limit, memory cap)."""
+    if not Path(path).is_file():
+        raise StepError(f"{path}: file not found")
     ex = configured_extractor(layout)
     settings = resolve_layout(extraction_settings(cfg, show_progress=False), ex.device.type)
     ((_, got),) = list(describe_videos([(0, str(path), str(path))], ex, settings))
