@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from extractors.runtime.timebase import FPS
+from extractors.training.lamv_training import TrainingPairs, components
 from index.dtw import draq, dtw
 from index.localise import LocaliserSettings, localise
 from pipeline.config.load import load_config
@@ -194,22 +195,14 @@ def speed(args: argparse.Namespace) -> None:
 
 
 def halves(ids: list[str], pairs) -> dict[str, int]:
-    """Videos split in two along the connected components of the copy graph (largest first, each to the
-    smaller half)."""
-    parent = {v: v for v in ids}
-
-    def root(v: str) -> str:
-        while parent[v] != v:
-            parent[v] = parent[parent[v]]
-            v = parent[v]
-        return v
-
-    for p in pairs:
-        if p.video_a in parent and p.video_b in parent:
-            parent[root(p.video_a)] = root(p.video_b)
-    comps: dict[str, list[str]] = {}
-    for v in ids:
-        comps.setdefault(root(v), []).append(v)
+    """Videos split in two along the connected components of the copy graph (the training folds'
+    ``components``; largest first, each to the smaller half)."""
+    pos = {v: i for i, v in enumerate(ids)}
+    kept = [(pos[p.video_a], pos[p.video_b]) for p in pairs if p.video_a in pos and p.video_b in pos]
+    a, b = (np.array([k[j] for k in kept], np.int64) for j in (0, 1))
+    comps: dict[int, list[str]] = {}
+    for v, c in zip(ids, components(len(ids), TrainingPairs(a, b, np.zeros(len(kept)))).tolist(), strict=True):
+        comps.setdefault(c, []).append(v)
     size = [0, 0]
     out = {}
     for comp in sorted(comps.values(), key=lambda c: (-len(c), min(c))):
