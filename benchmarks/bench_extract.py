@@ -9,7 +9,7 @@ Measured in one run, on the same clips:
   in one process (what one decode worker delivers);
 * CNN-only: frames per second of the ResNet-34 level-29 + R-MAC extractor on
   already decoded frames (random weights: the speed is the same);
-* end-to-end: ``pipeline.steps.extract.extract_shard`` (decode workers feeding the
+* end-to-end: ``pipeline.steps.features.extract.extract_shard`` (decode workers feeding the
   CNN), for each thread layout in ``--layouts`` (``workers:torch_threads``);
 * the realtime factor (video seconds per wall second) and the ratio
   end-to-end / min(decode-only, CNN-only); target on the 2-core CPU: >= 0.8;
@@ -30,8 +30,8 @@ import torch
 
 from extractors.decode.reader import iter_samples, to_model_input
 from extractors.frame.resnet_rmac import ExtractorSettings, FrameFeatureExtractor
-from pipeline.steps.extract import extract_shard_videos as extract_shard
-from pipeline.steps.extraction_settings import ExtractionSettings
+from pipeline.steps.features.extract import extract_shard_videos as extract_shard
+from pipeline.steps.features.settings import ExtractionSettings
 
 log = logging.getLogger("bench_extract")
 ROOT = Path(__file__).resolve().parents[1]

@@ -41,7 +41,7 @@ from extractors.runtime.timebase import FPS
 from pipeline.config.load import load_config
 from pipeline.datasets.generate import build_copy_dataset
 from pipeline.steps.build import build
-from pipeline.steps.fitting import ensure_fitted
+from pipeline.steps.features.fitting import ensure_fitted
 from pipeline.store.features import read_pack
 from pipeline.store.layout import Layout
 

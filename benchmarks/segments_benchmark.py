@@ -131,7 +131,6 @@ def straightforward(query: np.ndarray, cands: list[np.ndarray], seeds: np.ndarra
 def speed(args: argparse.Namespace) -> None:
     import torch
 
-
     torch.set_num_threads(2)
     rng = np.random.default_rng(0)
     fps, d, minutes = 2.0, 256, 10.0
@@ -213,7 +212,6 @@ def halves(ids: list[str], pairs) -> dict[str, int]:
 
 
 def copies(args: argparse.Namespace) -> None:
-
     variants = [(m, label, ctx, thr) for thr in (0.3, 0.2)
                 for m, label, ctx in (("offset", "TMK offset only", False), ("hv", "HV", False), ("tn", "TN", False),
                                       ("dtw", "DTW", False), ("dtw", "DTW, contextualised", True))]
@@ -274,7 +272,6 @@ def weighted(judged: list[dict], key: str) -> float:
 
 def align(args: argparse.Namespace) -> None:
     import torch
-
 
     ov = (f"dataset.root={args.root.resolve()};dataset.kind=align;dataset.gt_file=gt_align.align;"
           f"dataset.name=alignbench;dataset.max_length_s=60;features.extractor=selfsup;features.weights=random;"

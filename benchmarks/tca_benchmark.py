@@ -153,7 +153,6 @@ def main() -> None:
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     import torch
 
-
     torch.set_num_threads(2)
     if args.align_root is not None:
         events(args.align_root, args.folds, args.overrides)

@@ -14,7 +14,7 @@ from pipeline.core.errors import StepError
 from pipeline.datasets.kinds import kind_of
 from pipeline.datasets.listing import Video, list_videos
 from pipeline.steps.build import record_run
-from pipeline.steps.extractor import check_weights, needs_weights, pca_needed
+from pipeline.steps.features.extractor import check_weights, needs_weights, pca_needed
 from pipeline.store import completeness
 from pipeline.store.layout import Layout
 from tasks.storage import Storage, storage_for
@@ -85,13 +85,13 @@ class DatasetTask(luigi.Task):
         fails at once (a failing dependency would leave the root pending until the worker's
         idle limit)."""
         try:
-            check_weights(self.cfg)
+            check_weights(self.cfg.features)
         except StepError:
             if self.extraction_pending():
                 raise
 
     def extraction_pending(self) -> bool:
-        if not needs_weights(self.cfg):
+        if not needs_weights(self.cfg.features):
             return False
         if not self.corpus_listed():
             return True

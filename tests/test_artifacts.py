@@ -12,8 +12,8 @@ import pytest
 
 from extractors.frame.resnet_rmac import ExtractorSettings, FrameFeatureExtractor
 from pipeline.core.hdf5 import ArtifactError, atomic_h5
-from pipeline.steps.extract import extract_shard_videos as extract_shard
-from pipeline.steps.extraction_settings import ExtractionSettings
+from pipeline.steps.features.extract import extract_shard_videos as extract_shard
+from pipeline.steps.features.settings import ExtractionSettings
 from pipeline.store.features import (
     FEATURES_SCHEMA,
     PACK_NAME,

@@ -115,7 +115,7 @@ def test_hardware_decoding_workers_run_without_the_address_space_cap(videos):
 def test_fitting_samples_are_even_and_bounded():
     import numpy as np
 
-    from pipeline.steps.fitting import _EvenSample
+    from pipeline.steps.features.fitting import _EvenSample
 
     s = _EvenSample(10)
     for start in range(0, 1000, 64):  # a 1000-frame video arriving in chunks

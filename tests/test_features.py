@@ -180,8 +180,8 @@ def test_pca_round_trip_and_published_format(tmp_path):
 
 
 def test_pca_trained_on_a_corpus_records_provenance(clips, tmp_path):
-    from pipeline.steps.extraction_settings import ExtractionSettings
-    from pipeline.steps.fitting import train_pca_on_videos
+    from pipeline.steps.features.fitting import train_pca_on_videos
+    from pipeline.steps.features.settings import ExtractionSettings
 
     ex = FrameFeatureExtractor(ExtractorSettings(weights="random", precision="float32"))
     (tmp_path / "bad.mp4").write_bytes(b"x")

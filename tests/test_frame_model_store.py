@@ -10,7 +10,7 @@ from extractors.frame.selfsup import CopyNet, FrameModel, TrainSettings
 from extractors.runtime import failpoints
 from pipeline.config.load import load_config
 from pipeline.core.hdf5 import ArtifactError
-from pipeline.steps.fitting import train_frame_model
+from pipeline.steps.features.fitting import train_frame_model
 from pipeline.store.fitted.frame_model import load_frame_model, load_training_state, save_frame_model
 from pipeline.store.layout import Layout
 from tests.test_refresh import clip

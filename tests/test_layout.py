@@ -68,7 +68,7 @@ def test_precision_auto_resolves_from_the_settings(corpus):
     from pipeline.store.identities import resolved_precision
 
     cfg = load_config("folder", overrides(corpus, **{"features.precision": "auto", "features.device": "cpu"}))
-    assert resolved_precision(cfg) == "float32"
+    assert resolved_precision(cfg.features) == "float32"
     f32 = load_config("folder", overrides(corpus, **{"features.precision": "float32", "features.device": "cpu"}))
     assert Layout(cfg).features_dir == Layout(f32).features_dir  # the same features, the same path
 

@@ -22,7 +22,7 @@ from pipeline.config.schema import ConfigError
 from pipeline.datasets.kinds import KINDS
 from pipeline.steps.describe import configured_model
 from pipeline.steps.evaluate import PROTOCOLS
-from pipeline.steps.extractor import make_extractor
+from pipeline.steps.features.extractor import make_extractor
 from pipeline.steps.training.train import TRAINERS
 from pipeline.store.descriptors import describe_video, mean_frame_component
 from pipeline.store.layout import Layout
@@ -82,7 +82,7 @@ def test_a_new_extractor_is_one_registry_record(tmp_path, monkeypatch):
     assert (cfg.features.pca, cfg.features.image_area) == ("none", 4096)  # its recommended settings
     layout = Layout(cfg)
     assert not layout.needs_vocabulary and not layout.needs_frame_model
-    ex = make_extractor(cfg, None)
+    ex = make_extractor(cfg.features, None)
     out = ex.describe(np.full((2, 8, 8, 3), 200, np.uint8))
     np.testing.assert_allclose(out, np.full((2, 3), 3 ** -0.5), rtol=1e-6)
     pdqf = Layout(load_config("folder", f"dataset.root={tmp_path};features.extractor=pdqf;features.pca=none;"

@@ -253,7 +253,6 @@ def _resolve_features(f: FeaturesConfig, source: str) -> FeaturesConfig:
 
 
 def _finish(data: dict, source: str, name_default: str) -> Config:
-
     ds = data.setdefault("dataset", {})
     if not isinstance(ds, dict):
         raise ConfigError(f"{source}: 'dataset' must be a mapping")

@@ -63,7 +63,6 @@ def list_videos(cfg: Config) -> list[Video]:
     """Every video under ``<root>/<videos_dir>`` with its size and mtime, sorted by id."""
     vdir = videos_dir(cfg)
     if not vdir.is_dir():
-
         hint = kind_of(cfg.dataset).missing_root_hint
         raise ConfigError(f"dataset {cfg.name}: video directory {vdir} does not exist{hint}")
     exts = {"." + e.lower().lstrip(".") for e in cfg.dataset.extensions}

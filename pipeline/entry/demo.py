@@ -28,7 +28,6 @@ def run_demo(root: Path, overrides: str = "", workers: int = 1, regenerate: bool
     """Generate (if needed) and evaluate the demo corpus; returns the report.json paths."""
     import luigi
 
-
     if regenerate:
         ensure_demo_corpus(root, regenerate=True)
     ov = ";".join(x for x in (f"dataset.root={root.resolve()}", overrides) if x)

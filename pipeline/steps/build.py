@@ -10,10 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipeline.core.atomic import utc_now
-from pipeline.steps.extract import (
-    Failure,
-    ShardResult,
-)
+from pipeline.steps.features.extract import Failure, ShardResult
 from pipeline.steps.plan import plan
 from pipeline.store.layout import Layout
 

@@ -20,6 +20,7 @@ from extractors.runtime.timebase import FPS, frame_count_seconds
 from index.dtw import dtw
 from index.rerank import Match, offset_range
 from pipeline.config.load import Config
+from pipeline.config.schema import SegmentsConfig
 from pipeline.datasets.ground_truth import GroundTruth
 from pipeline.datasets.kinds import kind_of, load_ground_truth
 from pipeline.datasets.readers import AlignItem
@@ -245,14 +246,14 @@ def segment_metrics(gt: GroundTruth, rows: list[Match], segments: list[Box], cop
                                           "threshold": copy_threshold}}}
 
 
-def pair_views(cfg: Config, rows: list[Match], segments: list[Box], features, gt: GroundTruth, n: int = 3,
+def pair_views(sg: SegmentsConfig, rows: list[Match], segments: list[Box], features, gt: GroundTruth, n: int = 3,
                max_side: int = 160) -> list[dict]:
     """For the report: the ``n`` best-scoring copies' frame similarity matrices (at most ``max_side``
     compared frames a side), their detected segments, the ground truth and the DTW path (seconds)."""
 
     pairs = _pair_index(gt)
     chosen = sorted((r for r in rows if r.segment_score == r.segment_score), key=lambda r: -r.segment_score)
-    step = max(1, round(FPS / cfg.segments.fps))
+    step = max(1, round(FPS / sg.fps))
     out: list[dict] = []
     seen: set[frozenset] = set()
     for r in chosen:
@@ -365,7 +366,7 @@ def _copy_pairs(e: Evaluation) -> dict:
         out["metrics"].update(seg["metrics"])
         out["curves"].update(seg["curves"])
         out["segments_method"] = cfg.segments.method
-        out["pair_views"] = pair_views(cfg, rows, segments, e.features, e.gt)
+        out["pair_views"] = pair_views(cfg.segments, rows, segments, e.features, e.gt)
     return out
 
 

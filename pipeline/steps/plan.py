@@ -22,9 +22,9 @@ from pipeline.datasets.kinds import kind_of
 from pipeline.datasets.synthetic import DEMO_MARKER, ensure_demo_corpus
 from pipeline.steps.describe import describe_shard
 from pipeline.steps.evaluate import evaluate
-from pipeline.steps.extract import extract_shard
-from pipeline.steps.extractor import pca_needed
-from pipeline.steps.fitting import train_frame_model, train_pca, train_vocabulary
+from pipeline.steps.features.extract import extract_shard
+from pipeline.steps.features.extractor import pca_needed
+from pipeline.steps.features.fitting import train_frame_model, train_pca, train_vocabulary
 from pipeline.steps.index import build_index
 from pipeline.steps.search import search
 from pipeline.steps.training.train import train_model

@@ -13,9 +13,9 @@ from pipeline.config.load import Config, config_from_json
 from pipeline.config.schema import ConfigError
 from pipeline.core.errors import StepError
 from pipeline.steps.describe import configured_model, descriptor_store
-from pipeline.steps.extract import Failure, describe_videos
-from pipeline.steps.extraction_settings import extraction_settings, resolve_layout
-from pipeline.steps.extractor import configured_extractor
+from pipeline.steps.features.extract import Failure, describe_videos
+from pipeline.steps.features.extractor import configured_extractor
+from pipeline.steps.features.settings import extraction_settings, resolve_layout
 from pipeline.steps.search import FeatureLookup, search_one
 from pipeline.store import completeness
 from pipeline.store.descriptors import (
@@ -75,7 +75,7 @@ def query_features(cfg: Config, layout: Layout, path: Path) -> VideoFeatures:
     if not Path(path).is_file():
         raise StepError(f"{path}: file not found")
     ex = configured_extractor(layout)
-    settings = resolve_layout(extraction_settings(cfg, show_progress=False), ex.device.type)
+    settings = resolve_layout(extraction_settings(cfg.features, show_progress=False), ex.device.type)
     ((_, got),) = list(describe_videos([(0, str(path), str(path))], ex, settings))
     if isinstance(got, Failure):
         raise StepError(f"{path}: {got.stage}: {got.cause}")

@@ -15,6 +15,7 @@ from index.localise import LocaliserSettings, localise
 from index.rerank import Match, background_normalised, offset_range, rerank_with_expansion
 from index.verification import diagonal_verify, refine_offsets
 from pipeline.config.load import Config
+from pipeline.config.schema import SegmentsConfig
 from pipeline.core.hdf5 import ArtifactError
 from pipeline.datasets.kinds import search_scope
 from pipeline.metrics.segments import Box
@@ -109,7 +110,7 @@ def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_
     found: list[Box] = []
     if located:
         usable = [int(i) for i in order if cands[i] in features.where]
-        found = locate_copies(cfg, query_id, q_feats, [cands[i] for i in usable],
+        found = locate_copies(cfg.segments, query_id, q_feats, [cands[i] for i in usable],
                               [frames(cands[i]) for i in usable], off_s[usable])
         segments += found
     best: dict[str, Box] = {}  # this query's best segment per candidate
@@ -137,9 +138,8 @@ def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_
     return out
 
 
-def localiser_settings(cfg: Config) -> LocaliserSettings:
+def localiser_settings(sg: SegmentsConfig) -> LocaliserSettings:
     """``segments:`` in the localiser's units (compared frames of the 15-fps stream)."""
-    sg = cfg.segments
     step = max(1, round(FPS / sg.fps))
     per = FPS / step  # compared frames per second
 
@@ -154,12 +154,12 @@ def localiser_settings(cfg: Config) -> LocaliserSettings:
                              max_elements=sg.max_elements)
 
 
-def locate_copies(cfg: Config, query_id: str, query: VideoFeatures, ref_ids: list[str],
+def locate_copies(sg: SegmentsConfig, query_id: str, query: VideoFeatures, ref_ids: list[str],
                   refs: list[VideoFeatures], offsets_s: np.ndarray) -> list[Box]:
     """The frame-level stage of one query: copy segments (seconds) in each reference, seeded by the
     re-ranking model's offsets."""
     found = localise(query.features, query.timestamps_s, [r.features for r in refs],
-                     [r.timestamps_s for r in refs], np.asarray(offsets_s, dtype=np.float64), localiser_settings(cfg))
+                     [r.timestamps_s for r in refs], np.asarray(offsets_s, dtype=np.float64), localiser_settings(sg))
     return [Box(query_id, ref_ids[c.candidate], c.query_start_s, c.query_end_s, c.ref_start_s, c.ref_end_s,
                 c.score) for c in found]
 

@@ -34,17 +34,14 @@ def _loads(reader: Callable[[Path], object], path: Path) -> bool:
 
 
 def pca_complete(path: Path) -> bool:
-
     return _loads(load_pca, path)
 
 
 def vocabulary_complete(path: Path) -> bool:
-
     return _loads(load_vocabulary, path)
 
 
 def frame_model_complete(path: Path) -> bool:
-
     return _loads(load_frame_model, path)
 
 
@@ -82,12 +79,10 @@ def descriptors_complete(path: Path) -> bool:
 
 
 def index_complete(directory: Path) -> bool:
-
     return _loads(read_index, directory)
 
 
 def search_complete(directory: Path) -> bool:
-
     if not (directory / RESULTS_CSV).is_file():
         return False
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from extractors.frame.registry import EXTRACTOR_TYPES
 from extractors.frame.resnet_rmac import resolve_precision
-from pipeline.config.load import Config
+from pipeline.config.schema import FeaturesConfig
 from pipeline.datasets.listing import Video
 
 
@@ -31,33 +31,32 @@ def _file_identity(path: str) -> str:
     return f"file:{p.resolve()}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def weights_identity(cfg: Config) -> str:
+def weights_identity(features: FeaturesConfig) -> str:
     """What the CNN weights are: the published checkpoint, random with a seed, or a given file
     (``none`` for extractors without weights)."""
 
-    if not EXTRACTOR_TYPES[cfg.features.extractor].recommended.needs_weights:
+    if not EXTRACTOR_TYPES[features.extractor].recommended.needs_weights:
         return "none"
-    w = cfg.features.weights
+    w = features.weights
     if w == "imagenet":
         return "torchvision:resnet34-b627a593"
     if w == "random":
-        return f"random:seed={cfg.features.seed}"
+        return f"random:seed={features.seed}"
     return _file_identity(w)
 
 
-def resolved_precision(cfg: Config) -> str:
+def resolved_precision(features: FeaturesConfig) -> str:
     """The precision the CNN runs at, decided from the settings alone (no measurement).
 
     ``auto``: float32 on the CPU; bfloat16 on CUDA (float16 where bfloat16 is unsupported).
     """
     import torch
 
+    return resolve_precision(features.precision, torch.device(resolved_device(features)))
 
-    return resolve_precision(cfg.features.precision, torch.device(resolved_device(cfg)))
 
-
-def resolved_device(cfg: Config) -> str:
-    dev = cfg.features.device
+def resolved_device(features: FeaturesConfig) -> str:
+    dev = features.device
     if dev != "auto":
         return dev
     import torch

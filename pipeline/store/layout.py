@@ -99,10 +99,10 @@ class Layout:
     def extractor_identity(self, with_pca: bool = True) -> dict:
         """Everything that changes the numbers of a frame descriptor."""
         f = self.cfg.features
-        ident = {"layout": FEATURE_LAYOUT_VERSION, "extractor": f.extractor, "weights": weights_identity(self.cfg),
+        ident = {"layout": FEATURE_LAYOUT_VERSION, "extractor": f.extractor, "weights": weights_identity(f),
                  "image_area": f.image_area, "fps": FPS, "black_bars": f.remove_black_bars}
         if f.extractor == "resnet34_rmac":
-            ident.update(level=f.level, rmac_levels=RMAC_LEVELS, precision=resolved_precision(self.cfg))
+            ident.update(level=f.level, rmac_levels=RMAC_LEVELS, precision=resolved_precision(f))
         if self.needs_vocabulary:
             ident["vocabulary"] = self.vocab_key
         if self.needs_frame_model:

@@ -9,7 +9,7 @@ shards (``features-<h>/delta-<version>-<k>``); a crashed refresh resumes them.
 The index is updated by id (remove + add) while its type stays right for the
 corpus size, and rebuilt from the stored mean frames otherwise.
 
-A refresh is the batch steps (``pipeline.steps.extractor``: PCA, extraction, descriptors,
+A refresh is the batch steps (``pipeline.steps.features.extractor``: PCA, extraction, descriptors,
 index writing, failure reports) applied to the delta, with paths from the same
 :class:`pipeline.store.layout.Layout`; the command line and the ``RefreshCorpus``
 Luigi task both call :func:`run_refresh`.
@@ -32,9 +32,9 @@ from pipeline.core.atomic import atomic_path, utc_now
 from pipeline.core.errors import StepError
 from pipeline.core.lock import exclusive_lock
 from pipeline.steps.describe import describe_shard
-from pipeline.steps.extract import Failure, extract_videos, listing_failures, write_failures
-from pipeline.steps.extractor import configured_extractor
-from pipeline.steps.fitting import ensure_fitted
+from pipeline.steps.features.extract import Failure, extract_videos, listing_failures, write_failures
+from pipeline.steps.features.extractor import configured_extractor
+from pipeline.steps.features.fitting import ensure_fitted
 from pipeline.steps.index import index_attrs
 from pipeline.store import quarantine as qn
 from pipeline.store.descriptors import DescriptorStore

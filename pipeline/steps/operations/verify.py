@@ -125,7 +125,6 @@ def _check_h5(p: Path, problems: list[str]) -> None:
 
 
 def _check_index(d: Path, problems: list[str]) -> None:
-
     try:
         idx = read_index(d)
     except (IndexFileError, ArtifactError) as exc:
@@ -167,7 +166,6 @@ def verify_path(target: Path) -> tuple[list[str], int]:
             _check_index(d, problems)
             checked += 1
         if d.name == "published":
-
             for v in versions(d):
                 problems.extend(check_version(v))
             for v in never_current(d):

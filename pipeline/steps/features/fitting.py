@@ -23,8 +23,7 @@ from extractors.frame.selfsup import FrameModel, TrainSettings, to_input, train_
 from extractors.runtime import failpoints
 from extractors.runtime.progress import progress
 from pipeline.core.errors import StepError
-from pipeline.steps.extraction_settings import ExtractionSettings, extraction_settings, resolve_layout
-from pipeline.steps.extractor import (
+from pipeline.steps.features.extractor import (
     check_weights,
     fitting_sample,
     load_configured_frame_model,
@@ -32,6 +31,7 @@ from pipeline.steps.extractor import (
     make_extractor,
     pca_needed,
 )
+from pipeline.steps.features.settings import ExtractionSettings, extraction_settings, resolve_layout
 from pipeline.store import completeness
 from pipeline.store.fitted.frame_model import load_training_state, save_frame_model, save_training_state
 from pipeline.store.fitted.pca import save_pca
@@ -48,7 +48,7 @@ def train_vocabulary(layout: Layout, show_progress: bool = True) -> Path:
     """Fit the MultiVLAD vocabularies on the corpus's own frames (no annotations) and save them."""
 
     cfg = layout.cfg
-    vocab = train_vocabulary_on_videos(fitting_sample(layout), extraction_settings(cfg, show_progress),
+    vocab = train_vocabulary_on_videos(fitting_sample(layout), extraction_settings(cfg.features, show_progress),
                                        cfg.features.pca_frames_per_video,
                                        {"dataset": cfg.name, "root": str(cfg.root), "settings": layout.vocab_key})
     return save_vocabulary(vocab, layout.vocab_path)
@@ -63,7 +63,7 @@ def train_frame_model(layout: Layout, show_progress: bool = True) -> Path:
 
     cfg = layout.cfg
     model = train_frame_model_on_videos(
-        fitting_sample(layout), extraction_settings(cfg, show_progress), cfg.frame_model,
+        fitting_sample(layout), extraction_settings(cfg.features, show_progress), cfg.frame_model,
         layout.frame_model_training_path,
         {"dataset": cfg.name, "root": str(cfg.root), "settings": layout.frame_model_key})
     path = save_frame_model(model, layout.frame_model_path)
@@ -75,9 +75,9 @@ def train_pca(layout: Layout, show_progress: bool = True) -> Path:
     """Train the corpus PCA-whitening (``features.pca: trained``) and save it with its provenance."""
 
     cfg = layout.cfg
-    check_weights(cfg)
-    ex = make_extractor(cfg, None, load_configured_vocabulary(layout), load_configured_frame_model(layout))
-    pca = train_pca_on_videos(fitting_sample(layout), ex, extraction_settings(cfg, show_progress),
+    check_weights(cfg.features)
+    ex = make_extractor(cfg.features, None, load_configured_vocabulary(layout), load_configured_frame_model(layout))
+    pca = train_pca_on_videos(fitting_sample(layout), ex, extraction_settings(cfg.features, show_progress),
                               frames_per_video=cfg.features.pca_frames_per_video,
                               provenance={"dataset": cfg.name, "root": str(cfg.root), "settings": layout.pca_key},
                               n_components=EXTRACTOR_TYPES[cfg.features.extractor].recommended.pca_dims,

@@ -22,14 +22,14 @@ from extractors.runtime.timebase import FPS
 from pipeline.core.atomic import atomic_path, clean_stale_temporaries
 from pipeline.core.hdf5 import ArtifactError
 from pipeline.datasets.listing import Video
-from pipeline.steps.extraction_settings import (
+from pipeline.steps.features.extractor import check_weights, configured_extractor
+from pipeline.steps.features.settings import (
     SAMPLING_RULE,
     ExtractionSettings,
     extraction_settings,
     feature_config_id,
     resolve_layout,
 )
-from pipeline.steps.extractor import check_weights, configured_extractor
 from pipeline.store.features import (
     ShardPack,
     VideoFeatures,
@@ -72,7 +72,7 @@ def extract_videos(layout: Layout, videos: Sequence[Video], shard_dir: Path,
     """
     cfg = layout.cfg
     ex = extractor or configured_extractor(layout)
-    settings = extraction_settings(cfg, show_progress)
+    settings = extraction_settings(cfg.features, show_progress)
     unreadable = listing_failures(videos)
     videos = [v for v in videos if not v.problem]
     reuse_earlier_features([v.id for v in videos], shard_dir, layout.features_dir, ex, settings, fingerprints)
@@ -93,7 +93,7 @@ def listing_failures(videos: Sequence[Video]) -> list[Failure]:
 def extract_shard(layout: Layout, shard: int, show_progress: bool = True) -> ShardResult:
     """Frame features of corpus shard ``shard``."""
 
-    check_weights(layout.cfg)
+    check_weights(layout.cfg.features)
     videos = layout.shards[shard]
     path_of = {v.id: v.path for v in videos}
     return extract_videos(layout, videos, layout.feature_shard_dir(shard),

@@ -14,7 +14,7 @@ from extractors.frame.registry import EXTRACTOR_TYPES
 from extractors.frame.resnet import WeightsNotFoundError, resolve_weights
 from extractors.frame.resnet_rmac import ExtractorSettings
 from extractors.frame.selfsup import FrameModel
-from pipeline.config.load import Config
+from pipeline.config.schema import FeaturesConfig
 from pipeline.core.errors import StepError
 from pipeline.core.hdf5 import ArtifactError
 from pipeline.store.fitted.frame_model import load_frame_model
@@ -26,33 +26,32 @@ FIT_TASKS = {"vocabulary": ("vocabulary", "TrainVocabulary"), "frame_model": ("t
 """What an extractor's corpus fit is called, and the task that makes it."""
 
 
-def weights_hint(cfg: Config) -> str:
+def weights_hint() -> str:
     return ('give the checkpoint with --overrides "features.weights=/path/to/resnet34-b627a593.pth" '
             "(or put it in torch's hub cache), or use an extractor that needs no weights: "
             '--overrides "features.extractor=selfsup;search.model=cte" (the recommended offline '
             'configuration, benchmarks/RESULTS.md; or features.extractor=mvlad, pdqf)')
 
 
-def needs_weights(cfg: Config) -> bool:
-    return EXTRACTOR_TYPES[cfg.features.extractor].recommended.needs_weights
+def needs_weights(features: FeaturesConfig) -> bool:
+    return EXTRACTOR_TYPES[features.extractor].recommended.needs_weights
 
 
-def check_weights(cfg: Config) -> None:
+def check_weights(features: FeaturesConfig) -> None:
     """Fail fast, before any work, when the configured CNN weights cannot be found."""
-    if not needs_weights(cfg):
+    if not needs_weights(features):
         return
     try:
-        resolve_weights(cfg.features.weights, download=False)
+        resolve_weights(features.weights, download=False)
     except WeightsNotFoundError as exc:
-        if cfg.features.weights == "imagenet" and cfg.features.download_weights:
+        if features.weights == "imagenet" and features.download_weights:
             return  # make_extractor will try the download and fail with the same hint
-        raise StepError(f"{str(exc).split(':')[0]}: {weights_hint(cfg)}") from None
+        raise StepError(f"{str(exc).split(':')[0]}: {weights_hint()}") from None
 
 
-def make_extractor(cfg: Config, pca: PCAWhitening | None, vocab: Vocabulary | None = None,
+def make_extractor(f: FeaturesConfig, pca: PCAWhitening | None, vocab: Vocabulary | None = None,
                    frame_model: FrameModel | None = None) -> FrameExtractor:
     """The configured frame-feature extractor (``features.extractor``)."""
-    f = cfg.features
     kind = EXTRACTOR_TYPES[f.extractor]
     fitted = {"vocabulary": vocab, "frame_model": frame_model}.get(kind.fit) if kind.fit else None
     if kind.fit and fitted is None:
@@ -63,14 +62,14 @@ def make_extractor(cfg: Config, pca: PCAWhitening | None, vocab: Vocabulary | No
         return kind.build(settings, pca, fitted)
     except WeightsNotFoundError as exc:
         first = str(exc).split(" (or set")[0]
-        raise StepError(f"{first}; {weights_hint(cfg)}") from None
+        raise StepError(f"{first}; {weights_hint()}") from None
     except ValueError as exc:  # refused or foreign checkpoint (the message names the file)
-        raise StepError(f"{exc}; {weights_hint(cfg)}") from None
+        raise StepError(f"{exc}; {weights_hint()}") from None
 
 
 def configured_extractor(layout: Layout) -> FrameExtractor:
     """The extractor with everything fitted on the corpus that it uses (vocabulary or network, PCA)."""
-    ex = make_extractor(layout.cfg, load_configured_pca(layout), load_configured_vocabulary(layout),
+    ex = make_extractor(layout.cfg.features, load_configured_pca(layout), load_configured_vocabulary(layout),
                         load_configured_frame_model(layout))
     if ex.pca is not None:  # a PCA made for other vectors fails here, naming its file, not deep in a batch
         dim = ex.pca_samples(np.zeros((1, 64, 64, 3), np.uint8)).shape[1]

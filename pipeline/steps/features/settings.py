@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from extractors.decode.reader import DEFAULT_IMAGE_AREA
 from extractors.frame.base import FrameExtractor
 from extractors.runtime.timebase import FPS
-from pipeline.config.load import Config
+from pipeline.config.schema import FeaturesConfig
 
 SAMPLING_RULE = ("nearest source frame to each n/15 s instant by presentation time "
                  "(ties to the even frame); real timestamps kept")
@@ -65,8 +65,8 @@ def feature_config_id(extractor: FrameExtractor, settings: ExtractionSettings) -
     return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def extraction_settings(cfg: Config, show_progress: bool = True) -> ExtractionSettings:
-    f = cfg.features
+def extraction_settings(f: FeaturesConfig, show_progress: bool = True) -> ExtractionSettings:
+    """The decode + CNN loop's settings from ``features:``."""
     return ExtractionSettings(image_area=f.image_area, feature_dtype=f.dtype, batch_size=f.batch_size,
                               decode_workers=f.decode_workers, torch_threads=f.torch_threads,
                               max_pixels=f.max_pixels, video_time_limit_s=f.video_time_limit_s,
