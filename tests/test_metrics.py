@@ -167,7 +167,7 @@ def test_offsets_are_judged_on_every_found_pair_and_on_the_detected_ones():
     from index.rerank import Match
     from pipeline.datasets.ground_truth import GroundTruth
     from pipeline.datasets.readers import CopyPair
-    from pipeline.steps.evaluate import pair_level_metrics
+    from pipeline.steps.protocols import pair_level_metrics
 
     # a copy of s with two excerpts (offsets 10 s and -5 s), and a weak true pair (c2, s) with a wrong offset
     gt = GroundTruth(kind="vcdb", pairs=[CopyPair("c1", "s", 12, 20, 2, 10), CopyPair("c1", "s", 30, 40, 35, 45),
@@ -187,7 +187,7 @@ def test_the_report_keeps_the_ranking_behind_pair_ap():
     from index.rerank import Match
     from pipeline.datasets.ground_truth import GroundTruth
     from pipeline.datasets.readers import CopyPair
-    from pipeline.steps.evaluate import evaluate_pairs
+    from pipeline.steps.protocols import evaluate_pairs
 
     gt = GroundTruth(kind="vcdb", pairs=[CopyPair("c1", "s", 12, 20, 2, 10), CopyPair("c2", "s", 0, 5, 0, 5),
                                          CopyPair("c3", "s", 0, 5, 0, 5)])

@@ -255,7 +255,7 @@ def test_evve_evaluation_from_search_results():
     from index.rerank import Match
     from pipeline.datasets.ground_truth import GroundTruth
     from pipeline.datasets.readers import EvveEntry
-    from pipeline.steps.evaluate import evaluate_evve
+    from pipeline.steps.protocols import evaluate_evve
 
     entries = [EvveEntry("e1", "q", 1, "query"), EvveEntry("e1", "p", 1, "database"),
                EvveEntry("e1", "n", -1, "database"), EvveEntry("e2", "x", 1, "database")]
@@ -272,7 +272,7 @@ def test_evve_evaluation_from_search_results():
 def test_alignment_evaluation_on_an_align_file(built):
     """Climbing/Madonna protocol on the demo videos: a source span and its copy on one timeline."""
     from pipeline.steps.describe import configured_model
-    from pipeline.steps.evaluate import evaluate_alignment
+    from pipeline.steps.protocols import evaluate_alignment
     from pipeline.steps.search import FeatureLookup
 
     cfg, ov, copies = built

@@ -21,8 +21,8 @@ from pipeline.config.load import load_config
 from pipeline.config.schema import ConfigError
 from pipeline.datasets.kinds import KINDS
 from pipeline.steps.describe import configured_model
-from pipeline.steps.evaluate import PROTOCOLS
 from pipeline.steps.features.extractor import make_extractor
+from pipeline.steps.protocols import PROTOCOLS
 from pipeline.steps.training.train import TRAINERS
 from pipeline.store.descriptors import describe_video, mean_frame_component
 from pipeline.store.layout import Layout

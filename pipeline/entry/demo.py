@@ -11,15 +11,12 @@ re-ranking with offsets, reports under ``reports/demo/<model>/``.
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 from pipeline.config.load import load_config
 from pipeline.datasets.synthetic import DEMO_MARKER, ensure_demo_corpus
 from pipeline.store.layout import Layout
 from tasks import Evaluate
-
-log = logging.getLogger(__name__)
 
 __all__ = ["DEMO_MARKER", "ensure_demo_corpus", "run_demo", "summarize"]
 

@@ -43,9 +43,6 @@ from pipeline.store.layout import Layout
 log = logging.getLogger(__name__)
 
 
-log = logging.getLogger(__name__)
-
-
 def write_failures(path: Path, failures: Sequence[Failure]) -> Path:
     """``failures.csv``: one line per file that failed (file, stage, cause)."""
     import csv

@@ -41,9 +41,6 @@ from pipeline.store.layout import Layout
 log = logging.getLogger(__name__)
 
 
-log = logging.getLogger(__name__)
-
-
 def train_vocabulary(layout: Layout, show_progress: bool = True) -> Path:
     """Fit the MultiVLAD vocabularies on the corpus's own frames (no annotations) and save them."""
 
