@@ -8,12 +8,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.videos import make_video, pattern_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_align_prints_the_warping_in_seconds_and_plots_it(tmp_path):
     w, h, fps = 160, 90, 25.0
     scene = [pattern_frame(i, w, h, seed=3, fps=fps) for i in range(150)]  # 6 s
@@ -37,6 +39,7 @@ def test_align_prints_the_warping_in_seconds_and_plots_it(tmp_path):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_align_names_a_missing_file_in_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "pipeline", "align", str(tmp_path / "nope.mp4"),
                           str(tmp_path / "nope2.mp4"), "--overrides",

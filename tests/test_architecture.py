@@ -235,6 +235,7 @@ def test_one_time_base():
     assert _fps_violations() == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mod", ["extractors", "index", "pipeline.metrics"])
 def test_algorithms_import_without_pipeline_io_or_luigi(mod):
     code = (f"import sys, pkgutil, importlib, {mod}\n"
@@ -247,6 +248,7 @@ def test_algorithms_import_without_pipeline_io_or_luigi(mod):
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_importing_a_library_module_never_registers_tasks_or_configures_luigi():
     """With Luigi already imported (a notebook, a worker of another project), importing the pipeline's
     library modules leaves Luigi alone: the tasks register only for ``luigi --module pipeline``."""

@@ -42,6 +42,7 @@ def outcomes(videos, batch_size: int, **extra) -> tuple[dict[int, tuple], dict[i
     ("decode_worker.mid_write=on@3", 32),   # half a chunk written, then SIGKILL
     ("decode_worker.mid_write=on@2", 32),   # half a "done" written, then SIGKILL
 ])
+@pytest.mark.slow
 def test_killed_decoders_fail_only_their_video_and_never_hang(videos, monkeypatch, armed, batch):
     monkeypatch.setenv(failpoints.ENV, armed)
     ends, frames = outcomes(videos, batch)
@@ -55,6 +56,7 @@ def test_killed_decoders_fail_only_their_video_and_never_hang(videos, monkeypatc
     assert all(m[0] == "done" for m in again.values())
 
 
+@pytest.mark.slow
 def test_every_other_video_is_done_when_each_decoder_dies_after_one(videos, monkeypatch):
     monkeypatch.setenv(failpoints.ENV, "decode_worker.send=die@3")
     ends, _ = outcomes(videos, 32, decode_workers=1)  # one decoder, replaced after each death

@@ -215,6 +215,7 @@ def test_offline_extractors_find_planted_copies_without_weights(tmp_path, extrac
         assert top.match == c.source and abs(top.offset_s - c.offset_s) < 0.2, (c, top)
 
 
+@pytest.mark.slow
 def test_the_luigi_wrapper_names_an_unknown_task_in_one_line(tmp_path):
     out = run([sys.executable, "-m", "pipeline", "luigi", "NoSuchTask", "--local-scheduler"], tmp_path)
     assert out.returncode == 2 and out.stderr.startswith("luigi: No task NoSuchTask.")

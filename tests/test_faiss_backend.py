@@ -8,6 +8,7 @@ import sys
 import pytest
 
 
+@pytest.mark.slow
 def test_importing_the_packages_does_not_import_faiss_or_luigi():
     code = ("import sys, pipeline, pipeline.metrics.copies, pipeline.datasets.readers, extractors.temporal.tmk, "
             "extractors.temporal.cte, index.query_expansion, index.faiss_backend; "

@@ -122,6 +122,7 @@ def test_features_are_unit_norm_and_deterministic(extractor, clips):
     np.testing.assert_array_equal(f1, f2)
 
 
+@pytest.mark.slow
 def test_a_reencoded_rescaled_copy_is_closer_than_another_clip(extractor, clips):
     fa, fc, fb = (_features(extractor, clips[k]) for k in ("a", "a_copy", "b"))
     # PCA trained on these clips' regional vectors (no published PCA here)
@@ -135,6 +136,7 @@ def test_a_reencoded_rescaled_copy_is_closer_than_another_clip(extractor, clips)
     assert same > other + 0.2, (same, other)
 
 
+@pytest.mark.slow
 def test_precision_is_a_setting_not_a_measurement(clips):
     """``auto`` means float32 on the CPU (decided from the settings, never from the frames), so a
     re-run after an interruption computes bit-identical features; bfloat16 is an explicit choice."""

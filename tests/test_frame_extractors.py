@@ -71,6 +71,7 @@ def test_pdqf_is_the_pdq_dct_band():
     assert coef.shape == (2, 256) and abs(coef[0, 0] - 128 * 64) < 1e-2 and np.abs(coef[:, 1:]).max() < 1e-3
 
 
+@pytest.mark.slow
 def test_shapes_norms_and_determinism(mvlad, pdqf):
     f = frames([100, 101, 102])
     for ex, dim in ((mvlad, 16), (pdqf, 255)):

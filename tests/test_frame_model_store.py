@@ -75,6 +75,7 @@ def layout(corpus) -> Layout:
                                         f"reports_dir={corpus / 'reports'};{TINY}"))
 
 
+@pytest.mark.slow
 def test_training_interrupted_at_a_checkpoint_resumes_to_the_same_network(corpus, tmp_path, monkeypatch):
     lay = layout(corpus)
     monkeypatch.setenv(failpoints.ENV, "train_frame_model.checkpoint=raise@2")

@@ -48,6 +48,7 @@ def assert_no_moment_shared(moments: dict[str, set[tuple[int, int]]]) -> None:
             assert len(shared) <= 4, f"{a} and {b} both show moments {sorted(shared)}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spare", [True, False], ids=["spare-clip", "all-sources"])
 def test_picture_in_picture_backgrounds_are_unrelated_and_never_shared(tmp_path, spare):
     """A source's footage around an inset would be an unannotated copy of that source's recordings, and
@@ -102,6 +103,7 @@ def test_unrelated_footage_hands_out_every_moment_once():
     assert not np.array_equal(other.frames[0], long.frames[0])
 
 
+@pytest.mark.slow
 def test_copies_never_share_unrelated_footage(tmp_path):
     """Fillers around copies and picture-in-picture backgrounds: no moment of a filler clip in two videos."""
     sources = [solid(tmp_path / "src" / f"{n}.mp4", rgb, 20.0) for n, rgb in SOURCE_COLOURS.items()]
@@ -137,6 +139,7 @@ def test_a_camera_view_is_a_panning_window_of_the_scene():
     assert len(starts) == 4  # every camera has its own viewpoint
 
 
+@pytest.mark.slow
 def test_views_give_every_camera_its_own_viewpoint(tmp_path):
     clips = [solid(tmp_path / "src" / f"{name}.mp4", rgb, 22.0) for name, rgb in SOURCE_COLOURS.items()]
     recs = build_align_dataset(clips, tmp_path / "data", cameras=3, seed=1, min_source_s=20, max_length_s=3,

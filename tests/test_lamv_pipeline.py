@@ -23,6 +23,9 @@ from tests.conftest import align_dataset, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# every test here reads a generated dataset whose features the module fixture extracts (a chain)
+pytestmark = pytest.mark.slow
+
 
 def overrides(root: Path, **extra: object) -> str:
     base = {"dataset.root": str(root), "dataset.kind": "align", "dataset.gt_file": "gt_align.align",

@@ -114,6 +114,7 @@ def test_components_group_overlapping_videos():
     assert len({comp[0], comp[3], comp[5]}) == 3
 
 
+@pytest.mark.slow
 def test_training_localises_planted_offsets_better_than_its_initialisation(data):
     (videos, pairs), (held_videos, held_pairs) = data
     model = TMK.preset("lamv", trainable=True, parametrisation="softplus", init="uniform")
@@ -128,6 +129,7 @@ def test_training_localises_planted_offsets_better_than_its_initialisation(data)
     assert len(state.history) == 30 and state.history[-1].loss < state.history[0].loss
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_and_resumes_to_the_same_kernel(data):
     (videos, pairs), (held_videos, held_pairs) = data
     s = LAMVTrainSettings(epochs=4, lr=10.0, batch=16)
@@ -151,6 +153,7 @@ def test_training_is_deterministic_and_resumes_to_the_same_kernel(data):
     assert not torch.equal(other.coefficients(), full.coefficients())
 
 
+@pytest.mark.slow
 def test_min_cycles_keeps_the_slow_frequencies_at_their_initial_values(data):
     """With ``min_cycles = 1`` every frequency completing less than one cycle over a 500-frame snippet
     (all of period 9767; k <= 5 of 2731; k <= 2 of 1039; the constant term of 253) keeps its von Mises
@@ -170,6 +173,7 @@ def test_min_cycles_keeps_the_slow_frequencies_at_their_initial_values(data):
         LAMVTrainSettings(min_cycles=-1.0)
 
 
+@pytest.mark.slow
 def test_clamp_lets_training_sharpen_a_kernel_beyond_its_von_mises_harmonics(data):
     """The alignment setting (m 32, clamp, lr 1): von Mises (beta 32) leaves harmonics k >= 20 below 1e-3;
     training with the clamp grows them (a sharper kernel), while under softplus a coefficient's step is

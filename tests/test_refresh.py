@@ -125,6 +125,7 @@ def test_rollback_and_failed_publish_leave_current_consistent(corpus):
     assert not list(root.glob(".v*"))
 
 
+@pytest.mark.slow
 def test_second_refresh_exits_at_once_naming_the_lock_holder(corpus):
     cfg = load_config("folder", overrides(corpus))
     with exclusive_lock(cfg.work_dir / "refresh.lock"):
@@ -232,6 +233,7 @@ def test_hostile_corpus_reports_each_bad_file_and_indexes_the_rest(tmp_path):
     assert "zero" in read_manifest(current_version(published_root(cfg)))["videos"]
 
 
+@pytest.mark.slow
 def test_verify_names_what_is_wrong(corpus):
     cfg = load_config("folder", overrides(corpus))
     run_refresh(cfg, progress=False)
@@ -293,6 +295,7 @@ def test_query_uses_the_published_version(corpus):
     assert doc["matches"][0]["match"] == "v2" and abs(doc["matches"][0]["offset_s"]) < 0.1
 
 
+@pytest.mark.slow
 def test_a_crashed_decoder_fails_only_its_video(tmp_path):
     paths = [clip(tmp_path / f"c{i}.mp4", seed=400 + i, seconds=3) for i in range(3)]
     settings = {"image_area": 12000, "fps": 15.0, "batch_size": 4, "decode_threads": 1, "max_pixels": 1 << 26,
@@ -519,6 +522,7 @@ def test_verify_and_query_name_damaged_feature_files_once_without_a_traceback(co
     assert "Traceback" not in q.stderr and sum(ln.startswith("query:") for ln in q.stderr.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_refused_weights_and_a_pca_of_the_wrong_size_name_their_file(corpus):
     """A checkpoint that would need code execution to load, and a PCA made for other vectors, stop
     the run with one line naming the file (never a traceback, never code executed)."""

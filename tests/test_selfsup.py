@@ -81,6 +81,7 @@ def test_losses_have_their_textbook_values():
     assert float(koleo(pts)) == pytest.approx(-np.log(np.sqrt(2)), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_shapes_norms_and_determinism(trained, corpus):
     ex = extractor(trained, corpus)
     f = frames([100, 101, 102])
@@ -92,6 +93,7 @@ def test_shapes_norms_and_determinism(trained, corpus):
     assert odd.shape == (2, SMALL.dim)
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_and_resumes_to_the_same_weights(corpus):
     data = (to_input(corpus[:40], 48) * 255).round().to(torch.uint8)
     s = TrainSettings(steps=6, batch=8, input_size=48, dim=16, width=8, warmup=2)
@@ -128,6 +130,7 @@ def untrained_model() -> FrameModel:
     return FrameModel.from_training(CopyNet(SMALL.dim, SMALL.width, SMALL.input_size).eval(), SMALL, {})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ATTACKS)
 def test_training_brings_copies_closer_than_unrelated_frames(trained, corpus, kind):
     before, _, _ = margins_of(untrained_model(), corpus, kind)
@@ -136,6 +139,7 @@ def test_training_brings_copies_closer_than_unrelated_frames(trained, corpus, ki
     assert after > before, (kind, before, after)
 
 
+@pytest.mark.slow
 def test_training_widens_the_copy_margin_over_the_attacks(trained, corpus):
     """Over the four attacks the margin grows by at least 0.1 on average.  (Per attack the gain depends on
     how invariant the untrained network already is: colour changes start near 0.7 and gain only a few

@@ -106,6 +106,7 @@ def pair_ap(model: TCA, vids, groups, which) -> float:
     return float((np.cumsum(hits) / np.arange(1, len(hits) + 1))[hits].mean())
 
 
+@pytest.mark.slow
 def test_training_separates_held_out_planted_copies_better_than_its_initialisation(rng):
     vids, groups, pairs = planted(rng, 40)
     model = TCA(TCAConfig(dim=64, padding_size=60, heads=4, feedforward=128))
@@ -118,6 +119,7 @@ def test_training_separates_held_out_planted_copies_better_than_its_initialisati
     assert before < 0.2 and after > 0.8, (before, after)
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_and_resumes_to_the_same_model(rng):
     vids, groups, pairs = planted(rng, 6)
     settings = TCATrainSettings(steps=6, batch=4, queue=32, hard_negatives=8, seed=3)
@@ -161,6 +163,7 @@ def dataset(tmp_path_factory) -> Path:
     return align_dataset(tmp_path_factory.mktemp("tcagen"), overrides)
 
 
+@pytest.mark.slow
 def test_tca_through_the_chain_as_index_and_re_ranking_model(dataset):
     layout = Layout(load_config("folder", overrides(dataset)))
     summary = build(layout, until="evaluate", show_progress=False)
@@ -189,6 +192,7 @@ def test_tca_through_the_chain_as_index_and_re_ranking_model(dataset):
     assert isinstance(configured_model(given, "tca"), TCA)
 
 
+@pytest.mark.slow
 def test_a_missing_or_damaged_checkpoint_is_one_clear_error(dataset, tmp_path):
     missing = Layout(load_config("folder", overrides(dataset, models=(
         f"{{lamv: {{type: tmk, preset: lamv}}, tca: {{type: tca, checkpoint: {tmp_path / 'no.pt'}}}}}"))))
@@ -200,6 +204,7 @@ def test_a_missing_or_damaged_checkpoint_is_one_clear_error(dataset, tmp_path):
         load_tca(bad)
 
 
+@pytest.mark.slow
 def test_training_killed_with_sigkill_resumes_to_the_same_model(dataset, tmp_path):
     copies = {}
     for name in ("straight", "killed"):
