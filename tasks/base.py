@@ -28,7 +28,7 @@ def shared_listing(cfg: Config) -> list[Video]:
     yet, e.g. a demo corpus before generation, is not remembered.)"""
     key = cfg.to_json()
     if key not in _LISTINGS:
-        _LISTINGS[key] = list_videos(cfg)
+        _LISTINGS[key] = list_videos(cfg.dataset)
     return _LISTINGS[key]
 
 

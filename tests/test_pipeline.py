@@ -64,11 +64,11 @@ def test_video_listing_and_shards(tmp_path):
     for name in ("t/b.MP4", "a.avi", "t/c.webm", "notes.txt", "t/d.flv"):
         (tmp_path / "videos" / name).write_bytes(b"x")
     cfg = load_config("folder", f"dataset.root={tmp_path}")
-    vids = list_videos(cfg)
+    vids = list_videos(cfg.dataset)
     assert [v.id for v in vids] == ["a", "t/b", "t/c", "t/d"]
     assert [len(s) for s in shard_videos(vids, 3)] == [3, 1]
     with pytest.raises(ConfigError, match="does not exist"):
-        list_videos(load_config("folder", f"dataset.root={tmp_path / 'missing'}"))
+        list_videos(load_config("folder", f"dataset.root={tmp_path / 'missing'}").dataset)
 
 
 def test_vcdb_converted_json(tmp_path):
@@ -107,7 +107,7 @@ def test_evve_ground_truth(tmp_path):
         (tmp_path / "videos" / "e1_party").mkdir(parents=True, exist_ok=True)
         (tmp_path / "videos" / "e1_party" / f"{n}.mp4").write_bytes(b"x")
     cfg = load_config("EVVE", f"dataset.root={tmp_path}")
-    gt = load_ground_truth(cfg.dataset, [v.id for v in list_videos(cfg)])
+    gt = load_ground_truth(cfg.dataset, [v.id for v in list_videos(cfg.dataset)])
     assert gt.queries == ["e1_party/q1"] and gt.database == ["e1_party/p1", "e1_party/x1"]
 
 
@@ -283,10 +283,10 @@ def test_alignment_evaluation_on_an_align_file(built):
         f"{c.query}.mp4 {c.query_start_s} {c.query_start_s + c.duration_s} {c.source_start_s - c.query_start_s}\n"
         "demo/other00.mp4 0 5 5000\n")
     acfg = load_config("demo", ov + ";dataset.kind=climbing;dataset.gt_file=gt_demo.align")
-    gt = load_ground_truth(acfg.dataset, [v.id for v in list_videos(acfg)])
+    gt = load_ground_truth(acfg.dataset, [v.id for v in list_videos(acfg.dataset)])
     assert gt.align_pairs()[0].tolist() == [[0, 1]]
     lay = Layout(acfg)
-    out = evaluate_alignment(acfg, gt, configured_model(lay, "tmk_lamv"), FeatureLookup.of_layout(lay))
+    out = evaluate_alignment(acfg.dataset, gt, configured_model(lay, "tmk_lamv"), FeatureLookup.of_layout(lay))
     errors = [r["error_s"] for r in out["per_query"]]
     assert errors[0] is not None and errors[0] < 0.1 and errors[1] < 0.1 and errors[2] is None
     assert out["metrics"]["localisation_accuracy_below_0.1s"] == pytest.approx(2 / 3)

@@ -14,8 +14,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.config.load import Config
-from pipeline.config.schema import ConfigError
+from pipeline.config.schema import ConfigError, DatasetConfig
 from pipeline.datasets.kinds import kind_of
 
 
@@ -55,17 +54,17 @@ def entry_problem(p: Path) -> tuple[str, os.stat_result | None]:
     return f"not a regular file: {what}{via}", None
 
 
-def videos_dir(cfg: Config) -> Path:
-    return cfg.root / cfg.dataset.videos_dir
+def videos_dir(ds: DatasetConfig) -> Path:
+    return Path(str(ds.root)) / ds.videos_dir
 
 
-def list_videos(cfg: Config) -> list[Video]:
+def list_videos(ds: DatasetConfig) -> list[Video]:
     """Every video under ``<root>/<videos_dir>`` with its size and mtime, sorted by id."""
-    vdir = videos_dir(cfg)
+    vdir = videos_dir(ds)
     if not vdir.is_dir():
-        hint = kind_of(cfg.dataset).missing_root_hint
-        raise ConfigError(f"dataset {cfg.name}: video directory {vdir} does not exist{hint}")
-    exts = {"." + e.lower().lstrip(".") for e in cfg.dataset.extensions}
+        hint = kind_of(ds).missing_root_hint
+        raise ConfigError(f"dataset {ds.name}: video directory {vdir} does not exist{hint}")
+    exts = {"." + e.lower().lstrip(".") for e in ds.extensions}
     found: dict[str, Path] = {}
     for p in sorted(vdir.rglob("*")):  # rglob does not follow symlinked directories (no loops)
         if p.suffix.lower() in exts and not (p.is_dir() and not p.is_symlink()):

@@ -19,7 +19,7 @@ from extractors.runtime.timebase import FPS
 from index.dtw import dtw
 from index.rerank import Match
 from pipeline.config.load import Config
-from pipeline.config.schema import SegmentsConfig
+from pipeline.config.schema import DatasetConfig, SegmentsConfig
 from pipeline.datasets.ground_truth import GroundTruth
 from pipeline.datasets.readers import AlignItem
 from pipeline.metrics.copies import max_f1, pr_auc, precision_recall_curve, segment_pr, spans_overlap
@@ -261,7 +261,7 @@ def align_item_span(item: AlignItem, features) -> tuple[np.ndarray, np.ndarray] 
     return vf.features[lo:hi].astype(np.float32), vf.timestamps_s[lo:hi]
 
 
-def evaluate_alignment(cfg: Config, gt: GroundTruth, model: TemporalModel, features) -> dict:
+def evaluate_alignment(ds: DatasetConfig, gt: GroundTruth, model: TemporalModel, features) -> dict:
     """Climbing/Madonna: every item vs every other, cropped to its span (spec 5.1)."""
     items = gt.align
     descs, keep = [], []
@@ -272,7 +272,7 @@ def evaluate_alignment(cfg: Config, gt: GroundTruth, model: TemporalModel, featu
         feats, t = span
         descs.append(describe_video(model, feats, (t - t[0]) * FPS))
         keep.append(i)
-    L = round(cfg.dataset.max_length_s * FPS)
+    L = round(ds.max_length_s * FPS)
     offsets = np.arange(-L, L)
     pair_index = np.array(list(itertools.combinations(range(len(keep)), 2))).reshape(-1, 2)
     pmax, poff = [], []
@@ -350,6 +350,6 @@ class Protocol:
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
     Protocol("event_retrieval", lambda e: evaluate_evve(e.gt, e.rows)),
     Protocol("copy_pairs", _copy_pairs),
-    Protocol("alignment", lambda e: evaluate_alignment(e.cfg, e.gt, e.model, e.features), held_out_items=True),
+    Protocol("alignment", lambda e: evaluate_alignment(e.cfg.dataset, e.gt, e.model, e.features), held_out_items=True),
     Protocol("summary", lambda e: evaluate_summary(e.rows)),
 )}

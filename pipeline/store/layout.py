@@ -63,7 +63,7 @@ class Layout:
     """
 
     cfg: Config
-    lister: Callable[[Config], list[Video]] = field(default=list_videos, repr=False)
+    lister: Callable[[Config], list[Video]] = field(default=lambda cfg: list_videos(cfg.dataset), repr=False)
 
     # ------------------------------------------------------------------ corpus
 
