@@ -78,6 +78,24 @@ def test_the_time_limit_is_not_armed_while_the_consumer_works():
     assert list(it) == [2, 3]
 
 
+def test_a_time_limit_hit_after_some_decoding_states_the_setting_not_what_was_left():
+    """A video that used part of its budget on earlier chunks is stopped with the limit the operator set
+    (2 s), not the remainder that happened to be left when the alarm fired."""
+    import time
+
+    from extractors.decode.pool import DecodeTimeoutError
+
+    def chunks():
+        time.sleep(0.05)  # the first chunk takes part of the budget
+        yield 1
+        time.sleep(30)  # the decoder then hangs: the alarm interrupts it
+
+    it = _limited(chunks(), seconds=2.0)
+    assert next(it) == 1
+    with pytest.raises(DecodeTimeoutError, match=r"^decoding exceeded the time limit of 2 s$"):
+        next(it)
+
+
 def test_inline_decoding_with_a_time_limit_finishes_every_video(videos):
     ends, frames = outcomes(videos[:2], 8, decode_workers=0, video_time_limit_s=30)
     assert all(m[0] == "done" for m in ends.values()) and all(n == 30 for n in frames.values())

@@ -237,7 +237,12 @@ def test_query_command(built):
                           "--overrides", ov, "--top", "3", "--json"], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    doc = json.loads(out.stdout)
+
+    def strict(name: str):
+        raise ValueError(f"{name} is not JSON")
+
+    doc = json.loads(out.stdout, parse_constant=strict)  # NaN / Infinity are refused, as JSON.parse does
+    assert any(m["draq"] is None for m in doc["matches"])  # no DRAQ re-ranking by default: null, not NaN
     partner = next(m for m in doc["matches"] if m["match"] == copies[1].source)
     assert abs(partner["offset_s"] - copies[1].offset_s) < 0.1
     bad = subprocess.run([sys.executable, "-m", "pipeline", "query", str(cfg.root / "nope.mp4"),

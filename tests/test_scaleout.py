@@ -154,3 +154,15 @@ def test_a_worker_that_leaves_an_unfinished_batch_says_so(tmp_path):
         daemon.wait(timeout=30)
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
     assert len(read_index(Layout(load_config("folder", ov)).index_dir).video_ids) == 4
+
+
+@pytest.mark.slow
+def test_luigid_is_found_beside_the_interpreter_when_its_folder_is_not_on_path(tmp_path):
+    """Cron runs ``venv/bin/python -m pipeline luigid`` with a PATH that lacks ``venv/bin``: the scheduler
+    that came with the interpreter's luigi is used (here it only prints its usage)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PATH", "LUIGI_CONFIG_PATH")}
+    env["PATH"] = "/usr/bin:/bin"
+    out = subprocess.run([sys.executable, "-m", "pipeline", "luigid", "--port", "1", "--help"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "usage: luigid" in out.stdout and "luigid.cfg" in out.stderr

@@ -71,14 +71,15 @@ def _self_test() -> None:
 
 
 @contextlib.contextmanager
-def time_limit(seconds: float):
-    """Raise :class:`DecodeTimeoutError` if the block runs longer than ``seconds`` (main thread only)."""
+def time_limit(seconds: float, limit_s: float | None = None):
+    """Raise :class:`DecodeTimeoutError` if the block runs longer than ``seconds`` (main thread only); the
+    message states ``limit_s``, the setting, when the block had only what remained of it."""
     if not seconds or seconds <= 0:
         yield
         return
 
     def _alarm(signum, frame):
-        raise DecodeTimeoutError(f"decoding exceeded the time limit of {seconds:g} s")
+        raise DecodeTimeoutError(f"decoding exceeded the time limit of {limit_s or seconds:g} s")
 
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -112,7 +113,7 @@ def _limited(it: Iterator[tuple], seconds: float) -> Iterator[tuple]:
     remaining = seconds
     while True:
         t0 = time.monotonic()
-        with time_limit(remaining):
+        with time_limit(remaining, seconds):
             try:
                 item = next(it)
             except StopIteration:

@@ -50,6 +50,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_query(args: argparse.Namespace) -> int:
     import json
+    import math
     from dataclasses import asdict
 
     from pipeline.config.load import load_config  # deferred: start-up time
@@ -57,10 +58,12 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     idx_path = Path(args.index) if args.index else find_index(load_config(args.dataset, args.overrides))
     res = query(Path(args.video), idx_path, args.model or None, args.top)
-    if args.json:
+    if args.json:  # strict JSON: a value that is not a number (no segment, no DRAQ) is null
+        matches = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(r).items()}
+                   for r in res.matches]
         sys.stdout.write(json.dumps({"query": res.video, "model": res.model, "index": str(res.index_dir),
-                                     "units": "seconds; offset = t_query - t_match",
-                                     "matches": [asdict(r) for r in res.matches]}, indent=2) + "\n")
+                                     "units": "seconds; offset = t_query - t_match", "matches": matches},
+                                    indent=2, allow_nan=False) + "\n")
         return 0
     sys.stdout.write(f"{res.video}: {res.n_frames} frames ({res.duration_s:.1f} s), "
                      f"model {res.model}, index {res.index_dir}\n")
@@ -139,16 +142,28 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def luigid_executable() -> str | None:
+    """Luigi's scheduler beside the running interpreter (a virtual environment's ``bin/``, which cron's
+    ``venv/bin/python -m pipeline luigid`` does not put on PATH), else the one on PATH."""
+    import os
+    import shutil
+
+    beside = Path(sys.executable).parent / "luigid"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("luigid")
+
+
 def cmd_luigid(args: argparse.Namespace) -> int:
     """``luigid`` with the pipeline's scheduler settings (``configs/luigid.cfg``: a dead worker's tasks
     are handed to another worker within a minute), unless ``$LUIGI_CONFIG_PATH`` names another file."""
     import os
-    import shutil
     from importlib import resources
 
-    exe = shutil.which("luigid")
+    exe = luigid_executable()
     if exe is None:
-        sys.stderr.write("luigid: not found on PATH (it comes with luigi: pip install luigi)\n")
+        sys.stderr.write(f"luigid: not found beside {sys.executable} nor on PATH (it comes with luigi: "
+                         f"pip install luigi)\n")
         return EXIT_ERROR
     env = dict(os.environ)
     if not env.get("LUIGI_CONFIG_PATH"):
