@@ -132,3 +132,23 @@ def test_inspect_cli(shard):
     bad = subprocess.run([*run, str(out / "nope.h5")], capture_output=True, text=True)
     assert bad.returncode == 2 and "file not found" in bad.stderr
     assert "feature norms" in describe(Path(out) / read_pack(out).files[0])
+
+
+def test_inspect_one_video_of_a_descriptors_file_and_an_index_directory(shard, tmp_path):
+    from index.faiss_index import build_faiss
+    from pipeline.store.descriptors import compute_shard_descriptors
+    from pipeline.store.index_files import write_index
+
+    _, _, out, _ = shard
+    desc = compute_shard_descriptors(out, tmp_path / "d.h5", "lamv", {"type": "tmk", "preset": "lamv"}, 30.0)
+    one = describe(desc, video="clip é")
+    assert "clip é (row 1 of 2)" in one and "n_frames: 23" in one and "mean_frames: shape (512,)" in one
+    with pytest.raises(ArtifactError, match="no video 'nope' in this file"):
+        describe(desc, video="nope")
+    vectors = np.eye(2, 8, dtype=np.float32)
+    idx = write_index(tmp_path / "index", build_faiss(vectors, "flat"), ["clip a", "clip é"],
+                      {"index_type": "flat", "model": "lamv", "dataset": "t", "config": "{}", "config_source": "-",
+                       "n_videos": 2})
+    text = describe(idx)
+    assert "videoalign/index" in text and "index.faiss:" in text and "shard incomplete" not in text
+    assert "clip é (row 1 of 2)" in describe(idx, video="clip é")

@@ -12,6 +12,8 @@ import numpy as np
 from extractors.runtime.timebase import FPS, frame_count_seconds
 from pipeline.core.hdf5 import ArtifactError, open_h5
 from pipeline.store.features import FEATURES_SCHEMA, PACK_NAME, PACK_SCHEMA
+from pipeline.store.index_files import INDEX_FILE
+from pipeline.store.index_files import META_FILE as INDEX_META
 
 
 def _size(n: float) -> str:
@@ -25,6 +27,11 @@ def _size(n: float) -> str:
 def describe(path: str | os.PathLike, video: str | None = None) -> str:
     """Readable summary of any artifact file or shard directory (``python -m pipeline inspect``)."""
     p = Path(path)
+    if p.is_dir() and (p / INDEX_META).is_file():  # an index directory: its metadata and its FAISS file
+        text = describe(p / INDEX_META, video)
+        faiss_file = p / INDEX_FILE
+        size = _size(faiss_file.stat().st_size) if faiss_file.is_file() else "missing"
+        return text if video is not None else f"{text}\n  {INDEX_FILE}: {size}"
     if p.is_dir():
         if (p / PACK_NAME).is_file() and video is None:
             return describe(p / PACK_NAME)
@@ -80,8 +87,23 @@ def _describe_video_in(p: Path, f: h5py.File, video: str) -> str:
         return describe(p.parent / name)
     if f.attrs.get("video_id") == video:
         return describe(p)
+    if isinstance(f.get("video_ids"), h5py.Dataset):  # descriptors, index metadata: one row per video
+        ids = [v.decode() if isinstance(v, bytes) else v for v in f["video_ids"][()]]
+        if video not in ids:
+            raise ArtifactError(f"{p}: no video {video!r} in this file ({len(ids)} videos)")
+        row = ids.index(video)
+        lines = [f"{p} :: {video} (row {row} of {len(ids)})"]
+        for name, obj in f.items():
+            if isinstance(obj, h5py.Dataset) and obj.shape[:1] == (len(ids),) and name != "video_ids":
+                value = obj[row]
+                if np.ndim(value) == 0:
+                    lines.append(f"  {name}: {_fmt_attr(value)}")
+                else:
+                    value = np.asarray(value, dtype=np.float64)
+                    lines.append(f"  {name}: shape {value.shape}, L2 norm {np.linalg.norm(value):.4f}")
+        return "\n".join(lines)
     for key in ("videos", "descriptors"):
-        if key in f and video in f[key]:
+        if isinstance(f.get(key), h5py.Group) and video in f[key]:
             g = f[key][video]
             lines = [f"{p} :: {video}"]
             lines += [f"  @{k} = {_fmt_attr(v)}" for k, v in sorted(g.attrs.items())]
