@@ -547,3 +547,17 @@ def test_refused_weights_and_a_pca_of_the_wrong_size_name_their_file(corpus):
               "--quiet", cwd=corpus)
     assert out.returncode == 2 and str(bad) in out.stderr and "100-dimensional" in out.stderr, out.stderr[-2000:]
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_temporaries_a_killed_run_left_in_the_work_root_are_cleaned_by_the_next_one(corpus):
+    """A kill during a training-state write leaves ``.<name>.tmp-<pid>-<hex>`` beside the work directory's
+    files; the next refresh removes it (its writer is dead), so verify is clean again."""
+    cfg = load_config("folder", overrides(corpus))
+    work = Layout(cfg).work
+    work.mkdir(parents=True, exist_ok=True)
+    stale = work / ".selfsup-0123456789.training.pt.tmp-4194999-5eed"  # pid above pid_max: dead
+    stale.write_bytes(b"half")
+    assert run_refresh(cfg, progress=False).published
+    assert not stale.exists()
+    assert verify(str(cfg.work_dir))[0] == []

@@ -28,6 +28,7 @@ def build(layout: Layout, until: str = "index", models: Sequence[str] | None = N
     complete output (the same nodes and completeness checks as the Luigi tasks, so both redo exactly what
     is missing)."""
     summary = BuildSummary([], 0, [])
+    layout.clean_work_root()
     for node in plan(layout, until, models):
         if node.complete():
             summary.skipped += 1

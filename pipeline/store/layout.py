@@ -39,7 +39,7 @@ from extractors.frame.registry import EXTRACTOR_TYPES, ExtractorType
 from extractors.runtime.timebase import FPS
 from pipeline.config.load import Config
 from pipeline.config.schema import ConfigError
-from pipeline.core.atomic import file_sha256
+from pipeline.core.atomic import clean_stale_temporaries, file_sha256
 from pipeline.datasets.listing import Video, list_videos, shard_videos
 from pipeline.store.identities import _file_identity, digest, listing_hash, resolved_precision, weights_identity
 from pipeline.store.model_types import Trainable, model_type
@@ -208,6 +208,11 @@ class Layout:
                        "max_length_s": self.cfg.dataset.max_length_s})
 
     # ------------------------------------------------------------------ models trained on this dataset
+
+    def clean_work_root(self) -> int:
+        """Remove the temporaries that killed writers left in the dataset's work directory (trained
+        models, PCA, vocabulary, training states, refresh state files); live writers' are kept."""
+        return clean_stale_temporaries(self.work) if self.work.is_dir() else 0
 
     def trainable(self, model: str) -> Trainable | None:
         """The trained artifact of ``model``'s type (``None``: a type that is never trained)."""

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 def train_vocabulary(layout: Layout, show_progress: bool = True) -> Path:
     """Fit the MultiVLAD vocabularies on the corpus's own frames (no annotations) and save them."""
+    layout.clean_work_root()  # what a killed run of this step left beside its file
 
     cfg = layout.cfg
     vocab = train_vocabulary_on_videos(fitting_sample(layout), extraction_settings(cfg.features, show_progress),
@@ -57,6 +58,7 @@ def train_frame_model(layout: Layout, show_progress: bool = True) -> Path:
     Resumable: every ``frame_model.checkpoint_every`` steps the training state is saved
     atomically; a re-run continues from it and ends with the same weights.
     """
+    layout.clean_work_root()  # what a killed run of this step left beside its file
 
     cfg = layout.cfg
     model = train_frame_model_on_videos(
@@ -70,6 +72,7 @@ def train_frame_model(layout: Layout, show_progress: bool = True) -> Path:
 
 def train_pca(layout: Layout, show_progress: bool = True) -> Path:
     """Train the corpus PCA-whitening (``features.pca: trained``) and save it with its provenance."""
+    layout.clean_work_root()  # what a killed run of this step left beside its file
 
     cfg = layout.cfg
     check_weights(cfg.features)

@@ -128,6 +128,7 @@ def run_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> Refresh
     t0 = time.perf_counter()
     cfg = layout.cfg
     root = layout.published_root
+    layout.clean_work_root()
     held = pinned(root)
     if held is not None:
         raise PinnedError(f"{root}: current is held at {held.get('version')} by a rollback ({held.get('at')}); "

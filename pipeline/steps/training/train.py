@@ -57,6 +57,7 @@ def train_model(layout: Layout, model: str, show_progress: bool = True) -> Train
     if not layout.trains(model):
         raise StepError(f"dataset {layout.cfg.name}: model {model!r} is not trained here (a type with a trained "
                         f"file, e.g. {{type: lamv_learned}} or {{type: tca}}, and its file key left at 'trained')")
+    layout.clean_work_root()  # a killed training's half-written state
     trainer = TRAINERS[layout.cfg.model_spec(model)["type"]]
     result = trainer.train(layout, model, show_progress)
     return Trained(model, layout.trained_path(model), trainer.summary(result))
