@@ -222,3 +222,14 @@ def test_the_luigi_wrapper_names_an_unknown_task_in_one_line(tmp_path):
     assert len(out.stderr.strip().splitlines()) == 1 and "BuildIndex" in out.stderr
     helped = run([sys.executable, "-m", "pipeline", "luigi", "--help"], tmp_path)
     assert helped.returncode == 0 and helped.stdout.count("usage:") == 1
+
+
+def test_the_demo_summary_says_how_many_queries_it_left_out(tmp_path):
+    from pipeline.entry.demo import SHOWN, summarize
+
+    rows = [{"query": f"q{i}", "top_match": f"m{i}", "score": 0.5, "offset_s": 1.0} for i in range(11)]
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"dataset": "demo", "model": "cte", "metrics": {"pair_AP": 0.9},
+                                  "per_query": rows}))
+    text = summarize([report])
+    assert text.count(" -> ") == SHOWN and f"... {11 - SHOWN} more queries in {report}" in text

@@ -20,6 +20,8 @@ from tasks import Evaluate
 
 __all__ = ["DEMO_MARKER", "ensure_demo_corpus", "run_demo", "summarize"]
 
+SHOWN = 8  # queries printed per model; the report has them all
+
 
 def run_demo(root: Path, overrides: str = "", workers: int = 1, regenerate: bool = False) -> list[Path]:
     """Generate (if needed) and evaluate the demo corpus; returns the report.json paths."""
@@ -44,10 +46,13 @@ def summarize(reports: list[Path]) -> str:
         lines.append(f"## {doc['dataset']} / {doc['model']}  ({p.parent / 'report.html'})")
         for k, v in doc["metrics"].items():
             lines.append(f"  {k}: {v:.3f}" if isinstance(v, float) else f"  {k}: {v}")
-        for row in doc.get("per_query", [])[:8]:
+        rows = doc.get("per_query", [])
+        for row in rows[:SHOWN]:
             if row.get("top_match") is not None:
                 err = row.get("offset_error_s")
                 lines.append(f"    {row['query']} -> {row['top_match']}  score {row['score']:.3f}  "
                              f"offset {row['offset_s']:+.2f} s"
                              + (f"  (error {err:.2f} s)" if err is not None else ""))
+        if len(rows) > SHOWN:
+            lines.append(f"    ... {len(rows) - SHOWN} more queries in {p}")
     return "\n".join(lines)
