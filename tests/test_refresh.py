@@ -561,3 +561,15 @@ def test_temporaries_a_killed_run_left_in_the_work_root_are_cleaned_by_the_next_
     assert run_refresh(cfg, progress=False).published
     assert not stale.exists()
     assert verify(str(cfg.work_dir))[0] == []
+
+
+@pytest.mark.slow
+def test_a_new_file_that_fails_is_counted_as_failed_not_added(corpus):
+    cfg = load_config("folder", overrides(corpus))
+    assert run_refresh(cfg, progress=False).published
+    clip(corpus / "data" / "videos" / "good.mp4", seed=41)
+    (corpus / "data" / "videos" / "broken.mp4").write_bytes(b"\x00" * 1000)
+    res = run_refresh(cfg, progress=False)
+    assert res.added == ["good"] and [Path(f.path).name for f in res.failures] == ["broken.mp4"]
+    assert "1 added" in res.summary() and "1 failed" in res.summary()
+    assert read_manifest(res.version)["changes"]["added"] == ["good"]

@@ -165,6 +165,7 @@ def run_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> Refresh
     if todo:
         ensure_fitted(layout, progress)
         new_entries = _process(layout, todo, inv, number, res, progress)
+        res.added = [v for v in res.added if v in new_entries]  # a new file that failed was not added
     by_path = {e["path"]: e for e in inv.values()}
     for f in res.failures:  # decoding failures join the quarantine
         e = by_path.get(qn.key(f.path), {"size": -1, "mtime": 0.0})
