@@ -27,11 +27,12 @@ from tasks.chain import (
     TrainPCA,
     TrainVocabulary,
 )
-from tasks.luigi_settings import apply_defaults, log_failures
+from tasks.luigi_settings import apply_defaults, log_failures, route_package_logs
 from tasks.refresh import RefreshCorpus
 
 apply_defaults()
 log_failures()
+route_package_logs()
 
 __all__ = [
     "BuildIndex",

@@ -3,6 +3,7 @@ all the way down, the scheduling-time weights check, and the record of runs."""
 
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 
 import luigi
@@ -20,6 +21,8 @@ from pipeline.store.layout import Layout
 from tasks.storage import Storage, storage_for
 
 _LISTINGS: dict[str, list[Video]] = {}
+_ANNOUNCED: set[str] = set()
+log = logging.getLogger("pipeline")
 
 
 def shared_listing(cfg: Config) -> list[Video]:
@@ -45,7 +48,11 @@ class DatasetTask(luigi.Task):
 
     @cached_property
     def cfg(self) -> Config:
-        return load_config(self.dataset, self.overrides)
+        cfg = load_config(self.dataset, self.overrides)
+        if cfg.locations not in _ANNOUNCED:  # once per process: where this run reads and writes
+            _ANNOUNCED.add(cfg.locations)
+            log.info("%s", cfg.locations)
+        return cfg
 
     @property
     def layout(self) -> Layout:

@@ -53,3 +53,31 @@ def log_failures() -> None:
     @luigi.Task.event_handler(luigi.Event.BROKEN_TASK)
     def _broken(task: luigi.Task, exc: BaseException) -> None:
         log.error("CANNOT SCHEDULE %s: %s", task.task_id, one_line(exc))
+
+
+PACKAGE_LOGGERS = ("pipeline", "extractors", "index", "tasks")
+
+
+class _PlainStderr(logging.StreamHandler):
+    """INFO lines as Luigi prints its own (``INFO: ...``); warnings and errors as the bare line they are
+    (``FAILED <task>: ...``), as Python printed them before any handler existed."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        return msg if record.levelno >= logging.WARNING else f"{record.levelname}: {msg}"
+
+
+def route_package_logs() -> None:
+    """Luigi's command line configures only its own ``luigi-interface`` logger, so the steps' INFO lines
+    (where a run writes, training and extraction progress) were lost in a Luigi run's log.  When nothing
+    configured logging (no root handler, no handler of ours), the package loggers get one stderr handler
+    at INFO; a user's logging configuration is left alone."""
+    if logging.getLogger().handlers:
+        return
+    for name in PACKAGE_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.handlers:
+            continue
+        logger.addHandler(_PlainStderr())
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.INFO)

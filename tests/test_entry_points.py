@@ -63,6 +63,7 @@ def test_cli_and_luigi_write_byte_identical_artifacts(small):
                "--until", "evaluate", "--quiet"], small)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "0 already complete" in out.stdout
+    assert f"work directory {small / 'work' / 't'}" in out.stderr  # every run says where it writes
     cli = files_under(small / "work", small / "reports")
     assert any("/pca-" in k for k in cli) and any("index-" in k for k in cli) and any("report.html" in k for k in cli)
     (small / "work").rename(small / "work_cli")
@@ -156,6 +157,8 @@ def test_the_demo_chain_runs_from_an_empty_directory(tmp_path):
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     assert "FAILED" not in out.stdout + out.stderr  # no task failed, not even once before a retry
     assert (tmp_path / "demo_data" / "annotation" / "demo.txt").is_file()
+    where = f"work directory {tmp_path / 'work' / 'demo'}, reports {tmp_path / 'reports' / 'demo'}"
+    assert where in out.stdout + out.stderr  # a run from another directory says where it writes
     assert list((tmp_path / "work" / "demo").glob("index-*/meta.h5"))
     assert list((tmp_path / "work" / "demo").glob("selfsup-*.pt"))  # the demo's offline network
 

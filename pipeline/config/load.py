@@ -230,6 +230,12 @@ class Config:
     def reports_dir(self) -> Path:
         return Path(self.data["reports_dir"]) / self.name
 
+    @property
+    def locations(self) -> str:
+        """Where a run of this configuration reads and writes, for the first line of its log."""
+        return (f"dataset {self.name} at {self.root}: work directory {self.work_dir}, "
+                f"reports {self.reports_dir}")
+
     def section_hash(self, *keys: str) -> str:
         """Short hash of the named config values (dotted keys)."""
         payload = {k: self.get(k) for k in keys}

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 from collections.abc import Sequence
@@ -13,6 +14,8 @@ from pipeline.core.atomic import utc_now
 from pipeline.steps.features.extract import Failure, ShardResult
 from pipeline.steps.plan import plan
 from pipeline.store.layout import Layout
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -28,6 +31,7 @@ def build(layout: Layout, until: str = "index", models: Sequence[str] | None = N
     complete output (the same nodes and completeness checks as the Luigi tasks, so both redo exactly what
     is missing)."""
     summary = BuildSummary([], 0, [])
+    log.info("%s", layout.cfg.locations)
     layout.clean_work_root()
     for node in plan(layout, until, models):
         if node.complete():

@@ -128,6 +128,7 @@ def run_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> Refresh
     t0 = time.perf_counter()
     cfg = layout.cfg
     root = layout.published_root
+    log.info("%s", cfg.locations)
     layout.clean_work_root()
     held = pinned(root)
     if held is not None:
