@@ -13,8 +13,13 @@ import luigi
 from luigi.task import flatten
 
 from pipeline.config.schema import ConfigError
-from pipeline.steps.plan import NODES, Node, corpus_ready
+from pipeline.steps.plan import NODES, Node, Requirement, corpus_ready
 from tasks.base import DatasetTask, forget_listings
+
+
+def tasks_for(task: DatasetTask, requirements: list[Requirement]) -> list[luigi.Task]:
+    """The Luigi tasks standing for the plan's requirements, with ``task``'s dataset and overrides."""
+    return [task.clone(TASKS[r.task], **r.params) for r in requirements]
 
 
 class ChainTask(DatasetTask):
@@ -28,7 +33,7 @@ class ChainTask(DatasetTask):
 
     def before_listing(self) -> list[luigi.Task]:
         """What the task requires while a generated corpus does not exist yet (its nodes need the listing)."""
-        return [self.clone(TASKS[r.task], **r.params) for r in corpus_ready(self.layout)]
+        return tasks_for(self, corpus_ready(self.layout))
 
     def listed_nodes(self) -> list[Node] | None:
         """The task's nodes; ``None`` while a generated corpus they need to list does not exist yet."""
@@ -45,7 +50,7 @@ class ChainTask(DatasetTask):
         if nodes is None:
             return self.before_listing()
         wanted = {(r.task, tuple(sorted(r.params.items()))): r for n in nodes for r in n.requires}
-        return [self.clone(TASKS[r.task], **r.params) for r in wanted.values()]
+        return tasks_for(self, list(wanted.values()))
 
     def output(self):
         nodes = self.listed_nodes()
@@ -54,9 +59,17 @@ class ChainTask(DatasetTask):
         return [self.store.target(n.marker, lambda _p, n=n: n.complete(), local=n.output) for n in nodes]
 
     def run(self):
-        for t in flatten(self.input()):  # stage in what the inputs say (a generated corpus is local)
+        self.stage_in(flatten(self.input()))
+        self.run_nodes()
+
+    def stage_in(self, targets: list[luigi.Target]) -> None:
+        """Fetch the local artifacts ``targets`` stand for (a generated corpus is local, never staged)."""
+        for t in targets:
             if hasattr(t, "local"):
                 self.store.fetch(t.local)
+
+    def run_nodes(self) -> None:
+        """Run each node whose output is not there yet; stage its artifact out, the last file last."""
         for node, target in zip(self.nodes(), flatten(self.output()), strict=True):
             if target.exists():
                 continue
@@ -135,7 +148,7 @@ class BuildIndex(ChainTask):
         return bool(corpus_ready(self.layout))
 
     def descriptor_tasks(self) -> list[luigi.Task]:
-        return [self.clone(TASKS[r.task], **r.params) for r in self.nodes()[0].requires]
+        return tasks_for(self, self.nodes()[0].requires)
 
     def complete(self):
         if not self.outputs_valid() or not self.corpus_listed():
@@ -148,14 +161,9 @@ class BuildIndex(ChainTask):
     def run(self):
         deps = self.descriptor_tasks()
         yield deps  # a generated corpus exists only now: its shards become dynamic dependencies
-        if self.outputs_valid():
-            return
-        for t in deps:
-            self.store.fetch(t.output()[0].local)
-        node = self.nodes()[0]
-        node.run(True)
-        self.store.publish(node.output, last=node.marker)
-        self.record()
+        if not self.outputs_valid():
+            self.stage_in(flatten([t.output() for t in deps]))
+            self.run_nodes()
 
 
 class Search(ChainTask):

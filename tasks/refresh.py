@@ -8,7 +8,7 @@ from pipeline.core.errors import StepError
 from pipeline.steps.operations.refresh import is_up_to_date, locked_refresh
 from pipeline.steps.plan import corpus_ready
 from tasks.base import DatasetTask
-from tasks.chain import TASKS
+from tasks.chain import tasks_for
 
 
 class RefreshCorpus(DatasetTask):
@@ -24,7 +24,7 @@ class RefreshCorpus(DatasetTask):
     def requires(self):
         if not self.complete():
             self.preflight()
-        return [self.clone(TASKS[r.task], **r.params) for r in corpus_ready(self.layout)]
+        return tasks_for(self, corpus_ready(self.layout))
 
     def output(self):
         return []

@@ -32,7 +32,6 @@ def build(layout: Layout, until: str = "index", models: Sequence[str] | None = N
     is missing)."""
     summary = BuildSummary([], 0, [])
     log.info("%s", layout.cfg.locations)
-    layout.clean_work_root()
     for node in plan(layout, until, models):
         if node.complete():
             summary.skipped += 1

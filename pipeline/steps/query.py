@@ -76,7 +76,7 @@ def query_features(cfg: Config, layout: Layout, path: Path) -> VideoFeatures:
         raise StepError(f"{path}: file not found")
     ex = configured_extractor(layout)
     settings = resolve_layout(extraction_settings(cfg.features, show_progress=False), ex.device.type)
-    ((_, got),) = list(describe_videos([(0, str(path), str(path))], ex, settings))
+    (got,) = describe_videos([(str(path), str(path))], ex, settings)
     if isinstance(got, Failure):
         raise StepError(f"{path}: {got.stage}: {got.cause}")
     return got

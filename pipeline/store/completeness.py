@@ -48,7 +48,7 @@ def frame_model_complete(path: Path) -> bool:
 def trained_model_complete(layout: Layout, model: str) -> bool:
     """The file ``Train(model)`` writes exists and loads (its type's reader validates it)."""
     t = layout.trainable(model)
-    return t is not None and t.complete(layout.trained_path(model))
+    return t is not None and _loads(t.load, layout.trained_path(model))
 
 
 def feature_shard_complete(shard: Path) -> bool:

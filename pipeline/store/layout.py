@@ -269,9 +269,9 @@ class Layout:
         return self.work / f"{t.stem}-{model}-{self.trained_key(model)}{t.suffix}"
 
     def training_state_path(self, model: str) -> Path:
-        """Resumable state of an unfinished training of :meth:`trained_path`."""
-        t = self._trained(model)
-        return self.work / f"{t.stem}-{model}-{self.trained_key(model)}.training{t.suffix}"
+        """Resumable state of an unfinished training of :meth:`trained_path` (``....training<suffix>``)."""
+        done = self.trained_path(model)
+        return done.with_name(f"{done.stem}.training{done.suffix}")
 
     def model_file(self, model: str) -> Path | None:
         """The file a trainable model scores with: trained here, or given as a path (``None`` for a type

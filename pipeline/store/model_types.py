@@ -55,14 +55,6 @@ class Trainable:
     full_spec: bool = False  # the resolved spec lists every field, not only those given
     report: tuple[str, Callable[[Path], dict]] | None = None  # (key, summary of the file) in a model's report
 
-    def complete(self, path: Path) -> bool:
-        """The file exists and loads (a half-written or foreign file counts as missing)."""
-        try:
-            self.load(path)
-        except (ValueError, OSError, KeyError):  # every artifact error is a ValueError
-            return False
-        return True
-
 
 @dataclass(frozen=True)
 class ModelType:

@@ -149,8 +149,7 @@ def extract_shard_videos(videos: Sequence[tuple[str, str | os.PathLike]], shard_
 
     t0 = time.perf_counter()
     bar = progress(total=len(todo), unit="video", wanted=settings.progress, desc=shard.name)
-    for _i, got in describe_videos([(i, videos[i][0], p) for i, p in todo], extractor, settings, extra_attrs,
-                                  cfg_id):
+    for got in describe_videos([(videos[i][0], p) for i, p in todo], extractor, settings, extra_attrs, cfg_id):
         bar.update(1)
         if isinstance(got, Failure):
             result.failures.append(got)
@@ -166,16 +165,15 @@ def extract_shard_videos(videos: Sequence[tuple[str, str | os.PathLike]], shard_
     return result
 
 
-def describe_videos(items: Sequence[tuple[int, str, str]], extractor: FrameExtractor,
+def describe_videos(videos: Sequence[tuple[str, str]], extractor: FrameExtractor,
                     settings: ExtractionSettings, extra_attrs: dict | None = None,
-                    cfg_id: str | None = None) -> Iterator[tuple[int, VideoFeatures | Failure]]:
-    """Frame features of ``(index, video_id, path)`` items, decoded by the decode pool (worker processes
-    with the per-video time limit and memory cap of ``settings``), in completion order: ``(index,
-    VideoFeatures)``, or ``(index, Failure)`` (logged) for a video that could not be decoded."""
+                    cfg_id: str | None = None) -> Iterator[VideoFeatures | Failure]:
+    """Frame features of ``(video_id, path)`` pairs, decoded by the decode pool (worker processes with the
+    per-video time limit and memory cap of ``settings``), in completion order; a :class:`Failure`
+    (logged) for a video that could not be decoded."""
     cfg_id = cfg_id or feature_config_id(extractor, settings)
-    ids = {i: (vid, path) for i, vid, path in items}
     buffers: dict[int, list] = {}
-    for msg in decode_messages([(i, path) for i, _, path in items], asdict(settings)):
+    for msg in decode_messages([(i, path) for i, (_, path) in enumerate(videos)], asdict(settings)):
         kind, i = msg[0], msg[1]
         if kind == "start":
             continue
@@ -188,16 +186,16 @@ def describe_videos(items: Sequence[tuple[int, str, str]], extractor: FrameExtra
             b[1].append(ts)
             b[2].append(src)
             continue
-        vid, path = ids[i]
+        vid, path = videos[i]
         if kind == "error":
             buffers.pop(i, None)
             log.error("%s: %s: %s", path, msg[2], msg[3])
-            yield i, Failure(str(path), msg[2], msg[3])
+            yield Failure(str(path), msg[2], msg[3])
             continue
         info = msg[2]
         feats, ts, src, hw = buffers.pop(i)
         attrs = _video_attrs(info, extractor, settings, cfg_id, hw, extra_attrs)
-        yield i, VideoFeatures(vid, np.concatenate(feats), np.concatenate(ts), attrs)
+        yield VideoFeatures(vid, np.concatenate(feats), np.concatenate(ts), attrs)
 
 
 def _video_attrs(info: dict, extractor: FrameExtractor, settings: ExtractionSettings,
