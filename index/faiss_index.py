@@ -1,5 +1,11 @@
-"""FAISS inner-product index over L2-normalised mean-frame vectors (no file I/O here:
-``pipeline.store.index_files`` reads and writes index directories)."""
+"""FAISS inner-product indexes over L2-normalised mean-frame vectors, made from an
+``index_factory`` string (no file I/O here: ``pipeline.store.index_files`` reads and
+writes index directories).
+
+Every index keeps explicit ids (IVF indexes natively, the others inside ``IDMap2``), so
+a refresh can remove and add videos by id.  ``auto`` picks a factory string from the
+corpus size (:func:`auto_factory`).
+"""
 
 from __future__ import annotations
 
@@ -9,56 +15,148 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from extractors.runtime.errors import VideoAlignError
 from index.faiss_backend import gpu_count, load_faiss
 
 log = logging.getLogger(__name__)
 
-def choose_index_type(n: int, kind: str = "auto", ivf_threshold: int = 50_000) -> str:
-    """``flat`` for small corpora, ``ivf<nlist>`` (nlist ~ 4 sqrt(n)) at and above the threshold."""
-    if kind == "flat" or (kind == "auto" and n < ivf_threshold):
-        return "flat"
-    nlist = max(1, min(int(4 * math.sqrt(max(n, 1))), max(1, n // 39)))
-    return f"ivf{nlist}"
+FLAT_BELOW = 50_000  # auto: exact search below this many videos
+SQ8_FROM = 500_000  # auto: 8-bit scalar-quantised vectors (d bytes each) from this many videos
+ADD_BLOCK = 65_536  # vectors added per call (bounds the temporary copies FAISS makes)
 
 
-def build_faiss(vectors: np.ndarray, index_type: str, use_gpu: bool | None = None,
-                ids: np.ndarray | None = None):
-    """Build an inner-product index holding ``vectors (n, d) float32``.
+class IndexFactoryError(VideoAlignError, ValueError):
+    """A factory string FAISS cannot build, or a corpus too small to train it."""
 
-    With ``ids (n,) int64`` the index maps FAISS ids explicitly (flat indexes are
-    wrapped in ``IndexIDMap2``), so vectors can later be removed and added by id.
+
+@dataclass(frozen=True)
+class SearchParams:
+    """Search-time knobs: ``nprobe`` (IVF lists visited), ``ef_search`` (HNSW beam width)."""
+
+    nprobe: int = 32
+    ef_search: int = 128
+
+
+def ivf_lists(n: int) -> int:
+    """Inverted lists for ``n`` vectors: about ``4 sqrt(n)``, at most one per 39 vectors (FAISS's
+    minimum training points per centroid)."""
+    return max(1, min(int(4 * math.sqrt(max(n, 1))), max(1, n // 39)))
+
+
+def auto_factory(n: int) -> str:
+    """The factory string ``auto`` stands for at ``n`` vectors.
+
+    ``Flat`` below 50,000 (exact, ``4 d`` bytes a video); ``IVF<lists>,Flat`` below 500,000;
+    ``IVF<lists>,SQ8`` above (``d`` bytes a video: 256 MB for a million 256-d vectors).
     """
+    if n < FLAT_BELOW:
+        return "Flat"
+    return f"IVF{ivf_lists(n)},{'Flat' if n < SQ8_FROM else 'SQ8'}"
+
+
+def resolve_factory(factory: str, n: int) -> str:
+    """``factory`` itself, or what ``auto`` means for ``n`` vectors."""
+    return auto_factory(n) if factory == "auto" else factory
+
+
+def new_index(factory: str, d: int):
+    """An empty inner-product index made by ``faiss.index_factory``, wrapped in ``IDMap2`` unless
+    it keeps ids itself (IVF)."""
     faiss = load_faiss()
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
-    d = x.shape[1]
-    if index_type == "flat":
-        index = faiss.IndexFlatIP(d)
-        if ids is not None:
-            index = faiss.IndexIDMap2(index)
-    elif index_type.startswith("ivf"):
-        nlist = int(index_type[3:])
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-    else:
-        raise ValueError(f"unknown index type {index_type!r}")
+    try:
+        index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise IndexFactoryError(f"index factory {factory!r} cannot index {d}-d vectors: "
+                                f"{_faiss_message(exc)}") from None
+    if ivf_of(index) is None and not hasattr(index, "id_map"):
+        index = faiss.IndexIDMap2(index)
+    return index
+
+
+def ivf_of(index):
+    """The IVF index inside ``index`` (through ``IDMap``/``PreTransform``), or ``None``."""
+    faiss = load_faiss()
+    try:
+        return faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return None
+
+
+def updatable(index) -> bool:
+    """Whether vectors can be removed by id (IVF and flat-code indexes; not graph indexes such as HNSW)."""
+    faiss = load_faiss()
+    if ivf_of(index) is not None:
+        return True
+    inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else index
+    return isinstance(inner, faiss.IndexFlatCodes)
+
+
+def training_sample(x: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
+    """At most ``size`` rows of ``x``, drawn without replacement (fixed seed, original order)."""
+    if len(x) <= size:
+        return x
+    rows = np.sort(np.random.default_rng(seed).choice(len(x), size, replace=False))
+    return x[rows]
+
+
+def train(index, sample: np.ndarray, use_gpu: bool | None = None) -> None:
+    """Train ``index`` on ``sample (m, d) float32``; with a GPU, the IVF coarse clustering runs there."""
+    faiss = load_faiss()
+    if index.is_trained:
+        return
+    ivf = ivf_of(index)
+    if ivf is not None and len(sample) < ivf.nlist:
+        raise IndexFactoryError(f"an index with {ivf.nlist} inverted lists needs at least {ivf.nlist} "
+                                f"training vectors; the corpus has {len(sample)} (use a smaller IVF or Flat)")
     gpu = (gpu_count() > 0) if use_gpu is None else use_gpu
-    work = faiss.index_cpu_to_all_gpus(index) if gpu and ids is None else index
-    if not work.is_trained:
-        work.train(x)
-    if ids is None:
-        work.add(x)
-    else:
-        work.add_with_ids(x, np.ascontiguousarray(ids, dtype=np.int64))
-    return faiss.index_gpu_to_cpu(work) if work is not index else index
+    if gpu and ivf is not None:
+        ivf.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatL2(ivf.d))
+    try:
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    except RuntimeError as exc:
+        raise IndexFactoryError(f"training the index on {len(sample)} vectors failed: "
+                                f"{_faiss_message(exc)}") from None
+    if ivf is not None:
+        ivf.clustering_index = None
+
+
+def add(index, vectors: np.ndarray, ids: np.ndarray) -> None:
+    """Add ``vectors (n, d)`` under ``ids (n,) int64``, in blocks of :data:`ADD_BLOCK`."""
+    for s in range(0, len(ids), ADD_BLOCK):
+        index.add_with_ids(np.ascontiguousarray(vectors[s:s + ADD_BLOCK], dtype=np.float32),
+                           np.ascontiguousarray(ids[s:s + ADD_BLOCK], dtype=np.int64))
+
+
+def build_faiss(vectors: np.ndarray, factory: str = "Flat", ids: np.ndarray | None = None,
+                train_size: int = 100_000, use_gpu: bool | None = None):
+    """An index holding ``vectors (n, d) float32`` under ``ids (n,) int64`` (``0..n-1`` when omitted),
+    trained on a sample of at most ``train_size`` of them."""
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    index = new_index(factory, x.shape[1])
+    train(index, training_sample(x, train_size), use_gpu)
+    add(index, x, np.arange(len(x), dtype=np.int64) if ids is None else np.asarray(ids, np.int64))
+    return index
 
 
 def update_faiss(index, remove_ids: np.ndarray, add_vectors: np.ndarray, add_ids: np.ndarray):
-    """Remove ``remove_ids`` and add ``add_vectors`` under ``add_ids`` (an id-mapped index)."""
+    """Remove ``remove_ids`` and add ``add_vectors`` under ``add_ids`` (an :func:`updatable` index)."""
     if len(remove_ids):
         index.remove_ids(np.ascontiguousarray(remove_ids, dtype=np.int64))
     if len(add_ids):
-        index.add_with_ids(np.ascontiguousarray(add_vectors, dtype=np.float32),
-                           np.ascontiguousarray(add_ids, dtype=np.int64))
+        add(index, add_vectors, np.asarray(add_ids, np.int64))
     return index
+
+
+def set_search_params(index, params: SearchParams) -> None:
+    """Apply ``nprobe`` and ``efSearch`` wherever ``index`` has them (through any wrapper)."""
+    faiss = load_faiss()
+    space = faiss.ParameterSpace()
+    for name, value in (("nprobe", params.nprobe), ("efSearch", params.ef_search),
+                        ("quantizer_efSearch", params.ef_search)):
+        try:
+            space.set_index_parameter(index, name, value)
+        except RuntimeError:
+            continue  # this kind of index has no such parameter
 
 
 @dataclass
@@ -74,21 +172,25 @@ class VideoIndex:
         if self.faiss_ids is None:
             self.faiss_ids = np.arange(len(self.video_ids), dtype=np.int64)
         self._name = dict(zip(self.faiss_ids.tolist(), self.video_ids, strict=True))
+        self._params: SearchParams | None = None
 
-    def search(self, queries: np.ndarray, k: int, nprobe: int = 32) -> tuple[np.ndarray, list[list[str]]]:
+    def search(self, queries: np.ndarray, k: int, params: SearchParams | None = None,
+               ) -> tuple[np.ndarray, list[list[str]]]:
         """Top-``k`` by inner product: ``(scores (q, k'), ids)`` with ``k' = min(k, n)``."""
         k = min(k, len(self.video_ids))
         if k == 0:
             return np.zeros((len(queries), 0), np.float32), [[] for _ in queries]
-        if hasattr(self.index, "nprobe"):
-            self.index.nprobe = nprobe
+        if params is not None and params != self._params:
+            set_search_params(self.index, params)
+            self._params = params
         scores, idx = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
         names = [[self._name[int(i)] for i in row if i >= 0] for row in idx]
         return scores, names
 
 
 def stored_ids(index) -> np.ndarray | None:
-    """The FAISS ids an id-mapped index holds, in storage order (``None`` when it keeps no id map)."""
+    """The FAISS ids an ``IDMap`` index holds, in storage order (``None`` for indexes that keep them
+    in inverted lists)."""
     faiss = load_faiss()
     if not hasattr(index, "id_map"):
         return None
@@ -102,3 +204,10 @@ def stored_vectors(index) -> np.ndarray | None:
     if not isinstance(inner, faiss.IndexFlat):
         return None
     return faiss.rev_swig_ptr(inner.get_xb(), inner.ntotal * inner.d).reshape(inner.ntotal, inner.d).copy()
+
+
+def _faiss_message(exc: RuntimeError) -> str:
+    """The useful line of a FAISS C++ exception ("Error in ... at ...: <this>")."""
+    text = str(exc).strip().splitlines()
+    line = next((t for t in text if "Error" in t or "error" in t), text[0] if text else "")
+    return line.split("': ", 1)[-1].strip() if "': " in line else line.strip()

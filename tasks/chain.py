@@ -166,8 +166,19 @@ class BuildIndex(ChainTask):
             self.run_nodes()
 
 
+class SearchShard(ChainTask):
+    """One slice of the queries (``shards.queries`` of them) searched with ``model``: an all-vs-all search
+    spreads over the workers like extraction."""
+
+    model = luigi.Parameter()
+    shard = luigi.IntParameter()
+
+    def before_listing(self) -> list[luigi.Task]:
+        return [self.clone(BuildIndex)]
+
+
 class Search(ChainTask):
-    """Candidates from the index, re-ranked by offset scoring with ``model``."""
+    """Candidates from the index, re-ranked by offset scoring with ``model``: the search shards, merged."""
 
     model = luigi.Parameter(default="", description="model name (default: search.model)")
 
@@ -200,5 +211,5 @@ class Evaluate(ChainTask):
 
 TASKS: dict[str, type[ChainTask]] = {t.__name__: t for t in (
     GenerateCorpus, TrainVocabulary, TrainFrameModel, TrainPCA, ExtractFeatures, Train, ComputeDescriptors,
-    BuildIndex, Search, Evaluate)}
+    BuildIndex, SearchShard, Search, Evaluate)}
 """The Luigi task of each node of the plan (the same names)."""

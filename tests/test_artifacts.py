@@ -146,8 +146,8 @@ def test_inspect_one_video_of_a_descriptors_file_and_an_index_directory(shard, t
     with pytest.raises(ArtifactError, match="no video 'nope' in this file"):
         describe(desc, video="nope")
     vectors = np.eye(2, 8, dtype=np.float32)
-    idx = write_index(tmp_path / "index", build_faiss(vectors, "flat"), ["clip a", "clip é"],
-                      {"index_type": "flat", "model": "lamv", "dataset": "t", "config": "{}", "config_source": "-",
+    idx = write_index(tmp_path / "index", build_faiss(vectors, "Flat"), ["clip a", "clip é"],
+                      {"index_type": "Flat", "model": "lamv", "dataset": "t", "config": "{}", "config_source": "-",
                        "n_videos": 2})
     text = describe(idx)
     assert "videoalign/index" in text and "index.faiss:" in text and "shard incomplete" not in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import luigi
 import numpy as np
 import pytest
 
-from index.faiss_index import build_faiss, choose_index_type
+from index.faiss_index import SearchParams, build_faiss
 from pipeline.config.load import load_config, parse_overrides
 from pipeline.config.schema import ConfigError
 from pipeline.datasets.kinds import load_ground_truth
@@ -119,16 +120,13 @@ def test_index_round_trip(tmp_path):
     x = rng.standard_normal((300, 32)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     ids = [f"v{i}" for i in range(300)]
-    assert choose_index_type(300, "auto", 1000) == "flat"
-    kind = choose_index_type(300, "auto", 100)
-    assert kind.startswith("ivf")
-    for k in ("flat", kind):
-        write_index(tmp_path / k, build_faiss(x, k), ids, {"model": "m"})
-        idx = read_index(tmp_path / k)
-        scores, names = idx.search(x[:5], 3, nprobe=64)
+    for factory in ("Flat", "IVF8,Flat"):
+        write_index(tmp_path / factory, build_faiss(x, factory), ids, {"model": "m"})
+        idx = read_index(tmp_path / factory)
+        scores, names = idx.search(x[:5], 3, SearchParams(nprobe=8))
         assert [n[0] for n in names] == ids[:5]
         np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
-    write_index(tmp_path / "bad", build_faiss(x[:10], "flat"), ids[:9], {})
+    write_index(tmp_path / "bad", build_faiss(x[:10], "Flat"), ids[:9], {})
     with pytest.raises(IndexFileError, match="holds 10 vectors but the metadata lists 9"):
         read_index(tmp_path / "bad")
 
@@ -376,6 +374,32 @@ def test_query_with_a_cte_index(built):
     assert doc["model"] == "cte" and Layout(load_config("demo", ov_cte)).index_dir.name in doc["index"]
     partner = next(m for m in doc["matches"] if m["match"] == copies[1].source)
     assert abs(partner["offset_s"] - copies[1].offset_s) < 0.2
+
+
+@pytest.mark.slow
+def test_a_search_sharded_over_workers_gives_the_same_results(built, tmp_path):
+    """``shards.queries``: the batch search runs as one Luigi task per slice of the queries, spread over
+    the workers, and merging them gives exactly the one-task result (same bytes)."""
+    from tasks import Search, SearchShard
+
+    cfg, ov, _ = built
+    whole = Layout(cfg).search_dir("tmk_lamv")
+    shutil.copytree(cfg.work_dir.parent, tmp_path / "work")
+    ov_s = ov.replace(f"work_dir={cfg.work_dir.parent}", f"work_dir={tmp_path / 'work'}") + ";shards.queries=2"
+    layout = Layout(load_config("demo", ov_s))
+    shutil.rmtree(layout.search_dir("tmk_lamv"))
+    n_queries = len(layout.queries)
+    assert n_queries > 4 and len(layout.query_shards) == (n_queries + 1) // 2
+    task = Search(dataset="demo", overrides=ov_s, model="tmk_lamv")
+    assert [t.shard for t in task.requires()] == list(range(len(layout.query_shards)))
+    assert all(isinstance(t, SearchShard) for t in task.requires())
+    assert luigi.build([task], local_scheduler=True, log_level="WARNING")
+    mine = layout.search_dir("tmk_lamv")
+    assert mine.name == whole.name and len(list((mine / "shards").glob("queries-2-*.h5"))) == len(layout.query_shards)
+    for name in ("results.csv", "matches.csv", "vcsl_pred.json"):
+        assert (mine / name).read_bytes() == (whole / name).read_bytes(), name
+    runs = (layout.work / "task_runs.log").read_text()
+    assert runs.count("SearchShard") >= len(layout.query_shards)
 
 
 @pytest.mark.slow

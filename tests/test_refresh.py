@@ -81,7 +81,7 @@ def test_refresh_detects_added_changed_removed_and_publishes_versions(corpus):
     os.utime(vdir / "v2.mp4", (time.time() + 10, time.time() + 10))  # touched, same content
     res = run_refresh(cfg, progress=False)
     assert res.added == ["new clip é"] and res.changed == ["v1"] and res.removed == ["v3"]
-    assert res.index_update.startswith("flat:updated(-2+2)")
+    assert res.index_update == "Flat:updated(-2+2)"
     cur = current_version(root)
     assert cur.name == "v000002"
     man = read_manifest(cur)

@@ -174,6 +174,13 @@ class Config:
         if lt.test_fold >= lt.folds or lt.min_overlap > 1 or lt.momentum >= 1 or lt.retrieval_weight > 1:
             raise ConfigError(f"{self.source}: 'lamv_training' needs test_fold < folds, min_overlap <= 1, "
                               f"momentum < 1 and retrieval_weight <= 1")
+        ix = self.index
+        if not ix.factory or any(c.isspace() for c in ix.factory):
+            raise ConfigError(f"{self.source}: 'index.factory' must be auto or a FAISS index_factory string "
+                              f"without spaces (e.g. Flat, IVF4096,SQ8, HNSW32), got {ix.factory!r}")
+        if ix.on_disk and ix.factory != "auto" and "IVF" not in ix.factory:
+            raise ConfigError(f"{self.source}: 'index.on_disk' keeps IVF inverted lists on disk, but "
+                              f"'index.factory' is {ix.factory!r} (use an IVF factory or auto)")
         self.models: dict[str, TMKModelConfig | CTEModelConfig | LearnedLAMVModelConfig | TCAModelConfig] = {}
         for name, spec in models.items():
             kind = spec.get("type") if isinstance(spec, dict) else None

@@ -71,15 +71,20 @@ class FrameModelConfig:
 
 @dataclass(frozen=True)
 class ShardsConfig:
-    size: int
+    size: int  # videos per feature / descriptor task
+    queries: int  # queries per search task
 
 
 @dataclass(frozen=True)
 class IndexConfig:
+    """The FAISS index over ``model``'s mean-frame vectors (``index/faiss_index.py``)."""
+
     model: str
-    type: Literal["auto", "flat", "ivf"]
-    ivf_threshold: int
+    factory: str  # a faiss.index_factory string ("Flat", "IVF4096,SQ8", "HNSW32", ...) or "auto"
     nprobe: int
+    ef_search: int
+    train_size: int
+    on_disk: bool
 
 
 @dataclass(frozen=True)
@@ -245,7 +250,8 @@ _MIN: dict[str, float] = {
     "dataset.max_length_s": 1e-9, "features.level": 1, "features.pca_frames_per_video": 1,
     "features.image_area": 64, "features.pca_shrinkage": 0, "features.batch_size": 1, "features.decode_workers": -1,
     "features.torch_threads": 0, "features.max_pixels": 1, "features.video_time_limit_s": 0,
-    "features.worker_memory_mb": 0, "shards.size": 1, "index.ivf_threshold": 1, "index.nprobe": 1,
+    "features.worker_memory_mb": 0, "shards.size": 1, "shards.queries": 1, "index.nprobe": 1, "index.ef_search": 1,
+    "index.train_size": 1,
     "search.top_k": 1, "search.keep": 1, "search.qe_n1": 1, "search.qe_n2": 1, "search.background": 1,
     "search.verify_fps": 0.1,
     "frame_model.frames_per_video": 1, "frame_model.steps": 1,
@@ -268,6 +274,10 @@ _MIN: dict[str, float] = {
 
 
 REMOVED: dict[str, str] = {
+    "index.type": "index.type was replaced by index.factory, a FAISS index_factory string or auto "
+                  "(type: flat is factory: Flat; type: ivf is factory: IVF<lists>,Flat)",
+    "index.ivf_threshold": "index.ivf_threshold was removed: index.factory: auto picks the index from the corpus "
+                           "size (index/faiss_index.py, auto_factory)",
     "features.fps": "features.fps was removed: every video is sampled at 15 fps, the pipeline's one time base "
                     "(extractors/runtime/timebase.py)",
     "search.segment_threshold": "search.segment_threshold was replaced by segments.frame_threshold (copy segments "

@@ -8,8 +8,8 @@ artifact, and its ``run`` stages in what its inputs say, then runs the node.  So
 is the data flow, and both entry points write the same bytes.
 
     GenerateCorpus -> [TrainVocabulary | TrainFrameModel] -> [TrainPCA] -> ExtractFeatures(shard)
-        -> [Train(model)] -> ComputeDescriptors(shard, model) -> BuildIndex -> Search(model)
-        -> Evaluate(model)
+        -> [Train(model)] -> ComputeDescriptors(shard, model) -> BuildIndex -> SearchShard(model, shard)
+        -> Search(model) -> Evaluate(model)
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pipeline.steps.features.extract import extract_shard
 from pipeline.steps.features.extractor import pca_needed
 from pipeline.steps.features.fitting import train_frame_model, train_pca, train_vocabulary
 from pipeline.steps.index import build_index
-from pipeline.steps.search import search
+from pipeline.steps.search import merge_search, search_shard
 from pipeline.steps.training.train import train_model
 from pipeline.store import completeness
 from pipeline.store.features import PACK_NAME
@@ -140,12 +140,22 @@ def build_index_node(layout: Layout) -> Node:
                 lambda: completeness.index_complete(d), lambda _progress: build_index(layout))
 
 
-def search_node(layout: Layout, model: str) -> Node:
-    """Reads the index, the descriptors of ``model`` and of the index's model, and every feature shard."""
-    d = layout.search_dir(model)
+def search_shard_node(layout: Layout, model: str, shard: int) -> Node:
+    """One slice of the queries (``shards.queries``); reads the index, the descriptors of ``model`` and
+    of the index's model, and every feature shard."""
+    p = layout.search_shard_path(model, shard)
     reads = every_descriptor(layout, sorted({model, layout.cfg.index.model})) + every_shard(layout)
-    return Node("Search", {"model": model}, [Requirement("BuildIndex"), *reads], d, d / "results.h5",
-                lambda: completeness.search_complete(d), lambda progress: search(layout, model, progress))
+    return Node("SearchShard", {"model": model, "shard": shard}, [Requirement("BuildIndex"), *reads], p, p,
+                lambda: completeness.search_shard_complete(p),
+                lambda progress: search_shard(layout, model, shard, progress))
+
+
+def search_node(layout: Layout, model: str) -> Node:
+    """The search shards of ``model`` merged in query order."""
+    d = layout.search_dir(model)
+    shards = [Requirement("SearchShard", {"model": model, "shard": s}) for s in range(len(layout.query_shards))]
+    return Node("Search", {"model": model}, shards, d, d / "results.h5",
+                lambda: completeness.search_complete(d), lambda _progress: merge_search(layout, model))
 
 
 def evaluate_node(layout: Layout, model: str) -> Node:
@@ -161,7 +171,7 @@ NODES: dict[str, Callable[..., Node]] = {
     "GenerateCorpus": generate_corpus, "TrainVocabulary": train_vocabulary_node,
     "TrainFrameModel": train_frame_model_node, "TrainPCA": train_pca_node, "ExtractFeatures": extract_features,
     "Train": train, "ComputeDescriptors": compute_descriptors, "BuildIndex": build_index_node,
-    "Search": search_node, "Evaluate": evaluate_node,
+    "SearchShard": search_shard_node, "Search": search_node, "Evaluate": evaluate_node,
 }
 """Task name -> the node of that task for a layout and the task's parameters."""
 
@@ -197,6 +207,8 @@ def plan(layout: Layout, until: str = "index", models: Sequence[str] | None = No
     chosen = list(models) if models else (list(cfg.evaluate.models) if stop >= 4 else [cfg.search.model])
     if stop >= 3:
         for m in chosen:
+            for s in range(len(layout.query_shards)):
+                yield search_shard_node(layout, m, s)
             yield search_node(layout, m)
     if stop >= 4:
         for m in chosen:

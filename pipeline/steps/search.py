@@ -21,6 +21,7 @@ from pipeline.datasets.kinds import search_scope
 from pipeline.metrics.segments import Box
 from pipeline.steps.alignment import draq_order
 from pipeline.steps.describe import configured_model, descriptor_store
+from pipeline.steps.index import search_params
 from pipeline.store import completeness
 from pipeline.store.descriptors import (
     DescriptorStore,
@@ -28,7 +29,13 @@ from pipeline.store.descriptors import (
 from pipeline.store.features import VideoFeatures, read_pack, read_video_features
 from pipeline.store.index_files import read_index
 from pipeline.store.layout import Layout
-from pipeline.store.results.search import write_search_results
+from pipeline.store.results.search import (
+    read_attrs,
+    read_file_segments,
+    read_matches,
+    write_results_h5,
+    write_search_results,
+)
 
 
 class FeatureLookup:
@@ -71,7 +78,7 @@ def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_
     segments = [] if segments is None else segments
     s = cfg.search
     n_bg = s.background if s.score_normalisation == "background" else 0
-    _, names = index.search(query_mean[None], s.top_k + 1 + n_bg, cfg.index.nprobe)
+    _, names = index.search(query_mean[None], s.top_k + 1 + n_bg, search_params(cfg.index))
     ranked = [c for c in names[0] if c != query_id and (allowed is None or c in allowed) and c in store]
     cands, background = ranked[: s.top_k], ranked[s.top_k:s.top_k + n_bg]
     if not cands:
@@ -164,23 +171,61 @@ def locate_copies(sg: SegmentsConfig, query_id: str, query: VideoFeatures, ref_i
                 c.score) for c in found]
 
 
-def search(layout: Layout, model_name: str, show_progress: bool = True) -> Path:
-    """Every query of the dataset: candidates from the index, re-ranked with ``model_name``."""
+class SearchContext:
+    """What every query of a batch search reads: the index, the descriptor stores, the index's mean
+    frames, the frame features, the model and the database the queries may match."""
+
+    def __init__(self, layout: Layout, model_name: str) -> None:
+        cfg = layout.cfg
+        self.index = read_index(layout.index_dir)
+        self.store = descriptor_store(layout, model_name)
+        index_model = cfg.index.model
+        index_store = self.store if index_model == model_name else descriptor_store(layout, index_model)
+        ids, means = index_store.mean_frames()
+        self.mean_of = dict(zip(ids, means, strict=True))
+        self.features = FeatureLookup.of_layout(layout)
+        self.allowed = search_scope(cfg.dataset, self.store.ids)[1]
+        self.model = configured_model(layout, model_name)
+
+
+def search_shard(layout: Layout, model_name: str, shard: int, show_progress: bool = True) -> Path:
+    """The queries of search shard ``shard`` (:attr:`Layout.query_shards`) that have descriptors,
+    re-ranked with ``model_name``; one results file."""
     cfg = layout.cfg
-    idx = read_index(layout.index_dir)
-    store = descriptor_store(layout, model_name)
-    index_model = cfg.index.model
-    index_store = store if index_model == model_name else descriptor_store(layout, index_model)
-    ids, means = index_store.mean_frames()
-    mean_of = dict(zip(ids, means, strict=True))
-    features = FeatureLookup.of_layout(layout)
-    queries, allowed = search_scope(cfg.dataset, store.ids)
-    model = configured_model(layout, model_name)
+    ctx = SearchContext(layout, model_name)
+    queries = [q for q in layout.query_shards[shard] if q in ctx.store]
     rows: list[Match] = []
     segments: list[Box] = []
-    for q in progress(queries, unit="query", desc=f"search {model_name}", wanted=show_progress):
-        qf = features.get(q) if q in features.where else None
-        rows += search_one(cfg, model, q, store.get([q]), mean_of[q], qf, idx, store, features, allowed, segments)
+    label = f"search {model_name}" + (f" {shard + 1}/{len(layout.query_shards)}" if len(layout.query_shards) > 1
+                                      else "")
+    for q in progress(queries, unit="query", desc=label, wanted=show_progress):
+        qf = ctx.features.get(q) if q in ctx.features.where else None
+        rows += search_one(cfg, ctx.model, q, ctx.store.get([q]), ctx.mean_of[q], qf, ctx.index, ctx.store,
+                           ctx.features, ctx.allowed, segments)
+    return write_results_h5(layout.search_shard_path(model_name, shard), rows,
+                            {"model": model_name, "shard": shard, "n_queries": len(queries)}, segments,
+                            cfg.segments.copy_threshold)
+
+
+def merge_search(layout: Layout, model_name: str) -> Path:
+    """The results of every search shard of ``model_name``, in query order, as one search result."""
+    cfg = layout.cfg
+    rows: list[Match] = []
+    segments: list[Box] = []
+    n_queries = 0
+    for s in range(len(layout.query_shards)):
+        path = layout.search_shard_path(model_name, s)
+        rows += read_matches(path)
+        segments += read_file_segments(path)[0]
+        n_queries += int(read_attrs(path)["n_queries"])
     return write_search_results(layout.search_dir(model_name), rows,
-                                {"model": model_name, "dataset": cfg.name, "n_queries": len(queries),
+                                {"model": model_name, "dataset": cfg.name, "n_queries": n_queries,
                                  "segments_method": cfg.segments.method}, segments, cfg.segments.copy_threshold)
+
+
+def search(layout: Layout, model_name: str, show_progress: bool = True) -> Path:
+    """Every query of the dataset, shard by shard (the shards already done are kept), then merged."""
+    for s in range(len(layout.query_shards)):
+        if not completeness.search_shard_complete(layout.search_shard_path(model_name, s)):
+            search_shard(layout, model_name, s, show_progress)
+    return merge_search(layout, model_name)

@@ -21,7 +21,7 @@ from pipeline.store.fitted.pca import load_pca
 from pipeline.store.fitted.vocabulary import load_vocabulary
 from pipeline.store.index_files import read_index
 from pipeline.store.layout import Layout
-from pipeline.store.results.search import RESULTS_CSV, read_search_results
+from pipeline.store.results.search import RESULTS_CSV, read_attrs, read_search_results
 
 
 def _loads(reader: Callable[[Path], object], path: Path) -> bool:
@@ -80,6 +80,15 @@ def descriptors_complete(path: Path) -> bool:
 
 def index_complete(directory: Path) -> bool:
     return _loads(read_index, directory)
+
+
+def search_shard_complete(path: Path) -> bool:
+    """One search shard's results file opens with its schema."""
+    try:
+        read_attrs(path)
+    except (ArtifactError, OSError, KeyError):
+        return False
+    return True
 
 
 def search_complete(directory: Path) -> bool:

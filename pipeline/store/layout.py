@@ -18,6 +18,7 @@ settings) or a changed corpus never reuses a stale output::
                                                      the kernel file's hash) + max length
         index-<I>/{index.faiss, meta.h5}             I = D(index.model) + index settings + corpus listing
         search/<model>-<S>/{results.h5, results.csv} S = I + D(model) + search settings + dataset kind
+                          /shards/queries-<Q>-<n>.h5  one search shard's results (Q queries a shard)
         published/vNNNNNN/, published/current         refresh versions
         refresh.lock, fingerprints.json, quarantine.json, task_runs.log
     <reports_dir>/<dataset>/<model>/{report.json, report.md, report.html}
@@ -40,6 +41,7 @@ from extractors.runtime.timebase import FPS
 from pipeline.config.load import Config
 from pipeline.config.schema import ConfigError
 from pipeline.core.atomic import clean_stale_temporaries, file_sha256
+from pipeline.datasets.kinds import search_scope
 from pipeline.datasets.listing import Video, list_videos, shard_videos
 from pipeline.store.identities import _file_identity, digest, listing_hash, resolved_precision, weights_identity
 from pipeline.store.model_types import Trainable, model_type
@@ -331,6 +333,21 @@ class Layout:
 
     def search_dir(self, model: str) -> Path:
         return self.work / "search" / f"{model}-{self.search_key(model)}"
+
+    @cached_property
+    def queries(self) -> list[str]:
+        """The queries a batch search runs, in order, from the listing (a search shard skips those that
+        have no descriptor: videos that failed)."""
+        return search_scope(self.cfg.dataset, [v.id for v in self.videos])[0]
+
+    @cached_property
+    def query_shards(self) -> list[list[str]]:
+        """:attr:`queries` in slices of ``shards.queries`` (one search task each; at least one)."""
+        n = self.cfg.shards.queries
+        return [self.queries[i:i + n] for i in range(0, len(self.queries), n)] or [[]]
+
+    def search_shard_path(self, model: str, shard: int) -> Path:
+        return self.search_dir(model) / "shards" / f"queries-{self.cfg.shards.queries}-{shard:05d}.h5"
 
     def report_dir(self, model: str) -> Path:
         return self.reports / model

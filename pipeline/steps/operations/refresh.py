@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from extractors.decode.pool import file_fingerprint
-from index.faiss_index import build_faiss, choose_index_type, update_faiss
+from index.faiss_index import ivf_of, resolve_factory, updatable, update_faiss
 from pipeline.config.load import Config
 from pipeline.core.atomic import atomic_path, utc_now
 from pipeline.core.errors import StepError
@@ -35,7 +35,7 @@ from pipeline.steps.describe import describe_shard
 from pipeline.steps.features.extract import Failure, extract_videos, listing_failures, write_failures
 from pipeline.steps.features.extractor import configured_extractor
 from pipeline.steps.features.fitting import ensure_fitted
-from pipeline.steps.index import index_attrs
+from pipeline.steps.index import index_attrs, make_index
 from pipeline.store import quarantine as qn
 from pipeline.store.descriptors import DescriptorStore
 from pipeline.store.features import read_pack, read_video_features
@@ -179,7 +179,8 @@ def run_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> Refresh
         e["faiss_id"] = next_id
         next_id += 1
         videos[vid] = e
-    index, how = _update_index(cfg, cur if old and not damage else None, videos, old, res, new_entries)
+    index, factory, trained_on, how = _update_index(cfg, cur if old and not damage else None, videos, old, res,
+                                                    new_entries)
     res.index_update = how
     doc = {"dataset": cfg.name, "version": number, "created": utc_now(), "config_hash": cfg_hash,
            "inventory_hash": listing_hash(processable(layout, quarantine)),
@@ -188,8 +189,9 @@ def run_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> Refresh
            "changes": {"added": res.added, "changed": res.changed, "removed": res.removed}}
     with new_version(root, keep) as stage:
         ids = sorted(videos, key=lambda k: videos[k]["faiss_id"])
-        write_index(stage, index, ids, index_attrs(cfg, how.split(":")[0], len(ids)),
-                    faiss_ids=np.array([videos[k]["faiss_id"] for k in ids], dtype=np.int64))
+        write_index(stage, index, ids, {**index_attrs(cfg, factory, len(ids)), "trained_on": trained_on},
+                    faiss_ids=np.array([videos[k]["faiss_id"] for k in ids], dtype=np.int64),
+                    on_disk=cfg.index.on_disk)
         (stage / MANIFEST).write_text(json.dumps(doc, indent=1), encoding="utf-8")
         write_failures(layout.failures_file(stage), res.failures)
     _save_if_changed(layout, quarantine, before)
@@ -263,25 +265,33 @@ def _mean_frames(cfg: Config, entries: dict[str, dict], ids: list[str]) -> np.nd
 
 
 def _update_index(cfg: Config, cur: Path | None, videos: dict[str, dict], old: dict[str, dict],
-                  res: RefreshResult, new_entries: dict[str, dict]):
+                  res: RefreshResult, new_entries: dict[str, dict]) -> tuple[object, str, int, str]:
+    """The new version's index: the previous one updated by id, or a rebuild when there is none, when
+    it cannot remove by id (HNSW) or keeps its lists on disk, when ``auto`` now means another factory,
+    or when an IVF index holds more than twice what it was trained on.  Returns the index, its factory
+    string, the corpus size it was trained at, and what was done (``<factory>:updated(-r+a)`` or
+    ``<factory>:rebuilt(n)``)."""
     n = len(videos)
-    kind = choose_index_type(n, cfg.index.type, cfg.index.ivf_threshold)
+    factory = resolve_factory(cfg.index.factory, n)
     prev = read_index(cur) if cur is not None else None
-    prev_kind = str(prev.attrs.get("index_type", "")) if prev else ""
-    drift = kind.startswith("ivf") and prev is not None and n > 2 * int(prev.attrs.get("n_videos", n))
-    if prev is not None and prev_kind.split(":")[0] == kind and not drift and hasattr(prev.index, "remove_ids"):
-        gone = [old[v]["faiss_id"] for v in res.removed + res.changed if v in old]
-        add_ids = list(new_entries)
-        vec = _mean_frames(cfg, new_entries, add_ids) if add_ids else np.zeros((0, 1), np.float32)
-        update_faiss(prev.index, np.array(gone, np.int64), vec,
-                     np.array([new_entries[v]["faiss_id"] for v in add_ids], np.int64))
-        return prev.index, f"{kind}:updated(-{len(gone)}+{len(add_ids)})"
+    if prev is not None:
+        prev_factory = str(prev.attrs.get("index_type", ""))
+        trained_on = int(prev.attrs.get("trained_on", prev.attrs.get("n_videos", n)))
+        drift = ivf_of(prev.index) is not None and n > 2 * trained_on
+        if (prev_factory == factory and not drift and updatable(prev.index)
+                and not prev.attrs.get("ivfdata_sha256")):
+            gone = [old[v]["faiss_id"] for v in res.removed + res.changed if v in old]
+            add_ids = list(new_entries)
+            vec = _mean_frames(cfg, new_entries, add_ids) if add_ids else np.zeros((0, 1), np.float32)
+            update_faiss(prev.index, np.array(gone, np.int64), vec,
+                         np.array([new_entries[v]["faiss_id"] for v in add_ids], np.int64))
+            return prev.index, factory, trained_on, f"{factory}:updated(-{len(gone)}+{len(add_ids)})"
     ids = sorted(videos, key=lambda k: videos[k]["faiss_id"])
     if not ids:
         raise StepError(f"dataset {cfg.name}: no video could be processed; nothing to publish")
-    vec = _mean_frames(cfg, videos, ids)
-    index = build_faiss(vec, kind, ids=np.array([videos[k]["faiss_id"] for k in ids], np.int64))
-    return index, f"{kind}:rebuilt({len(ids)})"
+    index, factory = make_index(cfg.index, _mean_frames(cfg, videos, ids),
+                                np.array([videos[k]["faiss_id"] for k in ids], np.int64))
+    return index, factory, n, f"{factory}:rebuilt({len(ids)})"
 
 
 def locked_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> RefreshResult:

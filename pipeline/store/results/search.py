@@ -33,27 +33,11 @@ CSV_FIELDS = ["query", "match", "score", "offset_s", "rank", "query_start_s", "q
 SEGMENT_FIELDS = ["query", "ref", "q0", "q1", "r0", "r1", "score"]
 
 
-def write_search_results(directory: Path, rows: list[Match], attrs: dict, segments: list[Box] | None = None,
-                         copy_threshold: float = float("inf")) -> Path:
-    """``results.h5``, the human-readable ``results.csv``, and the copies (segments scoring at least
-    ``copy_threshold``) as ``matches.csv`` (VSC 2022) and ``vcsl_pred.json`` (all atomically)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    segments = segments or []
-    copies = [b for b in segments if b.score >= copy_threshold]
-    write_vsc_csv(directory / VSC_MATCHES, copies)
-    write_vcsl_json(directory / VCSL_PREDICTIONS, copies)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
-    w.writeheader()
-    for r in rows:
-        d = asdict(r)
-        w.writerow({k: (f"{d[k]:.6g}" if k in ("score", "raw_score", "segment_score", "draq") else
-                        int(d[k]) if k == "copy" else
-                        f"{d[k]:.3f}" if isinstance(d[k], float) else d[k]) for k in CSV_FIELDS})
-    with atomic_path(directory / RESULTS_CSV) as tmp:
-        tmp.write_text(buf.getvalue(), encoding="utf-8")
+def write_results_h5(path: Path, rows: list[Match], attrs: dict, segments: list[Box],
+                     copy_threshold: float) -> Path:
+    """The rows and segments of a search (or of one query shard of it) in one HDF5 file, atomically."""
     str_t = h5py.string_dtype("utf-8")
-    with atomic_h5(directory / RESULTS_H5) as f:
+    with atomic_h5(path) as f:
         f.attrs["schema"] = SEARCH_SCHEMA
         f.attrs["schema_version"] = SEARCH_VERSION
         for k, v in attrs.items():
@@ -74,11 +58,45 @@ def write_search_results(directory: Path, rows: list[Match], attrs: dict, segmen
                 g.create_dataset(key, data=np.array(vals, dtype=object), dtype=str_t)
             else:
                 g.create_dataset(key, data=np.asarray(vals, dtype=np.float64))
+    return Path(path)
+
+
+def write_search_results(directory: Path, rows: list[Match], attrs: dict, segments: list[Box] | None = None,
+                         copy_threshold: float = float("inf")) -> Path:
+    """``results.h5``, the human-readable ``results.csv``, and the copies (segments scoring at least
+    ``copy_threshold``) as ``matches.csv`` (VSC 2022) and ``vcsl_pred.json`` (all atomically)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    segments = segments or []
+    copies = [b for b in segments if b.score >= copy_threshold]
+    write_vsc_csv(directory / VSC_MATCHES, copies)
+    write_vcsl_json(directory / VCSL_PREDICTIONS, copies)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+    w.writeheader()
+    for r in rows:
+        d = asdict(r)
+        w.writerow({k: (f"{d[k]:.6g}" if k in ("score", "raw_score", "segment_score", "draq") else
+                        int(d[k]) if k == "copy" else
+                        f"{d[k]:.3f}" if isinstance(d[k], float) else d[k]) for k in CSV_FIELDS})
+    with atomic_path(directory / RESULTS_CSV) as tmp:
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
+    write_results_h5(directory / RESULTS_H5, rows, attrs, segments, copy_threshold)
     return directory
 
 
+def read_attrs(path: Path) -> dict:
+    """The attributes of a results file."""
+    with open_checked(path, SEARCH_SCHEMA, SEARCH_VERSION) as f:
+        return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+
+
 def read_search_results(directory: Path) -> list[Match]:
-    with open_checked(Path(directory) / RESULTS_H5, SEARCH_SCHEMA, SEARCH_VERSION) as f:
+    return read_matches(Path(directory) / RESULTS_H5)
+
+
+def read_matches(path: Path) -> list[Match]:
+    """The rows of a results file (:func:`write_results_h5`)."""
+    with open_checked(path, SEARCH_SCHEMA, SEARCH_VERSION) as f:
         cols = {k: f[k][()] for k in CSV_FIELDS}
     dec = [[s.decode() if isinstance(s, bytes) else s for s in cols[k]] for k in ("query", "match")]
     return [Match(dec[0][i], dec[1][i], float(cols["score"][i]), float(cols["offset_s"][i]),
@@ -90,7 +108,12 @@ def read_search_results(directory: Path) -> list[Match]:
 
 def read_segments(directory: Path) -> tuple[list[Box], float]:
     """Every segment of a search (scored) and the copy threshold it was decided with."""
-    with open_checked(Path(directory) / RESULTS_H5, SEARCH_SCHEMA, SEARCH_VERSION) as f:
+    return read_file_segments(Path(directory) / RESULTS_H5)
+
+
+def read_file_segments(path: Path) -> tuple[list[Box], float]:
+    """The segments of a results file (:func:`write_results_h5`) and its copy threshold."""
+    with open_checked(path, SEARCH_SCHEMA, SEARCH_VERSION) as f:
         g = f["segments"]
         cols = {k: g[k][()] for k in SEGMENT_FIELDS}
         threshold = float(g.attrs["copy_threshold"])
