@@ -64,16 +64,42 @@ class CopySegment:
     score: float
 
 
+@dataclass(frozen=True)
+class SampledFrames:
+    """One video's frames at the compared rate: ``features (n, d)`` (unit rows), their times
+    ``times_s (n,)`` and the video's duration (s).  What the frame-level stage reads."""
+
+    features: np.ndarray
+    times_s: np.ndarray
+    duration_s: float
+
+
+def sample_frames(features: np.ndarray, times_s: np.ndarray, step: int) -> SampledFrames:
+    """Every ``step``-th frame of a 15-fps stream (from the first), with the stream's duration."""
+    t = np.asarray(times_s, dtype=np.float64)
+    return SampledFrames(features[::step], t[::step], float(t[-1] + 1.0 / FPS) if len(t) else 0.0)
+
+
 def localise(query: np.ndarray, query_times_s: np.ndarray, candidates: list[np.ndarray],
              candidate_times_s: list[np.ndarray], seed_offsets_s: np.ndarray,
              settings: LocaliserSettings) -> list[CopySegment]:
     """Segments of ``query (Nq, d)`` in every ``candidates[c] (Nc, d)`` (unit rows, 15-fps features with
     their timestamps); ``seed_offsets_s (C,)``: the re-ranking model's offsets ``t_query - t_ref``."""
     st = settings
-    if not candidates or len(query) == 0:
+    return localise_sampled(sample_frames(query, query_times_s, st.step),
+                            [sample_frames(c, t, st.step) for c, t in zip(candidates, candidate_times_s, strict=True)],
+                            seed_offsets_s, st)
+
+
+def localise_sampled(query: SampledFrames, candidates: list[SampledFrames], seed_offsets_s: np.ndarray,
+                     settings: LocaliserSettings) -> list[CopySegment]:
+    """:func:`localise` on frames already at the compared rate (``settings.step`` frames of the 15-fps
+    stream apart), e.g. from the segment-frame store."""
+    st = settings
+    if not candidates or len(query.features) == 0:
         return []
-    q = query[:: st.step]
-    cs = [c[:: st.step] for c in candidates]
+    q = query.features
+    cs = [c.features for c in candidates]
     seeds = np.rint(np.asarray(seed_offsets_s, dtype=np.float64) * FPS / st.step).astype(np.int64)
     d = q.shape[1]
     if st.method == "tn":  # every similarity: padded full-matrix blocks
@@ -97,27 +123,25 @@ def localise(query: np.ndarray, query_times_s: np.ndarray, candidates: list[np.n
                                      st.max_overlap, search=st.band)
             parts.append(seg.shifted(c0))
     found = FrameSegments.concat(parts)
-    return to_seconds(found, query_times_s, candidate_times_s, st.step)
+    return to_seconds(found, query, candidates, st.step)
 
 
-def to_seconds(seg: FrameSegments, query_times_s: np.ndarray, candidate_times_s: list[np.ndarray],
+def to_seconds(seg: FrameSegments, query: SampledFrames, candidates: list[SampledFrames],
                step: int) -> list[CopySegment]:
     """Compared-frame spans -> seconds on each video's own timestamps (end: the last matched frame's
     time plus one compared period), clipped to ``[0, duration]`` of both videos."""
     period = step / FPS
-    tq = np.asarray(query_times_s, dtype=np.float64)
-    q_dur = (tq[-1] + 1.0 / FPS) if len(tq) else 0.0
+    tq = np.asarray(query.times_s, dtype=np.float64)
     out = []
     for k in range(len(seg)):  # one record per found segment (a handful per candidate)
         c = int(seg.pair[k])
-        tr = np.asarray(candidate_times_s[c], dtype=np.float64)
-        r_dur = (tr[-1] + 1.0 / FPS) if len(tr) else 0.0
-        qi0, qi1 = int(seg.q0[k]) * step, (int(seg.q1[k]) - 1) * step
-        ri0, ri1 = int(seg.r0[k]) * step, (int(seg.r1[k]) - 1) * step
+        tr = np.asarray(candidates[c].times_s, dtype=np.float64)
+        qi0, qi1 = int(seg.q0[k]), int(seg.q1[k]) - 1
+        ri0, ri1 = int(seg.r0[k]), int(seg.r1[k]) - 1
         if qi0 >= len(tq) or ri0 >= len(tr) or ri0 < 0 or qi0 < 0:
             continue
-        q0, q1 = tq[qi0], min(tq[min(qi1, len(tq) - 1)] + period, q_dur)
-        r0, r1 = tr[ri0], min(tr[min(ri1, len(tr) - 1)] + period, r_dur)
+        q0, q1 = tq[qi0], min(tq[min(qi1, len(tq) - 1)] + period, query.duration_s)
+        r0, r1 = tr[ri0], min(tr[min(ri1, len(tr) - 1)] + period, candidates[c].duration_s)
         out.append(CopySegment(c, float(max(q0, 0.0)), float(q1), float(max(r0, 0.0)), float(r1),
                                float(seg.score[k]) * period))
     return out

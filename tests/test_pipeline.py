@@ -403,6 +403,29 @@ def test_a_search_sharded_over_workers_gives_the_same_results(built, tmp_path):
 
 
 @pytest.mark.slow
+def test_int8_descriptors_find_the_same_copies_from_a_quarter_of_the_store(built):
+    """``stores.descriptors: int8``: descriptors are stored in a quarter of the bytes (plus a scale per
+    row) and the search finds the same copies at the same offsets."""
+    from tasks import Search
+
+    cfg, ov, copies = built
+    ov_q = ov + ";stores.descriptors=int8"
+    assert luigi.build([Search(dataset="demo", overrides=ov_q, model="tmk_lamv")], local_scheduler=True,
+                       log_level="WARNING")
+    small, big = Layout(load_config("demo", ov_q)), Layout(cfg)
+    assert small.descriptors_dir("tmk_lamv") != big.descriptors_dir("tmk_lamv")
+    size = {k: sum(p.stat().st_size for p in lay.descriptors_dir("tmk_lamv").glob("*.h5"))
+            for k, lay in (("int8", small), ("float32", big))}
+    assert size["int8"] < 0.3 * size["float32"], size
+    rows = read_search_results(small.search_dir("tmk_lamv"))
+    plain = {(r.query, r.match): r for r in read_search_results(big.search_dir("tmk_lamv"))}
+    for c in copies:
+        top = next(r for r in rows if r.query == c.query and r.rank == 1)
+        assert top.match == c.source and abs(top.offset_s - c.offset_s) < 0.1
+        assert abs(top.raw_score - plain[(c.query, c.source)].raw_score) < 0.01 * abs(top.raw_score)
+
+
+@pytest.mark.slow
 def test_score_normalisation_against_a_background(built):
     """``search.score_normalisation: background``: each query's scores are its raw scores minus the
     best raw score of far candidates (non-matching background), so scores compare across queries;

@@ -43,6 +43,7 @@ from pipeline.config.schema import (
     SearchConfig,
     SegmentsConfig,
     ShardsConfig,
+    StoresConfig,
     TCAModelConfig,
     TCATrainingConfig,
     TMKModelConfig,
@@ -156,6 +157,7 @@ class Config:
         self.frame_model: FrameModelConfig = _validate_record(FrameModelConfig, self.data.get("frame_model"),
                                                               "frame_model", self.source)
         self.shards: ShardsConfig = _validate_record(ShardsConfig, self.data.get("shards"), "shards", self.source)
+        self.stores: StoresConfig = _validate_record(StoresConfig, self.data.get("stores"), "stores", self.source)
         self.index: IndexConfig = _validate_record(IndexConfig, self.data.get("index"), "index", self.source)
         self.search: SearchConfig = _validate_record(SearchConfig, self.data.get("search"), "search", self.source)
         self.evaluate: EvaluateConfig = _validate_record(EvaluateConfig, self.data.get("evaluate"), "evaluate",

@@ -76,6 +76,13 @@ class ShardsConfig:
 
 
 @dataclass(frozen=True)
+class StoresConfig:
+    """How artifacts are stored (``index/quantise.py``): the precision of the temporal descriptors."""
+
+    descriptors: Literal["float32", "float16", "int8"]
+
+
+@dataclass(frozen=True)
 class IndexConfig:
     """The FAISS index over ``model``'s mean-frame vectors (``index/faiss_index.py``)."""
 
@@ -236,7 +243,7 @@ class CTEModelConfig:
 
 
 SECTIONS: dict[str, type] = {"dataset": DatasetConfig, "features": FeaturesConfig,
-                             "frame_model": FrameModelConfig, "shards": ShardsConfig,
+                             "frame_model": FrameModelConfig, "shards": ShardsConfig, "stores": StoresConfig,
                              "index": IndexConfig, "search": SearchConfig, "evaluate": EvaluateConfig,
                              "lamv_training": LAMVTrainingConfig, "segments": SegmentsConfig, "align": AlignConfig,
                              "tca_training": TCATrainingConfig}

@@ -19,7 +19,7 @@ def describe_shard(layout: Layout, feature_shard: Path, model: str) -> Path:
     out = layout.descriptor_file(model, feature_shard)
     failpoints.hit("describe.before_write")
     return compute_shard_descriptors(feature_shard, out, model, layout.model_spec(model),
-                                     layout.cfg.dataset.max_length_s)
+                                     layout.cfg.dataset.max_length_s, layout.cfg.stores.descriptors)
 
 
 def descriptor_store(layout: Layout, model: str) -> DescriptorStore:

@@ -1,11 +1,15 @@
 """Temporal descriptors of a feature shard, stored in HDF5, and a store to read them by id.
 
 File ``<work>/descriptors/<model>-<hash>/<shard>.h5`` (schema ``videoalign/descriptors``):
-``video_ids`` (n,), ``descriptors`` (n, ...) float32 (TMK ``(P, 2m, d)``, CTE
-``(d, 2m)``, TCA ``(padding_size, d)``: TCA_f, zero rows for padding), ``mean_frames`` (n, d)
-float32 (the L2-normalised mean-frame component used by the FAISS index; TCA: TCA_c),
-``n_frames`` (n,), ``duration_s`` (n,);
-attribute ``model`` is the JSON model specification.
+``video_ids`` (n,), ``descriptors`` (n, ...) (TMK ``(P, 2m, d)``, CTE ``(d, 2m)``, TCA
+``(padding_size, d)``: TCA_f, zero rows for padding) in the attribute ``precision``
+(``float32`` when absent, ``float16``, or ``int8`` with ``scales`` (n, ...) float32, one per row:
+``index/quantise.py``), ``mean_frames`` (n, d) float32 (the L2-normalised mean-frame component
+used by the FAISS index; TCA: TCA_c), ``n_frames`` (n,), ``duration_s`` (n,); attribute
+``model`` is the JSON model specification.
+
+The descriptors are stored contiguously, so a reader memory-maps them and reads the rows of
+the candidates it re-ranks, not the shard (:class:`DescriptorStore`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from extractors.runtime.timebase import FPS
 from extractors.temporal.cte import CTE
 from extractors.temporal.tca import TCA
 from extractors.temporal.tmk import TMK
+from index.quantise import decode, encode
 from pipeline.core.atomic import clean_stale_temporaries
 from pipeline.core.hdf5 import ArtifactError, atomic_h5, open_checked
 from pipeline.store.features import VideoFeatures, read_pack, read_video_features
@@ -64,8 +69,10 @@ def mean_frame_component(model: TemporalModel, fv: torch.Tensor) -> torch.Tensor
 
 
 def compute_shard_descriptors(feature_shard: str | os.PathLike, out_path: str | os.PathLike,
-                              model_name: str, spec: dict, max_length_s: float | None) -> Path:
-    """Describe every video listed in a feature shard's pack; write one HDF5 atomically."""
+                              model_name: str, spec: dict, max_length_s: float | None,
+                              precision: str = "float32") -> Path:
+    """Describe every video listed in a feature shard's pack; write one HDF5 atomically, the descriptors
+    in ``precision`` (:data:`index.quantise.PRECISIONS`)."""
     model = build_model(spec, max_length_s)
     clean_stale_temporaries(Path(out_path).parent)
     pack = read_pack(feature_shard)
@@ -86,7 +93,12 @@ def compute_shard_descriptors(feature_shard: str | os.PathLike, out_path: str | 
         f.attrs["feature_shard"] = str(Path(feature_shard).resolve())
         f.create_dataset("video_ids", data=np.array(pack.video_ids, dtype=object), dtype=str_t)
         shape = fvs[0].shape if fvs else (0,)
-        f.create_dataset("descriptors", data=np.stack(fvs) if fvs else np.zeros((0, *shape), np.float32))
+        enc = encode(np.stack(fvs) if fvs else np.zeros((0, *shape), np.float32), precision)
+        f.create_dataset("descriptors", data=enc.codes)
+        if precision != "float32":
+            f.attrs["precision"] = precision
+        if enc.scales is not None:
+            f.create_dataset("scales", data=enc.scales)
         dim = means[0].shape[0] if means else 0
         f.create_dataset("mean_frames", data=np.stack(means) if means else np.zeros((0, dim), np.float32))
         f.create_dataset("n_frames", data=np.asarray(counts, dtype=np.int64))
@@ -97,13 +109,17 @@ def compute_shard_descriptors(feature_shard: str | os.PathLike, out_path: str | 
 
 @dataclass
 class DescriptorStore:
-    """Random access to descriptors by video id across shard files (loaded lazily, cached)."""
+    """Random access to descriptors by video id across shard files.
+
+    Each file's descriptors are memory-mapped (they are stored contiguously), so reading the
+    candidates of one query touches their rows only, whatever the shard size.
+    """
 
     files: list[Path]
 
     def __post_init__(self) -> None:
         self._where: dict[str, tuple[int, int]] = {}
-        self._cache: dict[int, np.ndarray] = {}
+        self._maps: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
         self.n_frames: dict[str, int] = {}
         self.model_spec: dict | None = None
         for fi, p in enumerate(self.files):
@@ -137,21 +153,33 @@ class DescriptorStore:
     def __contains__(self, vid: str) -> bool:
         return vid in self._where
 
-    def _file(self, fi: int) -> np.ndarray:
-        if fi not in self._cache:
+    def _mapped(self, fi: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(codes, scales)`` of file ``fi``: memory maps of its contiguous datasets (read into memory
+        when HDF5 stored them otherwise, e.g. chunked)."""
+        if fi not in self._maps:
             with h5py.File(self.files[fi], "r") as f:
-                self._cache[fi] = f["descriptors"][()]
-        return self._cache[fi]
+                self._maps[fi] = (_memory_map(self.files[fi], f["descriptors"]),
+                                  _memory_map(self.files[fi], f["scales"]) if "scales" in f else None)
+        return self._maps[fi]
 
     def get(self, ids: Sequence[str]) -> torch.Tensor:
         """Descriptors of ``ids`` stacked ``(len(ids), ...) float32``."""
-        rows = []
-        for vid in ids:
-            if vid not in self._where:
-                raise KeyError(f"no descriptor for video {vid!r}")
-            fi, row = self._where[vid]
-            rows.append(self._file(fi)[row])
-        return torch.from_numpy(np.stack(rows)) if rows else torch.zeros(0)
+        missing = [vid for vid in ids if vid not in self._where]
+        if missing:
+            raise KeyError(f"no descriptor for video {missing[0]!r}")
+        if not ids:
+            return torch.zeros(0)
+        where = np.array([self._where[vid] for vid in ids], dtype=np.int64).reshape(-1, 2)
+        out = None
+        for fi in np.unique(where[:, 0]):
+            pick = np.flatnonzero(where[:, 0] == fi)
+            codes, scales = self._mapped(int(fi))
+            rows = where[pick, 1]
+            block = decode(codes[rows], None if scales is None else scales[rows])
+            if out is None:
+                out = np.empty((len(ids), *block.shape[1:]), np.float32)
+            out[pick] = block
+        return torch.from_numpy(out)
 
     def mean_frames(self) -> tuple[list[str], np.ndarray]:
         """Ids and ``(n, d)`` mean-frame vectors of the videos this store serves."""
@@ -163,3 +191,11 @@ class DescriptorStore:
         if not ids:
             return [], np.zeros((0, 0), np.float32)
         return ids, np.stack([mats[fi][row] for fi, row in (self._where[v] for v in ids)])
+
+
+def _memory_map(path: Path, ds: h5py.Dataset) -> np.ndarray:
+    """A read-only memory map of a contiguous HDF5 dataset (its values, for other layouts)."""
+    offset = ds.id.get_offset()
+    if offset is None or ds.chunks is not None or ds.compression is not None or ds.size == 0:
+        return ds[()]
+    return np.memmap(path, dtype=ds.dtype, mode="r", offset=offset, shape=ds.shape)

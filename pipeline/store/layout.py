@@ -206,8 +206,9 @@ class Layout:
     # ------------------------------------------------------------------ descriptors
 
     def descriptors_key(self, model: str) -> str:
+        compact = {"precision": self.cfg.stores.descriptors} if self.cfg.stores.descriptors != "float32" else {}
         return digest({"features": self.features_key, "model": self.model_identity(model),
-                       "max_length_s": self.cfg.dataset.max_length_s})
+                       "max_length_s": self.cfg.dataset.max_length_s, **compact})
 
     # ------------------------------------------------------------------ models trained on this dataset
 
