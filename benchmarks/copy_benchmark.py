@@ -2,6 +2,7 @@
 
     python benchmarks/copy_benchmark.py                      # clips of ../shared/videos
     python benchmarks/copy_benchmark.py --videos DIR --copies 24 --out bench_copy
+    python benchmarks/copy_benchmark.py --extractors mvlad --stores float32,int8   # compact stores' cost
 
 Builds a dataset from real clips: copy videos embedding one or two excerpts of
 a source (6-40 s) under one geometric attack (crop, letterbox/pillarbox,
@@ -65,6 +66,10 @@ def main() -> None:
     ap.add_argument("--overrides", default="", help="extra config overrides 'key=value;...' for every run")
     ap.add_argument("--extractors", default="resnet34_rmac,selfsup,pdqf,mvlad,mvlad+bars",
                     help="comma-separated; '+bars' removes letterbox/pillarbox bars first")
+    ap.add_argument("--stores", default="float32",
+                    help="comma-separated store precisions, each scored on the same features: float32 (descriptors "
+                         "float32, copy segments from the 15-fps features), float16, int8 (descriptors and "
+                         "segment frames in that precision)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
@@ -103,15 +108,20 @@ def main() -> None:
                       for i in range(layout.n_shards)) / FPS
         for norm in ("none", "background"):
             for verify in ("none", "diagonal"):
-                lay = Layout(load_config("folder", f"{ov};search.score_normalisation={norm};search.background=10;"
-                                                   f"search.verify={verify}"))
-                build(lay, until="evaluate", show_progress=False)
-                for m in lay.cfg.evaluate.models:
-                    x = json.loads((lay.report_dir(m) / "report.json").read_text())["metrics"]
-                    rows.append((variant, m, norm, verify, x, (c1 - c0) / video_s, (c2 - c1) / video_s,
-                                 (t2 - t1) / video_s))
-                    log.warning("%s %s norm=%s verify=%s: pair AP %.3f, detected offsets < 1 s %.3f", variant, m,
-                                norm, verify, x["pair_AP"], x["detected_pairs_offset_within_1s"])
+                for stores in args.stores.split(","):
+                    frames = "none" if stores == "float32" else stores
+                    lay = Layout(load_config("folder", f"{ov};search.score_normalisation={norm};"
+                                                       f"search.background=10;search.verify={verify};"
+                                                       f"stores.descriptors={stores};stores.segment_frames={frames};"
+                                                       f"reports_dir={args.out.resolve() / 'reports' / stores}"))
+                    build(lay, until="evaluate", show_progress=False)
+                    for m in lay.cfg.evaluate.models:
+                        x = json.loads((lay.report_dir(m) / "report.json").read_text())["metrics"]
+                        rows.append((variant, m, norm, verify, stores, x, (c1 - c0) / video_s,
+                                     (c2 - c1) / video_s, (t2 - t1) / video_s))
+                        log.warning("%s %s norm=%s verify=%s stores=%s: pair AP %.3f, detected offsets < 1 s %.3f",
+                                    variant, m, norm, verify, stores, x["pair_AP"],
+                                    x["detected_pairs_offset_within_1s"])
     n_videos = len(layout.videos)
     attacks = sorted({t["attack"] for t in truth})
     n_two = len(truth) - len({t["copy"] for t in truth})
@@ -119,17 +129,28 @@ def main() -> None:
           f"({n_two} videos with two), attacks: {'; '.join(attacks)}; "
           f"{sum(t['copy'].startswith('hard') for t in truth)} hard negatives; "
           f"{n_videos} videos, {n_videos * (n_videos - 1) // 2} unordered pairs, CNN weights: {weights}\n")
-    print("| extractor | model | score norm. | verify | pair AP | pair best F1 | true pairs in results | "
+    print("| extractor | model | score norm. | verify | stores | pair AP | pair best F1 | true pairs in results | "
           "offset < 1 s | < 0.1 s | detected | detected offset < 1 s | < 0.1 s | segment max-F1 | "
           "fit CPU s / video s | extract CPU s / video s | extract wall s / video s |")
-    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for ex, m, norm, verify, x, fit, ext, wall in rows:
-        print(f"| {ex} | {m} | {norm} | {verify} | {x['pair_AP']:.3f} | {x['pair_best_F1']:.3f} | "
+    print("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for ex, m, norm, verify, stores, x, fit, ext, wall in rows:
+        print(f"| {ex} | {m} | {norm} | {verify} | {stores} | {x['pair_AP']:.3f} | {x['pair_best_F1']:.3f} | "
               f"{x['pair_recall_in_results']:.3f} | "
               f"{x['found_pairs_offset_within_1s']:.3f} | {x['found_pairs_offset_within_0.1s']:.3f} | "
               f"{x['detected_pairs']} | {x['detected_pairs_offset_within_1s']:.3f} | "
               f"{x['detected_pairs_offset_within_0.1s']:.3f} | {x['segment_max_F1']:.3f} | "
               f"{fit:.3f} | {ext:.3f} | {wall:.3f} |")
+    base = {r[:4]: r[5]["pair_AP"] for r in rows if r[4] == "float32"}
+    if len(args.stores.split(",")) > 1 and base:
+        print("\n| stores | largest pair-AP loss against float32 | mean change | largest change of offsets < 1 s |")
+        print("|---|---:|---:|---:|")
+        off = {r[:4]: r[5]["found_pairs_offset_within_1s"] for r in rows if r[4] == "float32"}
+        for stores in args.stores.split(","):
+            if stores == "float32":
+                continue
+            d = [r[5]["pair_AP"] - base[r[:4]] for r in rows if r[4] == stores]
+            o = [r[5]["found_pairs_offset_within_1s"] - off[r[:4]] for r in rows if r[4] == stores]
+            print(f"| {stores} | {-min(d):.4f} | {sum(d) / len(d):+.4f} | {max(o, key=abs):+.4f} |")
 
 
 if __name__ == "__main__":

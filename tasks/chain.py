@@ -166,6 +166,13 @@ class BuildIndex(ChainTask):
             self.run_nodes()
 
 
+class SampleFrames(ChainTask):
+    """One feature shard's frames at ``segments.fps`` (``stores.segment_frames``): what the copy-segment
+    stage reads, a seventh of the 15-fps features or less."""
+
+    shard = luigi.IntParameter()
+
+
 class SearchShard(ChainTask):
     """One slice of the queries (``shards.queries`` of them) searched with ``model``: an all-vs-all search
     spreads over the workers like extraction."""
@@ -211,5 +218,5 @@ class Evaluate(ChainTask):
 
 TASKS: dict[str, type[ChainTask]] = {t.__name__: t for t in (
     GenerateCorpus, TrainVocabulary, TrainFrameModel, TrainPCA, ExtractFeatures, Train, ComputeDescriptors,
-    BuildIndex, SearchShard, Search, Evaluate)}
+    BuildIndex, SampleFrames, SearchShard, Search, Evaluate)}
 """The Luigi task of each node of the plan (the same names)."""

@@ -20,6 +20,7 @@ from pipeline.datasets.kinds import load_ground_truth
 from pipeline.datasets.listing import list_videos, shard_videos
 from pipeline.datasets.readers import AnnotationError, parse_vcdb_json
 from pipeline.datasets.synthetic import make_demo_corpus
+from pipeline.store.features import read_video_features
 from pipeline.store.index_files import IndexFileError, read_index, write_index
 from pipeline.store.layout import Layout
 from pipeline.store.results.search import read_search_results
@@ -379,13 +380,15 @@ def test_query_with_a_cte_index(built):
 @pytest.mark.slow
 def test_a_search_sharded_over_workers_gives_the_same_results(built, tmp_path):
     """``shards.queries``: the batch search runs as one Luigi task per slice of the queries, spread over
-    the workers, and merging them gives exactly the one-task result (same bytes)."""
+    the workers, and merging them gives exactly the one-task result (same bytes).  And the copy segments
+    read from the float16 segment-frame store (``built``) are exactly those of the 15-fps features."""
     from tasks import Search, SearchShard
 
     cfg, ov, _ = built
     whole = Layout(cfg).search_dir("tmk_lamv")
     shutil.copytree(cfg.work_dir.parent, tmp_path / "work")
-    ov_s = ov.replace(f"work_dir={cfg.work_dir.parent}", f"work_dir={tmp_path / 'work'}") + ";shards.queries=2"
+    ov_s = ov.replace(f"work_dir={cfg.work_dir.parent}", f"work_dir={tmp_path / 'work'}") + \
+        ";shards.queries=2;stores.segment_frames=none"
     layout = Layout(load_config("demo", ov_s))
     shutil.rmtree(layout.search_dir("tmk_lamv"))
     n_queries = len(layout.queries)
@@ -403,13 +406,15 @@ def test_a_search_sharded_over_workers_gives_the_same_results(built, tmp_path):
 
 
 @pytest.mark.slow
-def test_int8_descriptors_find_the_same_copies_from_a_quarter_of_the_store(built):
+def test_int8_stores_find_the_same_copies_from_a_fraction_of_the_bytes(built):
     """``stores.descriptors: int8``: descriptors are stored in a quarter of the bytes (plus a scale per
-    row) and the search finds the same copies at the same offsets."""
+    row); ``stores.segment_frames: int8``: the copy segments read 2-fps int8 frames (about 530 bytes a
+    second of video against 7,700 for the 15-fps features); the search finds the same copies at the
+    same offsets, with the same spans."""
     from tasks import Search
 
     cfg, ov, copies = built
-    ov_q = ov + ";stores.descriptors=int8"
+    ov_q = ov + ";stores.descriptors=int8;stores.segment_frames=int8"
     assert luigi.build([Search(dataset="demo", overrides=ov_q, model="tmk_lamv")], local_scheduler=True,
                        log_level="WARNING")
     small, big = Layout(load_config("demo", ov_q)), Layout(cfg)
@@ -423,6 +428,15 @@ def test_int8_descriptors_find_the_same_copies_from_a_quarter_of_the_store(built
         top = next(r for r in rows if r.query == c.query and r.rank == 1)
         assert top.match == c.source and abs(top.offset_s - c.offset_s) < 0.1
         assert abs(top.raw_score - plain[(c.query, c.source)].raw_score) < 0.01 * abs(top.raw_score)
+        mine = plain[(c.query, c.source)]
+        assert abs(top.query_start_s - mine.query_start_s) <= 0.5 and abs(top.match_end_s - mine.match_end_s) <= 0.5
+    assert [r.copy for r in rows] == [plain[(r.query, r.match)].copy for r in rows]
+    seconds = sum(len(read_video_features(p).features) for p in big.features_dir.glob("shard-*/*.h5")
+                  if p.name != "_pack.h5") / 15.0
+    store = {k: sum(p.stat().st_size for p in lay.segment_frames_dir().glob("*.h5")) / seconds
+             for k, lay in (("int8", small), ("float16", big))}
+    full = sum(p.stat().st_size for p in big.features_dir.glob("shard-*/*.h5")) / seconds
+    assert store["int8"] < 0.6 * store["float16"] < 0.2 * full, (store, full)
 
 
 @pytest.mark.slow

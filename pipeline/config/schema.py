@@ -77,9 +77,12 @@ class ShardsConfig:
 
 @dataclass(frozen=True)
 class StoresConfig:
-    """How artifacts are stored (``index/quantise.py``): the precision of the temporal descriptors."""
+    """How artifacts are stored: the precision of the temporal descriptors (``index/quantise.py``), and
+    the frames the copy-segment stage reads (``pipeline/store/segment_frames.py``; ``none``: it reads
+    the 15-fps features)."""
 
     descriptors: Literal["float32", "float16", "int8"]
+    segment_frames: Literal["none", "float16", "int8"]
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from pipeline.store.descriptors import (
     compute_shard_descriptors,
 )
 from pipeline.store.layout import Layout
+from pipeline.store.segment_frames import write_segment_frames
 
 
 def describe_shard(layout: Layout, feature_shard: Path, model: str) -> Path:
@@ -20,6 +21,12 @@ def describe_shard(layout: Layout, feature_shard: Path, model: str) -> Path:
     failpoints.hit("describe.before_write")
     return compute_shard_descriptors(feature_shard, out, model, layout.model_spec(model),
                                      layout.cfg.dataset.max_length_s, layout.cfg.stores.descriptors)
+
+
+def sample_shard_frames(layout: Layout, shard: int) -> Path:
+    """The segment-frame store's file of one feature shard (``stores.segment_frames``)."""
+    return write_segment_frames(layout.feature_shard_dir(shard), layout.segment_frames_path(shard),
+                                layout.segment_step, layout.cfg.stores.segment_frames)
 
 
 def descriptor_store(layout: Layout, model: str) -> DescriptorStore:

@@ -8,8 +8,8 @@ artifact, and its ``run`` stages in what its inputs say, then runs the node.  So
 is the data flow, and both entry points write the same bytes.
 
     GenerateCorpus -> [TrainVocabulary | TrainFrameModel] -> [TrainPCA] -> ExtractFeatures(shard)
-        -> [Train(model)] -> ComputeDescriptors(shard, model) -> BuildIndex -> SearchShard(model, shard)
-        -> Search(model) -> Evaluate(model)
+        -> [Train(model)] -> ComputeDescriptors(shard, model) -> BuildIndex -> [SampleFrames(shard)]
+        -> SearchShard(model, shard) -> Search(model) -> Evaluate(model)
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from pathlib import Path
 
 from pipeline.datasets.kinds import kind_of
 from pipeline.datasets.synthetic import DEMO_MARKER, ensure_demo_corpus
-from pipeline.steps.describe import describe_shard
+from pipeline.steps.describe import describe_shard, sample_shard_frames
 from pipeline.steps.evaluate import evaluate
 from pipeline.steps.features.extract import extract_shard
 from pipeline.steps.features.extractor import pca_needed
 from pipeline.steps.features.fitting import train_frame_model, train_pca, train_vocabulary
 from pipeline.steps.index import build_index
-from pipeline.steps.search import merge_search, search_shard
+from pipeline.steps.search import merge_search, needs_full_frames, search_shard
 from pipeline.steps.training.train import train_model
 from pipeline.store import completeness
 from pipeline.store.features import PACK_NAME
@@ -140,11 +140,21 @@ def build_index_node(layout: Layout) -> Node:
                 lambda: completeness.index_complete(d), lambda _progress: build_index(layout))
 
 
+def sample_frames_node(layout: Layout, shard: int) -> Node:
+    """One feature shard's frames at ``segments.fps``, what the copy-segment stage reads."""
+    p = layout.segment_frames_path(shard)
+    return Node("SampleFrames", {"shard": shard}, [Requirement("ExtractFeatures", {"shard": shard})], p, p,
+                lambda: completeness.segment_frames_complete(p), lambda _progress: sample_shard_frames(layout, shard))
+
+
 def search_shard_node(layout: Layout, model: str, shard: int) -> Node:
     """One slice of the queries (``shards.queries``); reads the index, the descriptors of ``model`` and
-    of the index's model, and every feature shard."""
+    of the index's model, the segment-frame store and, where the search needs them, the 15-fps features."""
     p = layout.search_shard_path(model, shard)
-    reads = every_descriptor(layout, sorted({model, layout.cfg.index.model})) + every_shard(layout)
+    frames = ([Requirement("SampleFrames", {"shard": s}) for s in range(layout.n_shards)]
+              if layout.uses_segment_frames else [])
+    full = every_shard(layout) if needs_full_frames(layout) else []
+    reads = every_descriptor(layout, sorted({model, layout.cfg.index.model})) + frames + full
     return Node("SearchShard", {"model": model, "shard": shard}, [Requirement("BuildIndex"), *reads], p, p,
                 lambda: completeness.search_shard_complete(p),
                 lambda progress: search_shard(layout, model, shard, progress))
@@ -171,7 +181,8 @@ NODES: dict[str, Callable[..., Node]] = {
     "GenerateCorpus": generate_corpus, "TrainVocabulary": train_vocabulary_node,
     "TrainFrameModel": train_frame_model_node, "TrainPCA": train_pca_node, "ExtractFeatures": extract_features,
     "Train": train, "ComputeDescriptors": compute_descriptors, "BuildIndex": build_index_node,
-    "SearchShard": search_shard_node, "Search": search_node, "Evaluate": evaluate_node,
+    "SampleFrames": sample_frames_node, "SearchShard": search_shard_node, "Search": search_node,
+    "Evaluate": evaluate_node,
 }
 """Task name -> the node of that task for a layout and the task's parameters."""
 
@@ -206,6 +217,9 @@ def plan(layout: Layout, until: str = "index", models: Sequence[str] | None = No
         yield build_index_node(layout)
     chosen = list(models) if models else (list(cfg.evaluate.models) if stop >= 4 else [cfg.search.model])
     if stop >= 3:
+        if layout.uses_segment_frames:
+            for s in range(layout.n_shards):
+                yield sample_frames_node(layout, s)
         for m in chosen:
             for s in range(len(layout.query_shards)):
                 yield search_shard_node(layout, m, s)

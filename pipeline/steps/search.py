@@ -5,13 +5,14 @@ DRAQ; one query (:func:`search_one`) or every query of a dataset (:func:`search`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from extractors.runtime.progress import progress
 from extractors.runtime.timebase import FPS
-from index.localise import LocaliserSettings, localise
+from index.localise import LocaliserSettings, SampledFrames, localise_sampled, sample_frames
 from index.rerank import Match, background_normalised, offset_range, rerank_with_expansion
 from index.verification import diagonal_verify, refine_offsets
 from pipeline.config.load import Config
@@ -36,6 +37,7 @@ from pipeline.store.results.search import (
     write_results_h5,
     write_search_results,
 )
+from pipeline.store.segment_frames import SegmentFrames
 
 
 class FeatureLookup:
@@ -60,6 +62,14 @@ class FeatureLookup:
     def of_manifest(cls, manifest: dict) -> FeatureLookup:
         return cls({vid: Path(e["features"]) for vid, e in manifest["videos"].items()})
 
+    def __contains__(self, vid: str) -> bool:
+        return vid in self.where
+
+    def sampled(self, vid: str, step: int) -> SampledFrames:
+        """``vid``'s 15-fps features every ``step`` frames."""
+        vf = self.get(vid)
+        return sample_frames(vf.features, vf.timestamps_s, step)
+
     def get(self, vid: str, dim: int | None = None) -> VideoFeatures:
         """The features of ``vid``; with ``dim``, refused (naming the file) unless ``dim``-dimensional."""
         vf = read_video_features(self.where[vid])
@@ -69,12 +79,25 @@ class FeatureLookup:
         return vf
 
 
+class FrameSource(Protocol):
+    """Frames at the compared rate by video id: the 15-fps features (:class:`FeatureLookup`) or the
+    segment-frame store (:class:`pipeline.store.segment_frames.SegmentFrames`)."""
+
+    def __contains__(self, vid: str) -> bool: ...
+
+    def sampled(self, vid: str, step: int) -> SampledFrames: ...
+
+
 def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_mean: np.ndarray,
                q_feats: VideoFeatures | None, index, store: DescriptorStore,
                features: FeatureLookup | None, allowed: set[str] | None,
-               segments: list[Box] | None = None) -> list[Match]:
+               segments: list[Box] | None = None, segment_frames: FrameSource | None = None) -> list[Match]:
     """FAISS candidates -> offset re-ranking with ``model`` -> copy segments and decisions, for one
-    query; the segments found are appended to ``segments``."""
+    query; the segments found are appended to ``segments``.
+
+    The 15-fps ``features`` (and the query's, ``q_feats``) serve the verification and DRAQ; the copy
+    segments read ``segment_frames`` when given (the query's too, when it is indexed), else them.
+    """
     segments = [] if segments is None else segments
     s = cfg.search
     n_bg = s.background if s.score_normalisation == "background" else 0
@@ -115,10 +138,15 @@ def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_
         raw[order], scores[order], off_s[order] = raw_v, scores_v, offsets_v  # the kept ones, re-scored
         order = order[np.argsort(-scores_v, kind="stable")]
     found: list[Box] = []
-    if located:
-        usable = [int(i) for i in order if cands[i] in features.where]
-        found = locate_copies(cfg.segments, query_id, q_feats, [cands[i] for i in usable],
-                              [frames(cands[i]) for i in usable], off_s[usable])
+    source: FrameSource | None = segment_frames if segment_frames is not None else features
+    step = localiser_settings(cfg.segments).step
+    q_sampled = (segment_frames.sampled(query_id, step) if segment_frames is not None and query_id in segment_frames
+                 else sample_frames(q_feats.features, q_feats.timestamps_s, step) if q_feats is not None else None)
+    segmented = source is not None and q_sampled is not None
+    if segmented:
+        usable = [int(i) for i in order if cands[i] in source]
+        found = locate_copies(cfg.segments, query_id, q_sampled, [cands[i] for i in usable],
+                              [source.sampled(cands[i], step) for i in usable], off_s[usable])
         segments += found
     best: dict[str, Box] = {}  # this query's best segment per candidate
     for b in found:
@@ -138,7 +166,7 @@ def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_
     for rank, i in enumerate(order):
         b = best.get(cands[i])
         spans = (b.q0, b.q1, b.r0, b.r1) if b is not None else (float("nan"),) * 4
-        seg_score = (b.score if b is not None else 0.0) if located else float("nan")
+        seg_score = (b.score if b is not None else 0.0) if segmented else float("nan")
         out.append(Match(query_id, cands[i], float(scores[i]), round(float(off_s[i]), 6), rank + 1, *spans,
                          raw_score=float(raw[i]), copy=bool(seg_score >= cfg.segments.copy_threshold),
                          segment_score=seg_score, draq=float(draq[i])))
@@ -161,19 +189,25 @@ def localiser_settings(sg: SegmentsConfig) -> LocaliserSettings:
                              max_elements=sg.max_elements)
 
 
-def locate_copies(sg: SegmentsConfig, query_id: str, query: VideoFeatures, ref_ids: list[str],
-                  refs: list[VideoFeatures], offsets_s: np.ndarray) -> list[Box]:
+def locate_copies(sg: SegmentsConfig, query_id: str, query: SampledFrames, ref_ids: list[str],
+                  refs: list[SampledFrames], offsets_s: np.ndarray) -> list[Box]:
     """The frame-level stage of one query: copy segments (seconds) in each reference, seeded by the
-    re-ranking model's offsets."""
-    found = localise(query.features, query.timestamps_s, [r.features for r in refs],
-                     [r.timestamps_s for r in refs], np.asarray(offsets_s, dtype=np.float64), localiser_settings(sg))
+    re-ranking model's offsets (frames at the compared rate, ``segments.fps``)."""
+    found = localise_sampled(query, refs, np.asarray(offsets_s, dtype=np.float64), localiser_settings(sg))
     return [Box(query_id, ref_ids[c.candidate], c.query_start_s, c.query_end_s, c.ref_start_s, c.ref_end_s,
                 c.score) for c in found]
 
 
+def needs_full_frames(layout: Layout) -> bool:
+    """Whether a batch search reads the 15-fps features: for the verification, DRAQ, or copy segments
+    without a segment-frame store."""
+    cfg = layout.cfg
+    return cfg.search.verify != "none" or cfg.align.draq_top > 0 or not layout.uses_segment_frames
+
+
 class SearchContext:
     """What every query of a batch search reads: the index, the descriptor stores, the index's mean
-    frames, the frame features, the model and the database the queries may match."""
+    frames, the frames, the model and the database the queries may match."""
 
     def __init__(self, layout: Layout, model_name: str) -> None:
         cfg = layout.cfg
@@ -183,9 +217,14 @@ class SearchContext:
         index_store = self.store if index_model == model_name else descriptor_store(layout, index_model)
         ids, means = index_store.mean_frames()
         self.mean_of = dict(zip(ids, means, strict=True))
-        self.features = FeatureLookup.of_layout(layout)
+        self.features = FeatureLookup.of_layout(layout) if needs_full_frames(layout) else None
+        self.segment_frames = segment_frame_store(layout) if layout.uses_segment_frames else None
         self.allowed = search_scope(cfg.dataset, self.store.ids)[1]
         self.model = configured_model(layout, model_name)
+
+
+def segment_frame_store(layout: Layout) -> SegmentFrames:
+    return SegmentFrames([layout.segment_frames_path(s) for s in range(layout.n_shards)], layout.segment_step)
 
 
 def search_shard(layout: Layout, model_name: str, shard: int, show_progress: bool = True) -> Path:
@@ -199,9 +238,9 @@ def search_shard(layout: Layout, model_name: str, shard: int, show_progress: boo
     label = f"search {model_name}" + (f" {shard + 1}/{len(layout.query_shards)}" if len(layout.query_shards) > 1
                                       else "")
     for q in progress(queries, unit="query", desc=label, wanted=show_progress):
-        qf = ctx.features.get(q) if q in ctx.features.where else None
+        qf = ctx.features.get(q) if ctx.features is not None and q in ctx.features else None
         rows += search_one(cfg, ctx.model, q, ctx.store.get([q]), ctx.mean_of[q], qf, ctx.index, ctx.store,
-                           ctx.features, ctx.allowed, segments)
+                           ctx.features, ctx.allowed, segments, ctx.segment_frames)
     return write_results_h5(layout.search_shard_path(model_name, shard), rows,
                             {"model": model_name, "shard": shard, "n_queries": len(queries)}, segments,
                             cfg.segments.copy_threshold)

@@ -22,6 +22,7 @@ from pipeline.store.fitted.vocabulary import load_vocabulary
 from pipeline.store.index_files import read_index
 from pipeline.store.layout import Layout
 from pipeline.store.results.search import RESULTS_CSV, read_attrs, read_search_results
+from pipeline.store.segment_frames import SEGMENT_FRAMES_SCHEMA, SEGMENT_FRAMES_VERSION
 
 
 def _loads(reader: Callable[[Path], object], path: Path) -> bool:
@@ -80,6 +81,15 @@ def descriptors_complete(path: Path) -> bool:
 
 def index_complete(directory: Path) -> bool:
     return _loads(read_index, directory)
+
+
+def segment_frames_complete(path: Path) -> bool:
+    """A segment-frame file opens with its schema."""
+    try:
+        with open_checked(path, SEGMENT_FRAMES_SCHEMA, SEGMENT_FRAMES_VERSION):
+            return True
+    except (ArtifactError, OSError):
+        return False
 
 
 def search_shard_complete(path: Path) -> bool:

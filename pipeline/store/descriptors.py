@@ -68,6 +68,18 @@ def mean_frame_component(model: TemporalModel, fv: torch.Tensor) -> torch.Tensor
     return dc / dc.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
+@dataclass(frozen=True)
+class DescribedVideos:
+    """The descriptors of the videos of one shard file: ``descriptors (n, ...) float32``,
+    ``mean_frames (n, d) float32``, ``n_frames (n,)``, ``duration_s (n,)``."""
+
+    video_ids: list[str]
+    descriptors: np.ndarray
+    mean_frames: np.ndarray
+    n_frames: np.ndarray
+    duration_s: np.ndarray
+
+
 def compute_shard_descriptors(feature_shard: str | os.PathLike, out_path: str | os.PathLike,
                               model_name: str, spec: dict, max_length_s: float | None,
                               precision: str = "float32") -> Path:
@@ -84,25 +96,35 @@ def compute_shard_descriptors(feature_shard: str | os.PathLike, out_path: str | 
         means.append(mean_frame_component(model, fv[None] if fv.dim() == 3 else fv).numpy()[0])
         counts.append(len(vf.features))
         durations.append(float(vf.timestamps_s[-1]) + 1 / FPS if len(vf.timestamps_s) else 0.0)
+    shape = fvs[0].shape if fvs else (0,)
+    dim = means[0].shape[0] if means else 0
+    described = DescribedVideos(pack.video_ids, np.stack(fvs) if fvs else np.zeros((0, *shape), np.float32),
+                                np.stack(means) if means else np.zeros((0, dim), np.float32),
+                                np.asarray(counts, dtype=np.int64), np.asarray(durations, dtype=np.float64))
+    return write_descriptors(out_path, described, model_name, spec, precision,
+                             str(Path(feature_shard).resolve()))
+
+
+def write_descriptors(out_path: str | os.PathLike, videos: DescribedVideos, model_name: str, spec: dict,
+                      precision: str = "float32", source: str = "") -> Path:
+    """One descriptor file (schema ``videoalign/descriptors``), atomically."""
     str_t = h5py.string_dtype("utf-8")
     with atomic_h5(out_path) as f:
         f.attrs["schema"] = DESCRIPTORS_SCHEMA
         f.attrs["schema_version"] = DESCRIPTORS_VERSION
         f.attrs["model_name"] = model_name
         f.attrs["model"] = json.dumps(spec, sort_keys=True)
-        f.attrs["feature_shard"] = str(Path(feature_shard).resolve())
-        f.create_dataset("video_ids", data=np.array(pack.video_ids, dtype=object), dtype=str_t)
-        shape = fvs[0].shape if fvs else (0,)
-        enc = encode(np.stack(fvs) if fvs else np.zeros((0, *shape), np.float32), precision)
+        f.attrs["feature_shard"] = source
+        f.create_dataset("video_ids", data=np.array(videos.video_ids, dtype=object), dtype=str_t)
+        enc = encode(videos.descriptors, precision)
         f.create_dataset("descriptors", data=enc.codes)
         if precision != "float32":
             f.attrs["precision"] = precision
         if enc.scales is not None:
             f.create_dataset("scales", data=enc.scales)
-        dim = means[0].shape[0] if means else 0
-        f.create_dataset("mean_frames", data=np.stack(means) if means else np.zeros((0, dim), np.float32))
-        f.create_dataset("n_frames", data=np.asarray(counts, dtype=np.int64))
-        d = f.create_dataset("duration_s", data=np.asarray(durations, dtype=np.float64))
+        f.create_dataset("mean_frames", data=np.asarray(videos.mean_frames, dtype=np.float32))
+        f.create_dataset("n_frames", data=np.asarray(videos.n_frames, dtype=np.int64))
+        d = f.create_dataset("duration_s", data=np.asarray(videos.duration_s, dtype=np.float64))
         d.attrs["units"] = "seconds"
     return Path(out_path)
 

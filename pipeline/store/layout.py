@@ -16,6 +16,7 @@ settings) or a changed corpus never reuses a stale output::
                                                      ground truth + corpus listing (Train)
         descriptors/<model>-<D>/<feature shard>.h5   D = F + model spec (a learned kernel: L, or
                                                      the kernel file's hash) + max length
+        segment-frames-<G>/<feature shard>.h5        G = F + segments.fps + stores.segment_frames
         index-<I>/{index.faiss, meta.h5}             I = D(index.model) + index settings + corpus listing
         search/<model>-<S>/{results.h5, results.csv} S = I + D(model) + search settings + dataset kind
                           /shards/queries-<Q>-<n>.h5  one search shard's results (Q queries a shard)
@@ -210,6 +211,30 @@ class Layout:
         return digest({"features": self.features_key, "model": self.model_identity(model),
                        "max_length_s": self.cfg.dataset.max_length_s, **compact})
 
+    @property
+    def segment_step(self) -> int:
+        """Frames of the 15-fps stream per frame the copy-segment stage compares."""
+        return max(1, round(FPS / self.cfg.segments.fps))
+
+    @property
+    def uses_segment_frames(self) -> bool:
+        return self.cfg.stores.segment_frames != "none"
+
+    @property
+    def segment_frames_exact(self) -> bool:
+        """Whether the copy-segment stage sees the stored features' values (no store, or a float16 store
+        of float16 features): then the search results do not depend on the store."""
+        mode = self.cfg.stores.segment_frames
+        return mode == "none" or mode == self.cfg.features.dtype
+
+    def segment_frames_dir(self) -> Path:
+        key = digest({"features": self.features_key, "step": self.segment_step,
+                      "precision": self.cfg.stores.segment_frames})
+        return self.work / f"segment-frames-{key}"
+
+    def segment_frames_path(self, shard: int) -> Path:
+        return self.segment_frames_dir() / f"{self.feature_shard_dir(shard).name}.h5"
+
     # ------------------------------------------------------------------ models trained on this dataset
 
     def clean_work_root(self) -> int:
@@ -328,9 +353,10 @@ class Layout:
         return self.work / f"index-{self.index_key}"
 
     def search_key(self, model: str) -> str:
+        lossy = {"segment_frames": self.cfg.stores.segment_frames} if not self.segment_frames_exact else {}
         return digest({"search": self.cfg.data["search"], "segments": self.cfg.data["segments"],
                        "align": self.cfg.data["align"], "index": self.index_key,
-                       "descriptors": self.descriptors_key(model), "kind": self.cfg.dataset.kind})
+                       "descriptors": self.descriptors_key(model), "kind": self.cfg.dataset.kind, **lossy})
 
     def search_dir(self, model: str) -> Path:
         return self.work / "search" / f"{model}-{self.search_key(model)}"
