@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 import resource
 import subprocess
 import sys
@@ -140,38 +141,47 @@ def video_frames(v: int, p: Plan, step: int, genres: np.ndarray) -> np.ndarray:
     return unit(x)
 
 
-def generate(work: Path, n: int, first: int = 0) -> list[Path]:
-    """Write videos ``first .. n-1`` in shards of :data:`SHARD` (existing shards are kept)."""
+def generate(work: Path, n: int, first: int = 0, jobs: int = 1) -> list[Path]:
+    """Write videos ``first .. n-1`` in shards of :data:`SHARD` (existing shards are kept), ``jobs``
+    shards at a time."""
+    config(work)
+    starts = list(range(first, n, SHARD))
+    if jobs > 1:
+        with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+            return pool.starmap(generate_shard, [(work, n, s0) for s0 in starts])
+    return [generate_shard(work, n, s0) for s0 in starts]
+
+
+def generate_shard(work: Path, n: int, s0: int) -> Path:
+    """Videos ``s0 .. s0 + SHARD - 1``: one descriptor file and one segment-frame file."""
+    torch.set_num_threads(1)
     cfg = config(work)
     step = max(1, round(FPS / cfg.segments.fps))
     spec = cfg.model_spec(cfg.search.model)
     model = build_model(spec, cfg.dataset.max_length_s)
     p, genres = plan(n), genre_bank()
-    out = []
-    for s0 in range(first, n, SHARD):
-        dpath = work / "descriptors" / f"shard-{s0 // SHARD:05d}.h5"
-        fpath = work / "frames" / f"shard-{s0 // SHARD:05d}.h5"
-        out.append(dpath)
-        if dpath.is_file() and fpath.is_file():
-            continue
-        ids, parts, fvs, means = [], [], [], []
-        for v in range(s0, min(n, s0 + SHARD)):
-            x = video_frames(v, p, step, genres)
-            t = np.arange(len(x), dtype=np.float64) * step  # kernel time base (1/15 s)
-            fv = describe_video(model, x, t)
-            ids.append(f"v{v:07d}")
-            parts.append(SampledFrames(x, t / FPS, float(len(x) * step / FPS)))
-            fvs.append(fv.numpy())
-            means.append(mean_frame_component(model, fv[None]).numpy()[0])
-        fpath.parent.mkdir(parents=True, exist_ok=True)
-        dpath.parent.mkdir(parents=True, exist_ok=True)
-        write_sampled(fpath, ids, parts, step, cfg.stores.segment_frames, "bench_scale")
-        n_frames = np.array([round(q.duration_s * FPS) for q in parts], np.int64)
-        write_descriptors(dpath, DescribedVideos(ids, np.stack(fvs), np.stack(means), n_frames,
-                                                 np.array([q.duration_s for q in parts])),
-                          cfg.search.model, spec, cfg.stores.descriptors, "bench_scale")
-        log.warning("shard %d: videos %d-%d written", s0 // SHARD, s0, min(n, s0 + SHARD) - 1)
-    return out
+    dpath = work / "descriptors" / f"shard-{s0 // SHARD:05d}.h5"
+    fpath = work / "frames" / f"shard-{s0 // SHARD:05d}.h5"
+    if dpath.is_file() and fpath.is_file():
+        return dpath
+    ids, parts, fvs, means = [], [], [], []
+    for v in range(s0, min(n, s0 + SHARD)):
+        x = video_frames(v, p, step, genres)
+        t = np.arange(len(x), dtype=np.float64) * step  # kernel time base (1/15 s)
+        fv = describe_video(model, x, t)
+        ids.append(f"v{v:07d}")
+        parts.append(SampledFrames(x, t / FPS, float(len(x) * step / FPS)))
+        fvs.append(fv.numpy())
+        means.append(mean_frame_component(model, fv[None]).numpy()[0])
+    fpath.parent.mkdir(parents=True, exist_ok=True)
+    dpath.parent.mkdir(parents=True, exist_ok=True)
+    write_sampled(fpath, ids, parts, step, cfg.stores.segment_frames, "bench_scale")
+    n_frames = np.array([round(q.duration_s * FPS) for q in parts], np.int64)
+    write_descriptors(dpath, DescribedVideos(ids, np.stack(fvs), np.stack(means), n_frames,
+                                             np.array([q.duration_s for q in parts])),
+                      cfg.search.model, spec, cfg.stores.descriptors, "bench_scale")
+    log.warning("shard %d: videos %d-%d written", s0 // SHARD, s0, min(n, s0 + SHARD) - 1)
+    return dpath
 
 
 def files(work: Path, kind: str) -> list[Path]:
@@ -277,6 +287,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--dir", type=Path, default=None, help="work directory (default: bench_scale_<N>)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--jobs", type=int, default=1, help="processes generating the corpus")
     ap.add_argument("--phase", choices=["index", "query", "refresh"], default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -289,7 +300,7 @@ def main() -> None:
         print(json.dumps(res))
         return
     t0 = time.perf_counter()
-    generate(work, args.videos)
+    generate(work, args.videos, jobs=args.jobs)
     gen_s = time.perf_counter() - t0
     seconds = 0.0
     for f in files(work, "frames"):

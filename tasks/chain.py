@@ -75,7 +75,8 @@ class ChainTask(DatasetTask):
                 continue
             self.store.fetch(node.output)  # work finished by an interrupted attempt is kept
             node.run(True)
-            self.store.publish(node.output, last=node.marker if node.marker != node.output else None)
+            written = node.writes or node.output
+            self.store.publish(written, last=node.marker if node.marker != written else None)
             self.record(**node.params)
 
 
@@ -112,6 +113,21 @@ class ExtractFeatures(ChainTask):
     """Frame features of one shard; output: the shard directory (its ``_pack.h5`` is written last)."""
 
     shard = luigi.IntParameter()
+
+
+class FeatureSet(ChainTask):
+    """Every feature shard of the corpus: what the tasks reading all of them require (one edge each
+    instead of one per shard)."""
+
+
+class DescriptorSet(ChainTask):
+    """Every descriptor shard of ``model``."""
+
+    model = luigi.Parameter()
+
+
+class FrameSet(ChainTask):
+    """Every shard of the segment-frame store."""
 
 
 class Train(ChainTask):
@@ -217,6 +233,6 @@ class Evaluate(ChainTask):
 
 
 TASKS: dict[str, type[ChainTask]] = {t.__name__: t for t in (
-    GenerateCorpus, TrainVocabulary, TrainFrameModel, TrainPCA, ExtractFeatures, Train, ComputeDescriptors,
-    BuildIndex, SampleFrames, SearchShard, Search, Evaluate)}
+    GenerateCorpus, TrainVocabulary, TrainFrameModel, TrainPCA, ExtractFeatures, FeatureSet, Train,
+    ComputeDescriptors, DescriptorSet, FrameSet, BuildIndex, SampleFrames, SearchShard, Search, Evaluate)}
 """The Luigi task of each node of the plan (the same names)."""

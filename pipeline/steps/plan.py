@@ -59,6 +59,7 @@ class Node:
     marker: Path
     complete: Callable[[], bool]
     run: Callable[[bool], object]
+    writes: Path | None = None  # what the step writes when it is not all of ``output`` (a set: its marker)
 
     @property
     def name(self) -> str:
@@ -78,8 +79,32 @@ def corpus_fits(layout: Layout) -> list[Requirement]:
         ([Requirement("TrainFrameModel")] if layout.needs_frame_model else [])
 
 
-def every_shard(layout: Layout) -> list[Requirement]:
-    return [Requirement("ExtractFeatures", {"shard": s}) for s in range(layout.n_shards)]
+def member_set(layout: Layout, task: str, params: dict[str, object], members: list[Node], directory: Path) -> Node:
+    """A node standing for a set of shard nodes (every feature shard, every descriptor shard of a model...):
+    the tasks that read all of them require the set, not each shard, so the scheduler's graph grows with
+    the shards plus the readers, not their product.  Its output is the directory (what a remote run
+    stages in); its marker lists the members; it is complete when every member is."""
+    marker = layout.set_marker(directory)
+    paths = [m.output for m in members]
+    return Node(task, params, [Requirement(m.task, m.params) for m in members], directory, marker,
+                lambda: completeness.member_list_complete(marker, paths, lambda: all(m.complete() for m in members)),
+                lambda _progress: completeness.write_member_list(marker, paths), writes=marker)
+
+
+def feature_set(layout: Layout) -> Node:
+    return member_set(layout, "FeatureSet", {}, [extract_features(layout, s) for s in range(layout.n_shards)],
+                      layout.features_dir)
+
+
+def descriptor_set(layout: Layout, model: str) -> Node:
+    return member_set(layout, "DescriptorSet", {"model": model},
+                      [compute_descriptors(layout, s, model) for s in range(layout.n_shards)],
+                      layout.descriptors_dir(model))
+
+
+def frame_set(layout: Layout) -> Node:
+    return member_set(layout, "FrameSet", {}, [sample_frames_node(layout, s) for s in range(layout.n_shards)],
+                      layout.segment_frames_dir())
 
 
 def generate_corpus(layout: Layout) -> Node:
@@ -115,7 +140,7 @@ def extract_features(layout: Layout, shard: int) -> Node:
 
 def train(layout: Layout, model: str) -> Node:
     p = layout.trained_path(model)
-    return Node("Train", {"model": model}, every_shard(layout), p, p,
+    return Node("Train", {"model": model}, [Requirement("FeatureSet")], p, p,
                 lambda: completeness.trained_model_complete(layout, model),
                 lambda progress: train_model(layout, model, progress))
 
@@ -130,8 +155,8 @@ def compute_descriptors(layout: Layout, shard: int, model: str) -> Node:
 
 
 def every_descriptor(layout: Layout, models: Sequence[str]) -> list[Requirement]:
-    return [Requirement("ComputeDescriptors", {"shard": s, "model": m})
-            for s in range(layout.n_shards) for m in models]
+    """Every descriptor shard of ``models``, through one set node per model."""
+    return [Requirement("DescriptorSet", {"model": m}) for m in models]
 
 
 def build_index_node(layout: Layout) -> Node:
@@ -151,9 +176,8 @@ def search_shard_node(layout: Layout, model: str, shard: int) -> Node:
     """One slice of the queries (``shards.queries``); reads the index, the descriptors of ``model`` and
     of the index's model, the segment-frame store and, where the search needs them, the 15-fps features."""
     p = layout.search_shard_path(model, shard)
-    frames = ([Requirement("SampleFrames", {"shard": s}) for s in range(layout.n_shards)]
-              if layout.uses_segment_frames else [])
-    full = every_shard(layout) if needs_full_frames(layout) else []
+    frames = [Requirement("FrameSet")] if layout.uses_segment_frames else []
+    full = [Requirement("FeatureSet")] if needs_full_frames(layout) else []
     reads = every_descriptor(layout, sorted({model, layout.cfg.index.model})) + frames + full
     return Node("SearchShard", {"model": model, "shard": shard}, [Requirement("BuildIndex"), *reads], p, p,
                 lambda: completeness.search_shard_complete(p),
@@ -171,7 +195,7 @@ def search_node(layout: Layout, model: str) -> Node:
 def evaluate_node(layout: Layout, model: str) -> Node:
     """Reads the search results, the descriptors of ``model`` and every feature shard."""
     d, s = layout.report_dir(model), layout.search_dir(model)
-    reads = every_descriptor(layout, [model]) + every_shard(layout)
+    reads = [*every_descriptor(layout, [model]), Requirement("FeatureSet")]
     return Node("Evaluate", {"model": model}, [Requirement("Search", {"model": model}), *reads], d,
                 d / "report.json", lambda: completeness.reports_complete(d, s),
                 lambda _progress: evaluate(layout, model))
@@ -181,6 +205,7 @@ NODES: dict[str, Callable[..., Node]] = {
     "GenerateCorpus": generate_corpus, "TrainVocabulary": train_vocabulary_node,
     "TrainFrameModel": train_frame_model_node, "TrainPCA": train_pca_node, "ExtractFeatures": extract_features,
     "Train": train, "ComputeDescriptors": compute_descriptors, "BuildIndex": build_index_node,
+    "FeatureSet": feature_set, "DescriptorSet": descriptor_set, "FrameSet": frame_set,
     "SampleFrames": sample_frames_node, "SearchShard": search_shard_node, "Search": search_node,
     "Evaluate": evaluate_node,
 }
@@ -207,12 +232,15 @@ def plan(layout: Layout, until: str = "index", models: Sequence[str] | None = No
         yield train_pca_node(layout)
     for s in range(layout.n_shards):
         yield extract_features(layout, s)
+    yield feature_set(layout)
     if stop >= 1:
         for m in layout.trained_models:
             yield train(layout, m)
         for s in range(layout.n_shards):
             for m in cfg.models:
                 yield compute_descriptors(layout, s, m)
+        for m in cfg.models:
+            yield descriptor_set(layout, m)
     if stop >= 2:
         yield build_index_node(layout)
     chosen = list(models) if models else (list(cfg.evaluate.models) if stop >= 4 else [cfg.search.model])
@@ -220,6 +248,7 @@ def plan(layout: Layout, until: str = "index", models: Sequence[str] | None = No
         if layout.uses_segment_frames:
             for s in range(layout.n_shards):
                 yield sample_frames_node(layout, s)
+            yield frame_set(layout)
         for m in chosen:
             for s in range(len(layout.query_shards)):
                 yield search_shard_node(layout, m, s)

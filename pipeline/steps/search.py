@@ -65,9 +65,9 @@ class FeatureLookup:
     def __contains__(self, vid: str) -> bool:
         return vid in self.where
 
-    def sampled(self, vid: str, step: int) -> SampledFrames:
-        """``vid``'s 15-fps features every ``step`` frames."""
-        vf = self.get(vid)
+    def sampled(self, vid: str, step: int, dim: int | None = None) -> SampledFrames:
+        """``vid``'s 15-fps features every ``step`` frames (refused unless ``dim``-dimensional, when given)."""
+        vf = self.get(vid, dim)
         return sample_frames(vf.features, vf.timestamps_s, step)
 
     def get(self, vid: str, dim: int | None = None) -> VideoFeatures:
@@ -85,7 +85,7 @@ class FrameSource(Protocol):
 
     def __contains__(self, vid: str) -> bool: ...
 
-    def sampled(self, vid: str, step: int) -> SampledFrames: ...
+    def sampled(self, vid: str, step: int, dim: int | None = None) -> SampledFrames: ...
 
 
 def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_mean: np.ndarray,
@@ -146,7 +146,8 @@ def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_
     if segmented:
         usable = [int(i) for i in order if cands[i] in source]
         found = locate_copies(cfg.segments, query_id, q_sampled, [cands[i] for i in usable],
-                              [source.sampled(cands[i], step) for i in usable], off_s[usable])
+                              [source.sampled(cands[i], step, q_sampled.features.shape[1]) for i in usable],
+                              off_s[usable])
         segments += found
     best: dict[str, Box] = {}  # this query's best segment per candidate
     for b in found:

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline.core.atomic import atomic_write_text
 from pipeline.core.hdf5 import ArtifactError, open_checked
 from pipeline.store.descriptors import DESCRIPTORS_SCHEMA, DESCRIPTORS_VERSION
 from pipeline.store.features import FEATURES_SCHEMA, FEATURES_VERSION, PACK_NAME, read_pack
@@ -32,6 +33,20 @@ def _loads(reader: Callable[[Path], object], path: Path) -> bool:
     except (ValueError, OSError, KeyError):
         return False
     return True
+
+
+def write_member_list(marker: Path, members: list[Path]) -> Path:
+    """The marker of a set of artifacts (e.g. every descriptor shard of a model): the members' paths."""
+    return atomic_write_text(marker, json.dumps({"members": [str(m) for m in members]}, indent=0))
+
+
+def member_list_complete(marker: Path, members: list[Path], member_complete: Callable[[], bool]) -> bool:
+    """The marker lists exactly ``members`` and every member is complete (``member_complete``)."""
+    try:
+        listed = json.loads(marker.read_text(encoding="utf-8"))["members"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return listed == [str(m) for m in members] and member_complete()
 
 
 def pca_complete(path: Path) -> bool:

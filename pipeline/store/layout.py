@@ -235,6 +235,11 @@ class Layout:
     def segment_frames_path(self, shard: int) -> Path:
         return self.segment_frames_dir() / f"{self.feature_shard_dir(shard).name}.h5"
 
+    def set_marker(self, directory: Path) -> Path:
+        """The marker of the set of this corpus's shard artifacts in ``directory`` (a features, descriptors
+        or segment-frames directory holds the shards of every listing it served)."""
+        return directory / f"_set-{self.corpus_hash[:16]}.json"
+
     # ------------------------------------------------------------------ models trained on this dataset
 
     def clean_work_root(self) -> int:

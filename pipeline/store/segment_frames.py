@@ -107,11 +107,15 @@ class SegmentFrames:
                 self._open[fi] = _File(feats, f["times_s"][()], str(f.attrs["precision"]))
         return self._open[fi]
 
-    def sampled(self, vid: str, step: int) -> SampledFrames:
-        """``vid``'s frames every ``step`` frames of the 15-fps stream (features as float32)."""
+    def sampled(self, vid: str, step: int, dim: int | None = None) -> SampledFrames:
+        """``vid``'s frames every ``step`` frames of the 15-fps stream (features as float32; refused unless
+        ``dim``-dimensional, when given)."""
         if step != self.step:
             raise ArtifactError(f"the segment-frame store samples every {self.step} frames, not {step}")
         fi, a, b, duration = self._where[vid]
         f = self._file(fi)
+        if dim is not None and f.features.shape[1] != dim:
+            raise ArtifactError(f"{self.files[fi]}: {f.features.shape[1]}-dimensional frames, expected {dim} "
+                                f"(from another configuration; run verify)")
         x = np.asarray(f.features[a:b], dtype=np.float32)
         return SampledFrames(x / 127.0 if f.precision == "int8" else x, f.times_s[a:b], duration)
