@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.core.atomic import atomic_write_text
+from pipeline.core.atomic import atomic_write_text, clean_stale_temporaries
 from pipeline.core.hdf5 import ArtifactError, open_checked
 from pipeline.store.descriptors import DESCRIPTORS_SCHEMA, DESCRIPTORS_VERSION
 from pipeline.store.features import FEATURES_SCHEMA, FEATURES_VERSION, PACK_NAME, read_pack
@@ -36,7 +36,9 @@ def _loads(reader: Callable[[Path], object], path: Path) -> bool:
 
 
 def write_member_list(marker: Path, members: list[Path]) -> Path:
-    """The marker of a set of artifacts (e.g. every descriptor shard of a model): the members' paths."""
+    """The marker of a set of artifacts (e.g. every descriptor shard of a model): the members' paths
+    (temporaries a killed writer left beside it are removed first)."""
+    clean_stale_temporaries(marker.parent)
     return atomic_write_text(marker, json.dumps({"members": [str(m) for m in members]}, indent=0))
 
 
