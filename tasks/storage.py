@@ -24,6 +24,7 @@ from pathlib import Path
 
 import luigi
 
+from extractors.runtime import failpoints
 from pipeline.config.load import Config
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ class Storage:
         if last is not None:
             files = [f for f in files if f != last] + [last]
         for f in files:
+            failpoints.hit("storage.upload")
             client.put(str(f), self.key(f))
         log.debug("uploaded %d file(s) under %s", len(files), self.key(path))
 

@@ -27,6 +27,7 @@ Points (the crash suite, ``tests/test_crash_points.py``, kills a run at each):
     lamv.epoch_saved          after a learned-LAMV training state is saved (one per epoch)
     tca.checkpoint_saved      after a TCA training state is saved (every tca_training.checkpoint_every steps)
     decode_worker.send        a decoder, before each message; decode_worker.mid_write: half a message
+    storage.upload            object storage: before each file a task uploads (its marker last)
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ deeper (norms, timestamps, fingerprints).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,7 +40,12 @@ def write_member_list(marker: Path, members: list[Path]) -> Path:
     """The marker of a set of artifacts (e.g. every descriptor shard of a model): the members' paths
     (temporaries a killed writer left beside it are removed first)."""
     clean_stale_temporaries(marker.parent)
-    return atomic_write_text(marker, json.dumps({"members": [str(m) for m in members]}, indent=0))
+    return atomic_write_text(marker, json.dumps({"members": _relative(marker, members)}, indent=0))
+
+
+def _relative(marker: Path, members: list[Path]) -> list[str]:
+    """Members named relative to the marker's directory (the same on every machine)."""
+    return [os.path.relpath(m, marker.parent) for m in members]
 
 
 def member_list_complete(marker: Path, members: list[Path], member_complete: Callable[[], bool]) -> bool:
@@ -48,7 +54,7 @@ def member_list_complete(marker: Path, members: list[Path], member_complete: Cal
         listed = json.loads(marker.read_text(encoding="utf-8"))["members"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return listed == [str(m) for m in members] and member_complete()
+    return listed == _relative(marker, members) and member_complete()
 
 
 def pca_complete(path: Path) -> bool:
