@@ -234,6 +234,38 @@ def test_hostile_corpus_reports_each_bad_file_and_indexes_the_rest(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_decoder_killed_once_does_not_keep_a_good_video_out(corpus, tmp_path):
+    """The OOM killer takes one decoder once: that video fails with a transient cause, the summary names
+    it, and the next refresh tries it again and publishes it; a permanently broken file stays
+    quarantined, named with its cause by verify, which exits 3 (an operator must act)."""
+    from extractors.runtime.failpoints import ENV, ONCE_DIR_ENV
+
+    ov = overrides(corpus, **{"features.decode_workers": 1})
+    once = tmp_path / "once"
+    once.mkdir()
+    first = subprocess.run([sys.executable, "-m", "pipeline", "refresh", "--dataset", "folder", "--overrides", ov,
+                            "--quiet"], capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "PYTHONPATH": str(ROOT), ENV: "decode_worker.send=die-once@2",
+                                ONCE_DIR_ENV: str(once)})
+    assert first.returncode == 3, first.stderr[-3000:]  # one file failed this run
+    killed = [ln for ln in first.stdout.splitlines() if ln.startswith("NOTE quarantined:")]
+    assert len(killed) == 1 and "decoder process crashed" in killed[0] and "transient, failed 1 of 3" in killed[0]
+    cfg = load_config("folder", ov)
+    assert len(read_manifest(current_version(published_root(cfg)))["videos"]) == 4
+    (corpus / "data" / "videos" / "junk.mp4").write_bytes(b"not a video" * 100)
+    second = cli("refresh", "--dataset", "folder", "--overrides", ov, "--quiet")
+    assert second.returncode == 3  # the junk failed; the killed video came back
+    assert sorted(read_manifest(current_version(published_root(cfg)))["videos"]) == [f"v{i}" for i in range(5)]
+    notes = [ln for ln in second.stdout.splitlines() if ln.startswith("NOTE quarantined:")]
+    assert len(notes) == 1 and "junk.mp4" in notes[0] and "permanent" in notes[0]
+    third = cli("refresh", "--dataset", "folder", "--overrides", ov, "--quiet")
+    assert third.returncode == 0 and "up to date" in third.stdout and "junk.mp4" in third.stdout
+    checked = cli("verify", "folder", "--overrides", ov)
+    assert checked.returncode == 3, checked.stdout[-2000:]
+    assert "1 corpus file(s) no refresh will retry" in checked.stdout and "junk.mp4" in checked.stdout
+
+
+@pytest.mark.slow
 def test_verify_names_what_is_wrong(corpus):
     cfg = load_config("folder", overrides(corpus))
     run_refresh(cfg, progress=False)

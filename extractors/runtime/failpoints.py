@@ -4,8 +4,11 @@
 :func:`hit` is called at each point.  On the ``hit``-th call (default 1) in this
 process the action runs: ``raise`` (a :class:`FailpointError`, e.g. to test a
 retry policy), ``raise*`` (on every call from ``hit`` on), ``kill`` (SIGKILL
-of the whole process group, like ``kill -9`` of a run) or ``die`` (SIGKILL of
-this process only, like the OOM killer taking one worker).  :func:`triggered`
+of the whole process group, like ``kill -9`` of a run), ``die`` (SIGKILL of
+this process only, like the OOM killer taking one worker) or ``die-once`` (``die``,
+in the first process of a run that reaches it: the sentinel file
+``$VIDEOALIGN_FAILPOINTS_ONCE/<name>`` is created atomically by the one that
+fires, so a replacement worker, which counts its own passes, does not).  :func:`triggered`
 serves points whose failure is acted out by the caller (``on`` / ``on*``).
 Unarmed points cost one dictionary lookup.  Worker processes inherit the
 environment, and count their own passes.
@@ -38,6 +41,7 @@ import signal
 from extractors.runtime.errors import VideoAlignError
 
 ENV = "VIDEOALIGN_FAILPOINTS"
+ONCE_DIR_ENV = "VIDEOALIGN_FAILPOINTS_ONCE"
 
 _counts: dict[str, int] = {}
 
@@ -72,6 +76,20 @@ def hit(name: str) -> None:
         os.killpg(os.getpgrp(), signal.SIGKILL)
     if action == "die" and n == at:
         os.kill(os.getpid(), signal.SIGKILL)
+    if action == "die-once" and n == at and _first(name):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _first(name: str) -> bool:
+    """True for the one process that creates ``name``'s sentinel in :data:`ONCE_DIR_ENV`'s directory."""
+    directory = os.environ.get(ONCE_DIR_ENV)
+    if not directory:
+        raise FailpointError(f"failpoint {name}: die-once needs {ONCE_DIR_ENV} (a directory for its sentinel)")
+    try:
+        os.close(os.open(os.path.join(directory, name), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
 
 
 def triggered(name: str) -> bool:

@@ -95,10 +95,11 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     from pipeline.steps.operations.refresh import locked_refresh  # deferred: start-up time
     from pipeline.store.layout import Layout  # deferred: start-up time
     from pipeline.store.publish import PinnedError  # deferred: start-up time
+    from pipeline.store.quarantine import describe, load_quarantine  # deferred: start-up time
 
     try:
-        res = locked_refresh(Layout(load_config(args.dataset, args.overrides)), keep=args.keep,
-                             progress=not args.quiet)
+        layout = Layout(load_config(args.dataset, args.overrides))
+        res = locked_refresh(layout, keep=args.keep, progress=not args.quiet)
     except (LockHeldError, PinnedError) as exc:
         sys.stderr.write(f"refresh: {exc}\n")
         return EXIT_LOCKED
@@ -108,8 +109,8 @@ def cmd_refresh(args: argparse.Namespace) -> int:
         sys.stderr.write(f"refresh: {type(exc).__name__}: {text[0] if text else ''}\n")
         return 1
     sys.stdout.write(res.summary() + "\n")
-    for path in res.quarantined:
-        log.info("quarantined (unchanged since it failed, not retried): %s", path)
+    for line in describe(load_quarantine(layout.quarantine_file)):  # every entry, with its cause and fate
+        sys.stdout.write(f"NOTE {line}\n")
     if res.failures:
         for f in res.failures:
             sys.stderr.write(f"failed: {f}\n")
@@ -207,15 +208,23 @@ def cmd_luigi(argv: list[str]) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from pipeline.steps.operations.verify import notes, verify  # deferred: start-up time
+    from pipeline.steps.operations.verify import (  # deferred: start-up time
+        held_files,  # deferred: start-up time
+        notes,
+        verify,
+    )
 
     problems, checked = verify(args.target, args.overrides)
     for p in problems:
         sys.stdout.write(f"PROBLEM {p}\n")
     for n in notes(args.target, args.overrides):
         sys.stdout.write(f"NOTE {n}\n")
-    sys.stdout.write(f"verify: {checked} artifact(s) checked, {len(problems)} problem(s)\n")
-    return 0 if not problems else 1
+    held = held_files(args.target, args.overrides)
+    sys.stdout.write(f"verify: {checked} artifact(s) checked, {len(problems)} problem(s)"
+                     f"{f', {len(held)} corpus file(s) no refresh will retry' if held else ''}\n")
+    if problems:
+        return 1
+    return EXIT_FAILED_FILES if held else 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

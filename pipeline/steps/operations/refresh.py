@@ -142,7 +142,8 @@ def run_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> Refresh
     res = RefreshResult()
     quarantine = load_quarantine(layout.quarantine_file)
     before = dict(quarantine)
-    inv = _screen(layout, quarantine, res)
+    retried: dict[str, QuarantineEntry] = {}
+    inv = _screen(layout, quarantine, res, retried)
     old = manifest["videos"]
     cfg_hash = layout.refresh_settings_hash()
     if cur is not None and manifest.get("config_hash") != cfg_hash:
@@ -170,7 +171,8 @@ def run_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> Refresh
     by_path = {e["path"]: e for e in inv.values()}
     for f in res.failures:  # decoding failures join the quarantine
         e = by_path.get(qn.key(f.path), {"size": -1, "mtime": 0.0})
-        quarantine[qn.key(f.path)] = qn.entry(f.path, e["size"], e["mtime"], f.stage, f.cause)
+        quarantine[qn.key(f.path)] = qn.entry(f.path, e["size"], e["mtime"], f.stage, f.cause,
+                                              retried.get(qn.key(f.path)))
     videos = {k: v for k, v in old.items() if k not in res.removed and k not in res.changed}
     for v in touched:  # identical content, new mtime: just record it
         videos[v] = {**old[v], "size": inv[v]["size"], "mtime": inv[v]["mtime"]}
@@ -200,10 +202,12 @@ def run_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> Refresh
     return res
 
 
-def _screen(layout: Layout, quarantine: dict[str, QuarantineEntry], res: RefreshResult) -> dict[str, dict]:
+def _screen(layout: Layout, quarantine: dict[str, QuarantineEntry], res: RefreshResult,
+            retried: dict[str, QuarantineEntry]) -> dict[str, dict]:
     """The inventory of what can be processed: unreadable corpus entries (symlink loops, devices ...)
-    become failures; entries quarantined and unchanged since are skipped; changed ones are retried;
-    entries gone from the corpus leave the quarantine."""
+    become failures; entries quarantined and unchanged since are skipped, unless a transient failure's
+    backoff has passed; changed ones are retried; entries gone from the corpus leave the quarantine.
+    ``retried`` receives the entries taken out to be tried again."""
     listed = {qn.key(v.path) for v in layout.videos}
     for path in [p for p in quarantine if p not in listed]:
         del quarantine[path]
@@ -218,8 +222,11 @@ def _screen(layout: Layout, quarantine: dict[str, QuarantineEntry], res: Refresh
         if qn.holds(quarantine, e["path"], e["size"], e["mtime"]):
             res.quarantined.append(e["path"])
             continue
-        if quarantine.pop(e["path"], None) is not None:
-            log.info("%s changed since it failed: retrying it", e["path"])
+        was = quarantine.pop(e["path"], None)
+        if was is not None:
+            retried[e["path"]] = was
+            log.info("%s: retrying it (%s)", e["path"], "its last failure was transient"
+                     if was.same_file(e["size"], e["mtime"]) else "changed since it failed")
         inv[vid] = e
     return inv
 

@@ -27,7 +27,7 @@ from pipeline.core.hdf5 import ArtifactError
 from pipeline.store.features import FEATURES_SCHEMA, PACK_NAME, read_pack, read_video_features
 from pipeline.store.index_files import IndexFileError, read_index
 from pipeline.store.publish import CHECKSUMS, check_version, never_current, pinned, versions
-from pipeline.store.quarantine import describe, load_quarantine
+from pipeline.store.quarantine import describe, load_quarantine, needs_operator
 
 
 def _check_features(p: Path, problems: list[str]) -> None:
@@ -203,6 +203,19 @@ def verify(target: str, overrides: str = "") -> tuple[list[str], int]:
     if not p.exists():
         return [f"{p}: no work directory for dataset {p.name} (nothing built yet)"], 0
     return verify_path(p)
+
+
+def held_files(target: str, overrides: str = "") -> list[str]:
+    """Corpus files quarantined for good (a permanent cause, or transient ones that kept failing): an
+    operator must replace, repair or remove them."""
+    try:
+        p = _resolve(target, overrides)
+    except ConfigError:
+        return []
+    if not p.is_dir():
+        return []
+    files = [p / "quarantine.json"] if (p / "quarantine.json").is_file() else sorted(p.rglob("quarantine.json"))
+    return [e.path for f in files for e in needs_operator(load_quarantine(f))]
 
 
 def notes(target: str, overrides: str = "") -> list[str]:
