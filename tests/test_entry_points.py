@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import filecmp
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -153,8 +154,11 @@ def test_the_demo_chain_runs_from_an_empty_directory(tmp_path):
     """``luigi --module pipeline BuildIndex --dataset demo`` generates the demo corpus itself."""
     ov = "shards.size=20;features.pca_frames_per_video=10;features.image_area=6000;frame_model.steps=40"
     out = run(["luigi", "--module", "pipeline", "BuildIndex", "--dataset", "demo", "--overrides", ov,
-               "--local-scheduler"], tmp_path, timeout=900)
+               "--local-scheduler"], tmp_path, timeout=900, VIDEOALIGN_PROGRESS_S="0", TQDM_DISABLE="")
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    # long steps say where they are in a Luigi run's log: done / total, rate, ETA
+    assert "frame model: 40/40 step (" in out.stderr and "ETA" in out.stderr, out.stderr[-3000:]
+    assert any(line.endswith(")") and "/20 video (" in line for line in out.stderr.splitlines())
     assert "FAILED" not in out.stdout + out.stderr  # no task failed, not even once before a retry
     assert (tmp_path / "demo_data" / "annotation" / "demo.txt").is_file()
     where = f"work directory {tmp_path / 'work' / 'demo'}, reports {tmp_path / 'reports' / 'demo'}"
@@ -163,7 +167,7 @@ def test_the_demo_chain_runs_from_an_empty_directory(tmp_path):
     assert list((tmp_path / "work" / "demo").glob("selfsup-*.pt"))  # the demo's offline network
 
 
-def test_program_name_and_progress_bars(tmp_path):
+def test_program_name_and_progress_bars(tmp_path, monkeypatch, caplog):
     from extractors.runtime.progress import bars_disabled, progress
 
     script = shutil.which("videoalign")
@@ -172,8 +176,19 @@ def test_program_name_and_progress_bars(tmp_path):
         assert out.stdout.startswith("usage: videoalign ")
     out = run([sys.executable, "-m", "pipeline", "--help"], tmp_path)
     assert out.stdout.startswith("usage: python -m pipeline ")
-    # not a terminal (pytest captures stderr): no bar, whatever the caller wants
-    assert bars_disabled(True) and progress(range(3), wanted=True).disable
+    # not a terminal (pytest captures stderr): no bar, whatever the caller wants; lines at INFO instead
+    assert bars_disabled(True)
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    monkeypatch.setenv("VIDEOALIGN_PROGRESS_S", "0")
+    with caplog.at_level(logging.INFO, logger="extractors.runtime.progress"):
+        for _ in progress(range(3), wanted=True, unit="video", desc="shard-00002"):
+            pass
+        assert list(progress(range(3), wanted=False, desc="quiet")) == [0, 1, 2]  # not wanted: no line
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[-1].startswith("shard-00002: 3/3 video (") and "ETA" in lines[-1] and len(lines) == 4
+    assert not any("quiet" in line for line in lines)
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert progress(range(3), wanted=True).disable  # TQDM_DISABLE: no bar, no lines
 
 
 def test_tqdm_disable_is_honoured_even_on_a_terminal(monkeypatch):

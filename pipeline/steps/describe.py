@@ -15,12 +15,12 @@ from pipeline.store.layout import Layout
 from pipeline.store.segment_frames import write_segment_frames
 
 
-def describe_shard(layout: Layout, feature_shard: Path, model: str) -> Path:
+def describe_shard(layout: Layout, feature_shard: Path, model: str, show_progress: bool = False) -> Path:
     """Temporal descriptors of ``model`` for every video of one feature shard."""
     out = layout.descriptor_file(model, feature_shard)
     failpoints.hit("describe.before_write")
     return compute_shard_descriptors(feature_shard, out, model, layout.model_spec(model),
-                                     layout.cfg.dataset.max_length_s, layout.cfg.stores.descriptors)
+                                     layout.cfg.dataset.max_length_s, layout.cfg.stores.descriptors, show_progress)
 
 
 def sample_shard_frames(layout: Layout, shard: int) -> Path:

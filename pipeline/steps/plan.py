@@ -151,7 +151,7 @@ def compute_descriptors(layout: Layout, shard: int, model: str) -> Node:
     return Node("ComputeDescriptors", {"shard": shard, "model": model},
                 [Requirement("ExtractFeatures", {"shard": shard}), *trained], p, p,
                 lambda: completeness.descriptors_complete(p),
-                lambda _progress: describe_shard(layout, layout.feature_shard_dir(shard), model))
+                lambda progress: describe_shard(layout, layout.feature_shard_dir(shard), model, progress))
 
 
 def every_descriptor(layout: Layout, models: Sequence[str]) -> list[Requirement]:

@@ -25,6 +25,7 @@ import h5py
 import numpy as np
 import torch
 
+from extractors.runtime.progress import progress
 from extractors.runtime.timebase import FPS
 from extractors.temporal.cte import CTE
 from extractors.temporal.tca import TCA
@@ -82,14 +83,15 @@ class DescribedVideos:
 
 def compute_shard_descriptors(feature_shard: str | os.PathLike, out_path: str | os.PathLike,
                               model_name: str, spec: dict, max_length_s: float | None,
-                              precision: str = "float32") -> Path:
+                              precision: str = "float32", show_progress: bool = False) -> Path:
     """Describe every video listed in a feature shard's pack; write one HDF5 atomically, the descriptors
     in ``precision`` (:data:`index.quantise.PRECISIONS`)."""
     model = build_model(spec, max_length_s)
     clean_stale_temporaries(Path(out_path).parent)
     pack = read_pack(feature_shard)
     fvs, means, counts, durations = [], [], [], []
-    for name in pack.files:
+    for name in progress(pack.files, unit="video", desc=f"describe {model_name} {Path(feature_shard).name}",
+                         wanted=show_progress):
         vf = read_video_features(Path(feature_shard) / name)
         fv = describe_video(model, vf.features, video_times(vf))
         fvs.append(fv.numpy())
