@@ -114,6 +114,14 @@ def _check_h5(p: Path, problems: list[str]) -> None:
                                     f"{f['mean_frames'].shape}, counts {f['n_frames'].shape}")
                 elif ids and not np.all(np.isfinite(d[()])):
                     problems.append(f"{p}: non-finite descriptor values")
+                elif "scales" in f and (f["scales"].shape != d.shape[:-1] or not np.all(np.isfinite(f["scales"][()]))):
+                    problems.append(f"{p}: int8 scales {f['scales'].shape} do not fit descriptors {d.shape} "
+                                    f"or are not finite")
+            if schema == "videoalign/segment-frames":
+                start, rows = f["start"][()], f["features"].shape[0]
+                if (len(start) != f["video_ids"].shape[0] + 1 or start[0] != 0 or start[-1] != rows
+                        or np.any(np.diff(start) < 0) or f["times_s"].shape[0] != rows):
+                    problems.append(f"{p}: its row table does not match its {rows} frame rows")
     except OSError as exc:
         problems.append(f"{p}: unreadable HDF5 ({exc})")
         return
