@@ -128,3 +128,9 @@ def test_absurd_boxes_in_converted_vcdb_json_are_refused(tmp_path):
     f.write_text('{"a-b": [[10, 0, 5, 5]]}')
     with pytest.raises(AnnotationError, match="before it begins"):
         parse_vcdb_json(f)
+    f.write_text('{"a-b": [[0, 0, 1%s, 5]]}' % ("0" * 400))  # an integer no float holds
+    with pytest.raises(AnnotationError, match=r"labels\.json: a-b: a box value is too large to be a time"):
+        parse_vcdb_json(f)
+    f.write_text('{"a-b": [[0, 0, true, 5]]}')  # a boolean is not a number of seconds
+    with pytest.raises(AnnotationError, match=r"labels\.json: a-b: box \[0, 0, True, 5\] is not"):
+        parse_vcdb_json(f)

@@ -79,6 +79,10 @@ def test_vsc_csv_round_trip_and_errors(tmp_path):
         read_vsc_csv(bad)
     with pytest.raises(AnnotationError, match=r"gt.csv:1: missing column\(s\) score"):
         read_vsc_csv(gt)
+    for absurd in ("1e7", "1e300"):  # the 10^6 s bound of every annotation applies to VSC files too
+        gt.write_text(f"query_id,ref_id,query_start,query_end,ref_start,ref_end\nQ1,R7,1,{absurd},0,8\n")
+        with pytest.raises(AnnotationError, match=r"gt.csv:2: query span end .* is outside \[0, 1e\+06\] s"):
+            vsc_copy_pairs(gt)
 
 
 def test_vcsl_prediction_json_reads_back_as_ground_truth(tmp_path):

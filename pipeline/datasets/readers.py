@@ -255,9 +255,14 @@ def parse_vcdb_json(label_file: str | Path, pair_file: str | Path | None = None)
             raise AnnotationError(f"{path}: {key}: expected a list of boxes")
         for box in boxes:
             if not (isinstance(box, list) and len(box) == 4
-                    and all(isinstance(v, int | float) for v in box)):
-                raise AnnotationError(f"{path}: {key}: box {box!r} is not [a_start, b_start, a_end, b_end]")
-            a0, b0, a1, b1 = (float(v) for v in box)
+                    and all(isinstance(v, int | float) and not isinstance(v, bool) for v in box)):
+                raise AnnotationError(f"{path}: {key}: box {str(box)[:80]} is not [a_start, b_start, a_end, b_end] "
+                                      f"(numbers of seconds)")
+            try:
+                a0, b0, a1, b1 = (float(v) for v in box)
+            except OverflowError:
+                raise AnnotationError(f"{path}: {key}: a box value is too large to be a time "
+                                      f"(at most {MAX_TIME_S:g} s)") from None
             check_span(f"{path}: {key}", "A", a0, a1)
             check_span(f"{path}: {key}", "B", b0, b1)
             if a == b:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.core.atomic import atomic_path
-from pipeline.datasets.readers import AnnotationError, CopyPair
+from pipeline.datasets.readers import AnnotationError, CopyPair, check_span
 from pipeline.metrics.segments import Box
 
 VSC_FIELDS = ["query_id", "ref_id", "query_start", "query_end", "ref_start", "ref_end", "score"]
@@ -66,6 +66,8 @@ def read_vsc_csv(path: Path, ground_truth: bool = False) -> list[Box]:
             raise AnnotationError(f"{path}:{no}: spans must be finite, non-negative and end >= start")
         if not row["query_id"] or not row["ref_id"]:
             raise AnnotationError(f"{path}:{no}: empty query_id or ref_id")
+        check_span(f"{path}:{no}", "query span", vals[0], vals[1])  # at most 10^6 s, like every annotation
+        check_span(f"{path}:{no}", "reference span", vals[2], vals[3])
         out.append(Box(row["query_id"], row["ref_id"], *vals, score=score))
     return out
 
