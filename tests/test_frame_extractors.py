@@ -135,3 +135,23 @@ def test_a_letterboxed_copy_matches_better_with_bars_removed(mvlad):
     kept = (a * mvlad.describe(boxed)).sum(1).mean()
     removed = (a * mvlad.describe(crop_black_bars(boxed))).sum(1).mean()
     assert removed > kept
+
+
+def test_featureless_frames_are_zero_vectors_and_verify_accepts_them(pdqf, tmp_path):
+    """A uniform picture (black, a grey card) has no PDQF direction: a zero vector, which matches nothing,
+    not rounding noise normalised to unit length; verify accepts it, and still refuses other norms."""
+    from pipeline.steps.operations.verify import verify_path
+    from pipeline.store.features import VideoFeatures, write_video_features
+
+    frames = np.stack([np.zeros((48, 64, 3), np.uint8), np.full((48, 64, 3), 128, np.uint8),
+                       scene_frame(0.0, 64, 48, 3)])
+    for ex in (PDQFExtractor(), pdqf):  # without and with a PCA
+        x = ex.describe(frames)
+        assert np.all(x[:2] == 0) and abs(np.linalg.norm(x[2]) - 1) < 1e-5
+    vf = VideoFeatures("v", PDQFExtractor().describe(frames), np.arange(3) / 15.0, {"video_id": "v"})
+    write_video_features(tmp_path / "v.h5", vf, "float32")
+    assert verify_path(tmp_path)[0] == []
+    vf.features[2] *= 0.5
+    write_video_features(tmp_path / "v.h5", vf, "float32")
+    problems = verify_path(tmp_path)[0]
+    assert len(problems) == 1 and "1 frame descriptor(s) are neither unit-norm nor zero" in problems[0]

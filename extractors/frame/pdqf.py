@@ -4,6 +4,10 @@ Per frame: luma, box-downsampled to 64x64, 2-D DCT-II, the 16x16 lowest
 frequencies -> 256 values.  Here the DC term is dropped (it only carries the
 mean brightness, which copy attacks change), the rest is L2-normalised and,
 when a PCA fitted on the corpus is given, whitened.  Vectorised over frames.
+
+A featureless frame (a uniform picture: black, a grey card, a flash; its AC coefficients
+below :data:`FEATURELESS`, i.e. rounding noise) has no direction to normalise: it is
+stored as a zero vector, which matches nothing (cosine 0) and which ``verify`` accepts.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from extractors.frame.pca import PCAWhitening
 
 SIZE = 64
 BAND = 16
+FEATURELESS = 1e-3
+"""AC energy (orthonormal DCT of 0-255 luma) below which a frame is featureless (real content: >= 1)."""
 
 
 def dct_matrix(n_out: int = BAND, n_in: int = SIZE) -> np.ndarray:
@@ -53,4 +59,7 @@ class PDQFExtractor:
         return pdqf_raw(frames)[:, 1:]
 
     def describe(self, frames: np.ndarray) -> np.ndarray:
-        return whiten(pdqf_raw(frames)[:, 1:], self.pca)
+        raw = pdqf_raw(frames)[:, 1:]
+        out = whiten(raw, self.pca)
+        out[np.linalg.norm(raw, axis=1) < FEATURELESS] = 0.0  # featureless frames: zero vectors
+        return out

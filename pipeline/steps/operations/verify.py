@@ -45,8 +45,9 @@ def _check_features(p: Path, problems: list[str]) -> None:
     if not finite.all():
         problems.append(f"{p}: {int((~finite).sum())} frame descriptor(s) are not finite (NaN or infinity)")
     norms = np.linalg.norm(x[finite], axis=1)
-    if not np.all(np.abs(norms - 1) < 2e-2):
-        problems.append(f"{p}: {int(np.sum(np.abs(norms - 1) >= 2e-2))} frame descriptor(s) are not unit-norm")
+    wrong = (np.abs(norms - 1) >= 2e-2) & (norms > 1e-6)  # zero vectors: featureless frames (e.g. PDQF, uniform)
+    if wrong.any():
+        problems.append(f"{p}: {int(wrong.sum())} frame descriptor(s) are neither unit-norm nor zero (featureless)")
     if np.any(np.diff(vf.timestamps_s) < 0):
         problems.append(f"{p}: timestamps decrease")
     src = vf.attrs.get("source_path")
