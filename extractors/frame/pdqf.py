@@ -47,7 +47,7 @@ def pdqf_raw(frames: np.ndarray) -> np.ndarray:
 class PDQFExtractor:
     """Frame descriptors ``(B, 255) float32`` (unit norm; whitened by ``pca`` when given)."""
 
-    model_id = "pdqf-64-dct16"
+    model_id = "pdqf-64-dct16-z"  # -z: featureless frames are zero vectors (features made before are redone)
     weights_id = "none"
     precision = "float32"
 
