@@ -118,6 +118,13 @@ def test_rollback_and_failed_publish_leave_current_consistent(corpus):
     assert out.returncode == 0 and "v000001" in out.stdout
     assert current_version(root).name == "v000001" and "v9" not in read_manifest(current_version(root))["videos"]
     assert rollback(root, "v000002").name == "v000002"
+    flip_byte(root / "v000001" / "index.faiss", 100)  # a version whose files fail their checksums
+    refused = cli("rollback", "--dataset", "folder", "--overrides", overrides(corpus))
+    assert refused.returncode == 2 and "fail their checksums" in refused.stderr and "--force" in refused.stderr
+    assert current_version(root).name == "v000002"
+    forced = cli("rollback", "--dataset", "folder", "--overrides", overrides(corpus), "--force")
+    assert forced.returncode == 0 and current_version(root).name == "v000001"
+    assert rollback(root, "v000002").name == "v000002"
     with pytest.raises(RuntimeError, match="crash"), new_version(root) as stage:
         (stage / "partial").write_text("x")
         raise RuntimeError("crash while publishing")
@@ -502,7 +509,13 @@ def test_rollback_takes_the_lock_and_holds_current_until_released(corpus):
     from pipeline.steps.operations.verify import notes
 
     assert any("held at v000001" in n for n in notes(str(cfg.work_dir)))
-    assert cli("rollback", "--dataset", "folder", "--overrides", ov, "--release").returncode == 0
+    # the command the message prints works as printed (the dataset and overrides the refresh was given)
+    import shlex
+
+    printed = held.stderr.split("release it with: ", 1)[1].splitlines()[0]
+    words = shlex.split(printed)
+    assert words[:4] == ["python", "-m", "pipeline", "rollback"] and words[-1] == "--release"
+    assert cli(*words[3:]).returncode == 0
     res = run_refresh(cfg, progress=False)
     assert res.published and current_version(root) == res.version
     # it builds on what is current (v000001 + v7 + v8), not on the version that was rolled back

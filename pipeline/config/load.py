@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
@@ -148,6 +149,9 @@ class Config:
 
     data: dict
     source: str
+    selector: str = dataclasses.field(default="", compare=False)
+    """How the command line named it (``--dataset NAME [--overrides '...']``), for the commands a
+    message tells the user to run; empty for configurations stored with artifacts."""
 
     def __post_init__(self) -> None:
         self.dataset: DatasetConfig = _validate_record(DatasetConfig, self.data.get("dataset"), "dataset",
@@ -298,7 +302,10 @@ def load_config(dataset: str, overrides: str | Iterable[str] | None = None) -> C
     over = parse_overrides(overrides)
     data = deep_merge(data, over)
     source = f"{ds_path}" + (" + --overrides" if over else "")
-    return _finish(data, source, ds_path.stem)
+    cfg = _finish(data, source, ds_path.stem)
+    text = overrides if isinstance(overrides, str) or overrides is None else ";".join(overrides)
+    cfg.selector = f"--dataset {shlex.quote(dataset)}" + (f" --overrides {shlex.quote(text)}" if text else "")
+    return cfg
 
 
 def config_from_json(text: str, source: str) -> Config:
@@ -309,8 +316,16 @@ def config_from_json(text: str, source: str) -> Config:
         raise ConfigError(f"{source}: stored configuration is not JSON ({exc})") from None
     if isinstance(data, dict):  # sections added since the artifact was written take their defaults
         base = _read_yaml(base_file())
-        for section in ("segments", "align", "tca_training"):
+        for section in ("segments", "align", "tca_training", "stores"):
             data.setdefault(section, base[section])
+        for section in ("index", "shards", "stores"):  # keys added since: their defaults
+            if isinstance(data.get(section), dict):
+                for key, value in base[section].items():
+                    data[section].setdefault(key, value)
+        if isinstance(data.get("index"), dict):  # index.type / ivf_threshold became index.factory
+            if data["index"].pop("type", None) == "flat":
+                data["index"]["factory"] = "Flat"
+            data["index"].pop("ivf_threshold", None)
         if isinstance(data.get("search"), dict):
             for removed in ("segment_threshold", "segment_max_gap_s"):
                 data["search"].pop(removed, None)

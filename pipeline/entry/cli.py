@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--overrides", default="")
     rb.add_argument("--to", default=None, help="a version name, e.g. v000003 (default: the previous one)")
     rb.add_argument("--release", action="store_true", help="let refreshes publish again after a rollback")
+    rb.add_argument("--force", action="store_true", help="roll back even to a version whose files fail their "
+                                                          "checksums")
     rb.set_defaults(func=cmd_rollback)
     sub.add_parser("luigi", help="luigi --module pipeline ARGS, exiting 50 (one line) when the root task is "
                                  "still incomplete at the end (e.g. tasks held by a worker that died)")

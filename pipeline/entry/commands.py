@@ -134,12 +134,12 @@ def cmd_rollback(args: argparse.Namespace) -> int:
                 was = release(layout.published_root)
                 sys.stdout.write("released: refreshes publish again\n" if was else "nothing was held\n")
                 return 0
-            target = rollback(layout.published_root, args.to)
+            target = rollback(layout.published_root, args.to, force=args.force)
     except LockHeldError as exc:
         sys.stderr.write(f"rollback: {exc}\n")
         return EXIT_LOCKED
-    sys.stdout.write(f"current -> {target.name} (held: refreshes will not publish until "
-                     f"'python -m pipeline rollback --dataset {args.dataset} --release')\n")
+    sys.stdout.write(f"current -> {target.name} (held: refreshes will not publish until released with: "
+                     f"python -m pipeline rollback {layout.cfg.selector} --release)\n")
     return 0
 
 

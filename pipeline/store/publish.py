@@ -201,8 +201,9 @@ def prune(root: Path, keep: int) -> list[Path]:
     return removed
 
 
-def rollback(root: Path, to: str | None = None) -> Path:
-    """Point ``current`` at the version before it (or at version ``to``, e.g. ``v000003``)."""
+def rollback(root: Path, to: str | None = None, force: bool = False) -> Path:
+    """Point ``current`` at the version before it (or at version ``to``, e.g. ``v000003``); a version whose
+    files fail their checksums is refused unless ``force``."""
     made = set(made_current(root))
     vs = [v for v in versions(root) if v.name in made]  # never a version that was never current
     cur = current_version(root)
@@ -219,6 +220,10 @@ def rollback(root: Path, to: str | None = None) -> Path:
         if not older:
             raise PublishError(f"{root}: {cur.name} is the oldest version kept; nothing to roll back to")
         target = older[-1]
+    damage = check_version(target)
+    if damage and not force:
+        raise PublishError(f"{target}: {len(damage)} file(s) fail their checksums ({damage[0]}); roll back to "
+                           f"another version, or pass --force to use it anyway")
     switch_current(root, target)
     record_current(root, target)
     pin(root, target)

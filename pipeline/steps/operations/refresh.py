@@ -133,7 +133,8 @@ def run_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> Refresh
     held = pinned(root)
     if held is not None:
         raise PinnedError(f"{root}: current is held at {held.get('version')} by a rollback ({held.get('at')}); "
-                          f"release it with 'python -m pipeline rollback --dataset {cfg.name} --release'")
+                          f"release it with: python -m pipeline rollback {cfg.selector or '--dataset ' + cfg.name} "
+                          f"--release")
     cur = current_version(root)
     damage = damaged_files(cur) if cur is not None else {}
     if damage:  # never build on a damaged version: repair it from the features it references
