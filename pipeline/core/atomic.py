@@ -7,14 +7,43 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 from extractors.runtime import failpoints
+from extractors.runtime.errors import VideoAlignError
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(VideoAlignError, OSError):
+    """A write that found no space left: the message names the file, its folder and the space free."""
+
+    def __str__(self) -> str:
+        return str(self.args[-1])
+
+
+def no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` says the device (or the user's quota) is full (HDF5 reports it in its message)."""
+    text = str(exc)
+    return isinstance(exc, OSError) and (exc.errno in NO_SPACE or "No space left" in text or "errno = 28" in text
+                                         or "Disk quota exceeded" in text)
+
+
+def disk_full(path: Path) -> DiskFullError:
+    """The error for a write of ``path`` that ran out of space."""
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 1e6:.1f} MB free"
+    except OSError:
+        free = "free space unknown"
+    return DiskFullError(errno.ENOSPC, f"{path}: no space left on the device holding {path.parent} ({free}); "
+                                       f"free some space and run again (nothing half-written was kept)")
 
 
 def utc_now() -> str:
@@ -52,8 +81,6 @@ def clean_stale_temporaries(directory: str | os.PathLike) -> int:
     for p in stale_temporaries(directory):
         with contextlib.suppress(OSError):
             if p.is_dir() and not p.is_symlink():
-                import shutil
-
                 shutil.rmtree(p)
             else:
                 p.unlink()
@@ -88,6 +115,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
         failpoints.hit("artifact.after_rename")
         fsync_dir(path.parent)
+    except OSError as exc:
+        if no_space(exc) and not isinstance(exc, DiskFullError):
+            raise disk_full(path) from None
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
