@@ -306,6 +306,7 @@ def test_a_bit_flipped_index_is_caught_by_verify_and_query_and_repaired_by_the_n
     flip_byte(index_file, index_file.stat().st_size - 7)  # inside the stored vectors / id map
     problems, _ = verify(str(cfg.work_dir))
     assert any(str(index_file) in p and ("checksum" in p) for p in problems), problems
+    assert len([p for p in problems if "index.faiss" in p]) == 1, problems  # once, not per path to it
     q = cli("query", str(corpus / "data" / "videos" / "v1.mp4"), "--dataset", "folder", "--overrides", ov)
     assert q.returncode == 2 and str(index_file) in q.stderr and len(q.stderr.strip().splitlines()) == 1, q.stderr
     # nothing changed in the corpus, but the damaged version is not built on: a repaired one is published
