@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import configparser
 import logging
+import re
 from importlib import resources
 
 import luigi
@@ -53,6 +54,36 @@ def log_failures() -> None:
     @luigi.Task.event_handler(luigi.Event.BROKEN_TASK)
     def _broken(task: luigi.Task, exc: BaseException) -> None:
         log.error("CANNOT SCHEDULE %s: %s", task.task_id, one_line(exc))
+
+    interface = logging.getLogger("luigi-interface")
+    if not any(isinstance(f, _OneLineSchedulingErrors) for f in interface.filters):
+        interface.addFilter(_OneLineSchedulingErrors())
+
+
+_OURS = re.compile(r"^(?:pipeline|extractors|index|tasks)(?:\.\w+)*\.(\w+): (.+)$")
+_WILL_NOT_RUN = re.compile(r"^Will not run (.+) or any dependencies due to error in (complete|deps)\(\) method:")
+
+
+class _OneLineSchedulingErrors(logging.Filter):
+    """Luigi logs the whole traceback when ``complete()`` or ``requires()`` raises; for the pipeline's own
+    errors (a bad configuration, a missing data root or weights), whose message already says what to
+    do, the traceback becomes one ``CANNOT SCHEDULE <task>: <message>`` line (``requires()`` errors are
+    printed by the ``BROKEN_TASK`` handler, so their traceback is dropped)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        head = _WILL_NOT_RUN.match(text)
+        if head is None:
+            return True
+        last = next((ln for ln in reversed(text.splitlines()) if ln.strip()), "")
+        ours = _OURS.match(last)
+        if ours is None:
+            return True  # someone else's error: Luigi's traceback stays
+        if head.group(2) == "deps":
+            return False
+        record.msg, record.args = "CANNOT SCHEDULE %s: %s", (head.group(1), ours.group(2))
+        record.levelno, record.levelname = logging.ERROR, "ERROR"
+        return True
 
 
 PACKAGE_LOGGERS = ("pipeline", "extractors", "index", "tasks")

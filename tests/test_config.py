@@ -97,3 +97,24 @@ def test_configs_ship_in_the_wheel(tmp_path):
                          timeout=120, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
     assert run.returncode == 0, run.stderr[-2000:]
     assert "site/configs/demo.yaml" in run.stdout
+
+
+def test_a_broken_yaml_says_where_on_one_line(tmp_path):
+    bad = tmp_path / "mine.yaml"
+    bad.write_text("dataset:\n  kind: folder\n  root: [unclosed\nsearch:\n  top_k: 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(bad))
+    text = str(info.value)
+    assert "\n" not in text and text.startswith(f"{bad}:4:7: invalid YAML (while parsing a flow sequence; ")
+    assert "expected ',' or ']'" in text
+
+
+def test_a_type_error_is_not_hidden_by_a_missing_data_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("VIDEOALIGN_DATA", raising=False)
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("dataset:\n  kind: folder\nsearch:\n  top_k: many\n")
+    with pytest.raises(ConfigError, match=r"'search\.top_k' must be an integer, got 'many'"):
+        load_config(str(mine))
+    mine.write_text("dataset:\n  kind: folder\n")
+    with pytest.raises(ConfigError, match="no data root"):
+        load_config(str(mine))

@@ -251,3 +251,19 @@ def test_the_demo_summary_says_how_many_queries_it_left_out(tmp_path):
                                   "per_query": rows}))
     text = summarize([report])
     assert text.count(" -> ") == SHOWN and f"... {11 - SHOWN} more queries in {report}" in text
+
+
+@pytest.mark.parametrize(("overrides", "says"), [
+    ("search.top_k=abc", "'search.top_k' must be an integer, got 'abc'"),
+    ("", "no data root"),
+])
+def test_a_configuration_error_through_luigi_is_one_cannot_schedule_line(tmp_path, overrides, says):
+    """Not a page of chained tracebacks: one ``CANNOT SCHEDULE <task>: <what to do>`` line, exit 35."""
+    ov = f"dataset.root={tmp_path};{overrides}" if overrides else ""
+    extra = {"VIDEOALIGN_DATA": "", "VIDEOALIGN_FOLDER": ""}
+    out = run(["luigi", "--module", "pipeline", "BuildIndex", "--dataset", "folder", "--overrides", ov,
+               "--local-scheduler"], tmp_path, timeout=300, **extra)
+    text = out.stdout + out.stderr
+    lines = [ln for ln in text.splitlines() if "CANNOT SCHEDULE" in ln]
+    assert out.returncode == 35 and len(lines) == 1 and says in lines[0], text[-3000:]
+    assert "Traceback" not in text

@@ -66,8 +66,11 @@ def config_dirs() -> list[Path]:
 def _read_yaml(path: Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({exc})") from None
+    except yaml.YAMLError as exc:  # one line: where (line:column) and what
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        what = "; ".join(str(x) for x in (getattr(exc, "context", None), getattr(exc, "problem", None)) if x)
+        raise ConfigError(f"{path}{where}: invalid YAML ({what or ' '.join(str(exc).split())})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc})") from None
     if data is None:
@@ -286,6 +289,9 @@ def _finish(data: dict, source: str, name_default: str) -> Config:
         elif os.environ.get("VIDEOALIGN_DATA"):
             ds["root"] = str(Path(os.environ["VIDEOALIGN_DATA"]) / str(ds["name"]))
         else:
+            probe = copy.deepcopy(data)  # a type error elsewhere in the file is reported first
+            probe["dataset"]["root"] = os.sep
+            Config(probe, source)
             raise ConfigError(f"dataset {ds['name']}: no data root: set dataset.root in {source}, "
                               f"${env or 'VIDEOALIGN_DATA'}, or --overrides 'dataset.root=/path'")
     ds["root"] = str(Path(os.path.expanduser(str(ds["root"]))).resolve())
