@@ -183,6 +183,11 @@ def test_reports_state_units_and_embed_plots(built):
     html = (d / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 3 and "pr_curve.png" in html
     assert "| localisation_accuracy_below_0.1s | 1.0000 | fraction (0-1) |" in (d / "report.md").read_text()
+    md = (d / "report.md").read_text()  # counts say what they count; the copy threshold is no fraction
+    assert "| count: unordered video pairs that are copies (pair-level metrics) |" in md
+    assert "| count: annotated (query, match) pairs of the searched queries, both directions |" in md
+    assert any(line.startswith("| copy_threshold_best_F1 |") and "| segment score (seconds" in line
+               for line in md.splitlines())
     assert (Layout(cfg).report_dir("cte") / "report.json").is_file()
     # the frame-level stage: segment metrics beside the VCDB ones, score distributions, similarity matrices
     m = doc["metrics"]

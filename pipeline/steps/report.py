@@ -28,13 +28,26 @@ from pipeline.core.atomic import atomic_path
 from pipeline.store.results.pair_scores import write_pair_scores
 
 
+COUNTS = {
+    "true_pairs": "count: unordered video pairs that are copies (pair-level metrics)",
+    "pairs_ranked": "count: unordered video pairs ranked (all of them)",
+    "ground_truth_pairs": "count: annotated (query, match) pairs of the searched queries, both directions",
+    "pairs_found": "count: of those, the ones the search reported",
+    "detected_pairs": "count: true pairs scoring at least the best-F1 threshold",
+    "queries": "count", "results": "count",
+}
+"""Metrics that are counts, with what they count (a report puts them side by side)."""
+
+
 def _unit(name: str) -> str:
+    if name in COUNTS:
+        return COUNTS[name]
+    if name.startswith("copy_threshold"):
+        return "segment score (seconds of matching frames, weighted by similarity above segments.frame_threshold)"
     if "accuracy" in name or "pairs_offset" in name:
         return "fraction (0-1)"
     if name.endswith("_s"):
         return "seconds"
-    if name in ("ground_truth_pairs", "pairs_found", "queries", "results", "true_pairs", "pairs_ranked"):
-        return "count"
     return "(0-1)"
 
 
