@@ -27,7 +27,6 @@ from extractors.runtime.timebase import FPS
 from pipeline.core.atomic import atomic_path
 from pipeline.store.results.pair_scores import write_pair_scores
 
-
 COUNTS = {
     "true_pairs": "count: unordered video pairs that are copies (pair-level metrics)",
     "pairs_ranked": "count: unordered video pairs ranked (all of them)",
