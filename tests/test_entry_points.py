@@ -157,7 +157,7 @@ def test_the_demo_chain_runs_from_an_empty_directory(tmp_path):
                "--local-scheduler"], tmp_path, timeout=900, VIDEOALIGN_PROGRESS_S="0", TQDM_DISABLE="")
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     # long steps say where they are in a Luigi run's log: done / total, rate, ETA
-    assert "frame model: 40/40 step (" in out.stderr and "ETA" in out.stderr, out.stderr[-3000:]
+    assert "frame model: training: 40/40 step (" in out.stderr and "ETA" in out.stderr, out.stderr[-3000:]
     assert any(line.endswith(")") and "/20 video (" in line for line in out.stderr.splitlines())
     assert "FAILED" not in out.stdout + out.stderr  # no task failed, not even once before a retry
     assert (tmp_path / "demo_data" / "annotation" / "demo.txt").is_file()

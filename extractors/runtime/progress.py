@@ -5,7 +5,7 @@ A bar is drawn only when it is wanted *and* stderr is a terminal *and*
 runs are not filled with carriage returns.  A wanted progress in a run without
 a terminal logs a line at INFO instead, at a steady interval
 (``VIDEOALIGN_PROGRESS_S`` seconds, default 60) and when it ends: done / total,
-rate, elapsed time and ETA (``frame model: 300/1500 step (2.1 step/s, elapsed
+rate, elapsed time and ETA (``frame model: training: 300/1500 step (2.1 step/s, elapsed
 02:23, ETA 09:31)``), through the ``extractors.runtime.progress`` logger, which
 reaches Luigi runs' logs as well as the CLI's.
 """

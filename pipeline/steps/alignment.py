@@ -96,8 +96,9 @@ def plot_warping(w: Warping, a_name: str, b_name: str, out: Path) -> Path:
     n, m = w.cost_matrix.shape
     fig, ax = plt.subplots(figsize=(6, 6 * max(0.3, min(3.0, n / max(m, 1)))))
     extent = (0, float(w.b_times_s.max(initial=0)) if m else 0, float(w.a_times_s.max(initial=0)) if n else 0, 0)
-    ax.imshow(w.cost_matrix, cmap="viridis_r", aspect="auto", interpolation="nearest",
-              extent=(extent[0], extent[1] + 1e-9, extent[2] + 1e-9, 0))
+    im = ax.imshow(w.cost_matrix, cmap="viridis_r", aspect="auto", interpolation="nearest",
+                   extent=(extent[0], extent[1] + 1e-9, extent[2] + 1e-9, 0))
+    fig.colorbar(im, ax=ax, label="frame cost (1 - cosine" + (", contextualised)" if w.contextualised else ")"))
     ax.plot(w.b_times_s, w.a_times_s, color="red", lw=1.2, label="DTW path")
     ax.set_xlabel(f"{b_name} (s)")
     ax.set_ylabel(f"{a_name} (s)")

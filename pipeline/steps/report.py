@@ -134,15 +134,17 @@ def pair_view_plot(v: dict) -> bytes:
     fig.colorbar(im, ax=ax, label="frame cosine")
     for q0, q1, r0, r1, sc in v["segments"]:
         ax.add_patch(plt.Rectangle((r0, q0), r1 - r0, q1 - q0, fill=False, color="cyan", lw=1.5))
-        ax.text(r0, q0, f"{sc:.2f}", color="cyan", fontsize=7, va="bottom")
+        ax.text(r0, q0, f"{sc:.2f}", color="black", fontsize=9, va="bottom",
+                bbox={"facecolor": "cyan", "edgecolor": "none", "pad": 1.5, "alpha": 0.9})
     for q0, q1, r0, r1 in v["ground_truth"]:
         ax.add_patch(plt.Rectangle((r0, q0), r1 - r0, q1 - q0, fill=False, color="lime", lw=1.2, ls="--"))
     if v["dtw_path_s"]:
         p = np.asarray(v["dtw_path_s"])
         ax.plot(p[:, 1], p[:, 0], color="white", lw=0.7, alpha=0.8)
     ax.set(xlabel=f"{v['match']} (s)", ylabel=f"{v['query']} (s)",
-           title=f"segments (cyan), ground truth (green), DTW path (white); copy: {v['copy']}")
-    ax.title.set_fontsize(8)
+           title=f"{'copy' if v['copy'] else 'no copy'}: segments (cyan, score), ground truth (green),\n"
+                 f"DTW path (white)")
+    ax.title.set_fontsize(10)
     return png_bytes(fig)
 
 

@@ -207,7 +207,7 @@ def train_frame_model_on_videos(paths: Sequence[str | os.PathLike], settings: Ex
 
     ts = TrainSettings(steps=fm.steps, batch=fm.batch, input_size=fm.input_size, dim=fm.dim, width=fm.width,
                        lr=fm.lr, temperature=fm.temperature, koleo_weight=fm.koleo_weight, seed=fm.seed)
-    chunks, used = map_sample(paths, settings, "cpu", fm.frames_per_video, "frame model",
+    chunks, used = map_sample(paths, settings, "cpu", fm.frames_per_video, "frame model: sampling frames",
                               lambda b: (to_input(b, fm.input_size) * 255).round().to(torch.uint8))
     data = torch.cat(chunks)
     key = {**asdict(ts), "frames": len(data), "videos": used}
@@ -222,7 +222,7 @@ def train_frame_model_on_videos(paths: Sequence[str | os.PathLike], settings: Ex
                  float(np.mean(state.losses[-fm.checkpoint_every:])))
         failpoints.hit("train_frame_model.checkpoint")
 
-    with progress(total=ts.steps, initial=resume.step if resume else 0, unit="step", desc="frame model",
+    with progress(total=ts.steps, initial=resume.step if resume else 0, unit="step", desc="frame model: training",
                       wanted=settings.progress) as bar:
         def on_step(step: int, loss: float) -> None:
             bar.update(1)
