@@ -69,3 +69,30 @@ def test_the_store_reads_candidate_rows_from_memory_maps_in_every_precision(tmp_
         assert isinstance(codes, np.memmap)  # rows are read from the file, not the whole shard
         with pytest.raises(KeyError, match="no descriptor for video 'nope'"):
             store.get(["v1", "nope"])
+
+
+def test_int8_tmk_files_leave_out_the_rows_that_are_always_zero(tmp_path):
+    """TMK's sine row of frequency 0 is zero in every video: an int8 file does not store it (the
+    re-ranking descriptor fits 32 KiB), and the store puts it back."""
+    from extractors.temporal.tmk import TMK
+    from pipeline.store.descriptors import DescribedVideos, mean_frame_component, write_descriptors
+
+    model = TMK.preset("lamv")
+    rng = np.random.default_rng(3)
+    fvs = []
+    for n in (300, 500):
+        x = rng.standard_normal((n, 256)).astype(np.float32)
+        fvs.append(model.descriptor(x / np.linalg.norm(x, axis=1, keepdims=True), np.arange(n) * 1.0).numpy())
+    fv = np.stack(fvs)
+    assert fv.shape == (2, 4, 32, 256) and np.all(fv[:, :, 0] == 0)  # (P, 2m, d); row 0: sine of frequency 0
+    means = mean_frame_component(model, torch.from_numpy(fv)).numpy()
+    p = write_descriptors(tmp_path / "d.h5", DescribedVideos(["a", "b"], fv, means, np.array([300, 500]),
+                                                             np.array([20.0, 33.3])), "tmk_lamv", {}, "int8")
+    import h5py
+
+    with h5py.File(p, "r") as f:
+        per_video = f["descriptors"][0].nbytes + f["scales"][0].nbytes
+    assert per_video == 4 * 31 * 256 + 4 * 31 * 4 <= 32 * 1024
+    got = DescriptorStore([p]).get(["b", "a"]).numpy()
+    assert got.shape == (2, 4, 32, 256) and np.all(got[:, :, 0] == 0)
+    np.testing.assert_allclose(got, fv[[1, 0]], atol=np.abs(fv).max() / 254 + 1e-7)

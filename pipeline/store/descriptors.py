@@ -119,11 +119,19 @@ def write_descriptors(out_path: str | os.PathLike, videos: DescribedVideos, mode
         f.attrs["feature_shard"] = source
         f.create_dataset("video_ids", data=np.array(videos.video_ids, dtype=object), dtype=str_t)
         enc = encode(videos.descriptors, precision)
-        f.create_dataset("descriptors", data=enc.codes)
+        codes, scales = enc.codes, enc.scales
+        if precision == "int8" and codes.ndim >= 3:  # rows zero in every video (TMK's sine of frequency 0)
+            n, shape = codes.shape[0], codes.shape[1:]
+            flat = codes.reshape(n, -1, shape[-1])
+            kept = np.flatnonzero(np.any(flat != 0, axis=(0, 2))) if n else np.arange(flat.shape[1])
+            codes, scales = flat[:, kept], scales.reshape(n, -1)[:, kept]
+            f.attrs["row_shape"] = np.asarray(shape[:-1], dtype=np.int64)
+            f.create_dataset("kept_rows", data=kept.astype(np.int64))
+        f.create_dataset("descriptors", data=codes)
         if precision != "float32":
             f.attrs["precision"] = precision
-        if enc.scales is not None:
-            f.create_dataset("scales", data=enc.scales)
+        if scales is not None:
+            f.create_dataset("scales", data=scales)
         f.create_dataset("mean_frames", data=np.asarray(videos.mean_frames, dtype=np.float32))
         f.create_dataset("n_frames", data=np.asarray(videos.n_frames, dtype=np.int64))
         d = f.create_dataset("duration_s", data=np.asarray(videos.duration_s, dtype=np.float64))
@@ -144,6 +152,7 @@ class DescriptorStore:
     def __post_init__(self) -> None:
         self._where: dict[str, tuple[int, int]] = {}
         self._maps: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        self._rows: dict[int, tuple[np.ndarray, tuple[int, ...]]] = {}
         self.n_frames: dict[str, int] = {}
         self.model_spec: dict | None = None
         for fi, p in enumerate(self.files):
@@ -184,7 +193,20 @@ class DescriptorStore:
             with h5py.File(self.files[fi], "r") as f:
                 self._maps[fi] = (_memory_map(self.files[fi], f["descriptors"]),
                                   _memory_map(self.files[fi], f["scales"]) if "scales" in f else None)
+                if "kept_rows" in f:  # int8 files leave out rows that are zero in every video
+                    self._rows[fi] = (f["kept_rows"][()], tuple(int(v) for v in f.attrs["row_shape"]))
         return self._maps[fi]
+
+    def _decoded(self, fi: int, rows: np.ndarray) -> np.ndarray:
+        """``(len(rows), ...) float32`` descriptors of rows ``rows`` of file ``fi``."""
+        codes, scales = self._mapped(fi)
+        block = decode(codes[rows], None if scales is None else scales[rows])
+        if fi not in self._rows:
+            return block
+        kept, row_shape = self._rows[fi]
+        full = np.zeros((len(rows), int(np.prod(row_shape)), block.shape[-1]), np.float32)
+        full[:, kept] = block
+        return full.reshape(len(rows), *row_shape, block.shape[-1])
 
     def get(self, ids: Sequence[str]) -> torch.Tensor:
         """Descriptors of ``ids`` stacked ``(len(ids), ...) float32``."""
@@ -197,9 +219,7 @@ class DescriptorStore:
         out = None
         for fi in np.unique(where[:, 0]):
             pick = np.flatnonzero(where[:, 0] == fi)
-            codes, scales = self._mapped(int(fi))
-            rows = where[pick, 1]
-            block = decode(codes[rows], None if scales is None else scales[rows])
+            block = self._decoded(int(fi), where[pick, 1])
             if out is None:
                 out = np.empty((len(ids), *block.shape[1:]), np.float32)
             out[pick] = block
