@@ -88,8 +88,10 @@ def test_vcdb_converted_json(tmp_path):
         parse_vcdb_json(label)
     label.write_text(json.dumps({"aa-bb": [[1, 2, 3, 4]]}))
     pf = tmp_path / "pair_file.csv"
-    pf.write_text("query_id,reference_id\naa,bb\naa,cc\n")
-    with pytest.raises(AnnotationError, match=r"pair_file\.csv:3: pair aa-cc"):
+    pf.write_text("query_id,reference_id\naa,bb\naa,cc\n")  # aa-cc: a negative of the split (VCSL lists them)
+    assert [(p.video_a, p.video_b) for p in parse_vcdb_json(label, pf)] == [("aa", "bb")]
+    pf.write_text("query_id,reference_id\naa,bb\naa,cc,dd\n")
+    with pytest.raises(AnnotationError, match=r"pair_file\.csv:3: expected 'query_id,reference_id'"):
         parse_vcdb_json(label, pf)
 
 

@@ -236,7 +236,8 @@ def parse_evve_dat(source: str | Path, text: str | None = None,
 def parse_vcdb_json(label_file: str | Path, pair_file: str | Path | None = None) -> list[CopyPair]:
     """The converted VCDB format: ``{"<A>-<B>": [[a_start, b_start, a_end, b_end], ...]}``
     (integer seconds).  Self-pairs are dropped (copies inside one video are never searched).
-    If ``pair_file`` (``query_id,reference_id`` CSV) is given, every pair it lists must exist."""
+    A ``pair_file`` (a VCSL split, ``query_id,reference_id`` CSV) is checked row by row; the pairs it lists
+    without boxes are the split's negatives (not copies)."""
     path = Path(label_file)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -274,10 +275,8 @@ def parse_vcdb_json(label_file: str | Path, pair_file: str | Path | None = None)
             for no, row in enumerate(csv.reader(f), 1):
                 if no == 1 or not row:
                     continue
-                if len(row) != 2:
+                if len(row) != 2 or not row[0].strip() or not row[1].strip():
                     raise AnnotationError(f"{pf}:{no}: expected 'query_id,reference_id'")
-                if f"{row[0]}-{row[1]}" not in data:
-                    raise AnnotationError(f"{pf}:{no}: pair {row[0]}-{row[1]} has no boxes in {path.name}")
     return pairs
 
 

@@ -17,6 +17,7 @@ from pipeline.entry.commands import (
     cmd_inspect,
     cmd_luigi,
     cmd_luigid,
+    cmd_metrics,
     cmd_periods,
     cmd_query,
     cmd_refresh,
@@ -134,6 +135,24 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--unwarped", choices=["none", "first"], help="keep A unwarped: one path cell per frame of A")
     al.add_argument("--plot", help="PNG to write (default: align-<A>-<B>.png)")
     al.set_defaults(func=cmd_align)
+    me = sub.add_parser("metrics", help="score result files with the field's protocols (VSC 2022, VCSL); JSON on "
+                                        "stdout")
+    msub = me.add_subparsers(dest="protocol", required=True)
+    vm = msub.add_parser("vsc-matching", help="VSC 2022 matching track: segment micro-AP and pairwise micro-AP")
+    vm.add_argument("--gt", required=True, help="ground-truth CSV (query_id,ref_id,query_start,query_end,"
+                                                "ref_start,ref_end)")
+    vm.add_argument("--pred", required=True, help="matches CSV (the same columns and score)")
+    vd = msub.add_parser("vsc-descriptor", help="VSC 2022 descriptor track: micro-AP of candidate pairs")
+    vd.add_argument("--gt", required=True, help="ground-truth CSV")
+    vd.add_argument("--candidates", required=True, help="candidates CSV (query_id,ref_id,score)")
+    vc = msub.add_parser("vcsl", help="VCSL: micro precision / recall / F1, FAR / FRR, macro over query sets")
+    vc.add_argument("--labels", required=True, help="label_file.json")
+    vc.add_argument("--split", required=True, help="the split's pair file (query_id,reference_id)")
+    vc.add_argument("--pred", required=True, help="predictions JSON ({'q-r': [[q0, r0, q1, r1], ...]})")
+    vc.add_argument("--meta", help="meta_pairs.json: query sets for the macro average")
+    vc.add_argument("--ratio-pos-neg", type=float, default=1.0, help="positives / negatives of the split "
+                                                                     "(VCSL's FAR / FRR weighting; default 1)")
+    me.set_defaults(func=cmd_metrics)
     v = sub.add_parser("verify", help="check every artifact of a dataset (or one file/directory)")
     v.add_argument("target", help="a dataset name / YAML, or an artifact path")
     v.add_argument("--overrides", default="")

@@ -33,6 +33,26 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """``metrics vsc-matching | vsc-descriptor | vcsl``: one JSON object on stdout (no NaN: ``null``)."""
+    import json
+
+    from pipeline.steps import field_metrics as fm  # deferred: start-up time
+
+    if args.protocol == "vsc-matching":
+        out = fm.vsc_matching(Path(args.gt), Path(args.pred))
+    elif args.protocol == "vsc-descriptor":
+        out = fm.vsc_descriptor(Path(args.gt), Path(args.candidates))
+    else:
+        if not (args.ratio_pos_neg > 0 and args.ratio_pos_neg < float("inf")):
+            sys.stderr.write(f"metrics: --ratio-pos-neg must be a positive number, got {args.ratio_pos_neg}\n")
+            return 2
+        out = fm.vcsl(Path(args.labels), Path(args.split), Path(args.pred), Path(args.meta) if args.meta else None,
+                      args.ratio_pos_neg)
+    sys.stdout.write(json.dumps(fm.finite_or_none(out), allow_nan=False) + "\n")
+    return 0
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     """The batch chain without a scheduler (same steps and completeness checks as the Luigi tasks)."""
     from pipeline.config.load import load_config  # deferred: start-up time
