@@ -22,6 +22,7 @@ from pipeline.entry.commands import (
     cmd_query,
     cmd_refresh,
     cmd_rollback,
+    cmd_tmk,
     cmd_train,
     cmd_verify,
 )
@@ -153,6 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
     vc.add_argument("--ratio-pos-neg", type=float, default=1.0, help="positives / negatives of the split "
                                                                      "(VCSL's FAR / FRR weighting; default 1)")
     me.set_defaults(func=cmd_metrics)
+    tk = sub.add_parser("tmk", help="Meta-compatible TMK+PDQF hashes (.tmk files of facebook/ThreatExchange); JSON "
+                                    "on stdout")
+    tsub = tk.add_subparsers(dest="tmk_command", required=True)
+    th = tsub.add_parser("hash", help="hash a video as tmk-hash-video does")
+    th.add_argument("video")
+    th.add_argument("-o", "--output", required=True, help="the .tmk file to write")
+    th.add_argument("--ffmpeg", help="the ffmpeg program (default: ffmpeg on PATH, else imageio-ffmpeg's)")
+    ts = tsub.add_parser("score", help="level-1 and level-2 scores of two .tmk files, as tmk-two-level-score")
+    ts.add_argument("a")
+    ts.add_argument("b")
+    tk.set_defaults(func=cmd_tmk)
     v = sub.add_parser("verify", help="check every artifact of a dataset (or one file/directory)")
     v.add_argument("target", help="a dataset name / YAML, or an artifact path")
     v.add_argument("--overrides", default="")

@@ -53,6 +53,20 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tmk(args: argparse.Namespace) -> int:
+    """``tmk hash VIDEO -o OUT.tmk`` / ``tmk score A.tmk B.tmk``: one JSON object on stdout."""
+    import json
+
+    from pipeline.steps import meta_tmk  # deferred: start-up time
+
+    if args.tmk_command == "hash":
+        out = meta_tmk.hash_to_file(Path(args.video), Path(args.output), args.ffmpeg)
+    else:
+        out = meta_tmk.score_files(Path(args.a), Path(args.b))
+    sys.stdout.write(json.dumps(out, allow_nan=False) + "\n")
+    return 0
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     """The batch chain without a scheduler (same steps and completeness checks as the Luigi tasks)."""
     from pipeline.config.load import load_config  # deferred: start-up time

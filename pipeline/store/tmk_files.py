@@ -1,0 +1,92 @@
+"""Meta's ``.tmk`` files (``tmk/cpp/io/tmkio.*``, ``TMKFeatureVectors::writeToOutputStream``), byte
+for byte, little-endian:
+
+==========================  ====================================================
+header, 32 bytes            ``"TMK1"`` ``"FVEC"`` ``"PDQF"``, then int32 frames per
+                            second, P (periods), m (harmonics), d (feature
+                            dimension), frame count
+periods                     P int32 (frames)
+coefficients                m float32
+pure average                d float32
+cos features                P x m x d float32
+sin features                P x m x d float32
+==========================  ====================================================
+
+A file that is short, long, or whose header is not Meta's is refused with one line naming it.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from extractors.runtime.errors import VideoAlignError
+from index.meta_tmk import PDQF, MetaTMKHash
+from pipeline.core.atomic import atomic_path
+
+HEADER = struct.Struct("<4s4s4s5i")
+MAGIC, FILE_TYPE = b"TMK1", b"FVEC"
+ALGORITHMS = {PDQF.encode()}
+MAX_PERIODS, MAX_HARMONICS, MAX_DIMENSION = 64, 1024, 65536
+
+
+class TMKFileError(VideoAlignError, ValueError):
+    """A ``.tmk`` file that is not Meta's format; the message names the file."""
+
+
+def tmk_file_size(periods: int, harmonics: int, dimension: int) -> int:
+    return HEADER.size + 4 * (periods + harmonics + dimension + 2 * periods * harmonics * dimension)
+
+
+def read_tmk(path: str | Path) -> MetaTMKHash:
+    """The hash in Meta's ``.tmk`` file ``path``."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise TMKFileError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise TMKFileError(f"{path}: is a directory, not a .tmk file") from None
+    if len(data) < HEADER.size:
+        raise TMKFileError(f"{path}: truncated .tmk file ({len(data)} bytes, the header alone is {HEADER.size})")
+    magic, kind, algo, fps, n_p, m, d, count = HEADER.unpack_from(data)
+    if magic != MAGIC or kind != FILE_TYPE:
+        raise TMKFileError(f"{path}: not a TMK feature-vector file (magic {magic + kind!r}, expected b'TMK1FVEC')")
+    if algo not in ALGORITHMS:
+        raise TMKFileError(f"{path}: unrecognised frame algorithm {algo!r} (known: PDQF)")
+    if not (0 <= n_p <= MAX_PERIODS and 0 <= m <= MAX_HARMONICS and 0 < d <= MAX_DIMENSION and fps > 0
+            and count >= 0):
+        raise TMKFileError(f"{path}: implausible header (fps {fps}, periods {n_p}, harmonics {m}, dimension {d}, "
+                           f"frames {count})")
+    want = tmk_file_size(n_p, m, d)
+    if len(data) != want:
+        what = "truncated" if len(data) < want else "has trailing bytes"
+        raise TMKFileError(f"{path}: {what}: {len(data)} bytes, the header says {want}")
+    off = HEADER.size
+    periods = np.frombuffer(data, "<i4", n_p, off).astype(np.int32)
+    off += 4 * n_p
+    floats = np.frombuffer(data, "<f4", (len(data) - off) // 4, off).astype(np.float32)
+    coef, avg = floats[:m], floats[m:m + d]
+    body = floats[m + d:].reshape(2, n_p, m, d)
+    if np.any(periods <= 0):
+        raise TMKFileError(f"{path}: periods must be positive, got {periods.tolist()}")
+    if not np.all(np.isfinite(floats)):
+        raise TMKFileError(f"{path}: holds values that are not finite numbers")
+    return MetaTMKHash(algo.decode(), fps, count, periods, coef, avg, body[0].copy(), body[1].copy())
+
+
+def write_tmk(path: str | Path, h: MetaTMKHash) -> Path:
+    """``h`` as Meta's ``.tmk`` file (atomic: temporary file, fsync, rename)."""
+    n_p, m, d = len(h.periods), len(h.coefficients), h.dimension
+    if h.cos.shape != (n_p, m, d) or h.sin.shape != (n_p, m, d):
+        raise ValueError(f"cos / sin must be {(n_p, m, d)}, got {h.cos.shape} / {h.sin.shape}")
+    parts = [HEADER.pack(MAGIC, FILE_TYPE, h.algorithm.encode(), h.fps, n_p, m, d, h.frame_count),
+             np.asarray(h.periods, "<i4").tobytes(), np.asarray(h.coefficients, "<f4").tobytes(),
+             np.asarray(h.pure_average, "<f4").tobytes(), np.asarray(h.cos, "<f4").tobytes(),
+             np.asarray(h.sin, "<f4").tobytes()]
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(b"".join(parts))
+    return path
