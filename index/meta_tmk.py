@@ -79,7 +79,12 @@ def meta_hash(features: np.ndarray, periods: tuple[int, ...] = META_PERIODS,
     if n == 0:
         zeros = np.zeros((len(per), len(a), d), np.float32)
         return MetaTMKHash(algorithm, fps, 0, per, a, np.zeros(d, np.float32), zeros, zeros.copy())
-    xn = _l2n(x).astype(np.float64)
+    # each frame L2-normalised in float32, its squares added in order, as Meta's computeNorm does
+    sq = np.zeros(n, np.float32)
+    for k in range(d):  # over the feature's dimensions, vectorised over frames
+        sq += x[:, k] * x[:, k]
+    norm = np.sqrt(sq)[:, None]
+    xn = np.where(norm > 0, x / np.where(norm > 0, norm, np.float32(1)), x).astype(np.float64)
     arg = 2.0 * np.pi * np.arange(len(a))[None, :, None] * np.arange(n)[None, None, :] / per[:, None, None]
     cos = np.einsum("pjt,td->pjd", np.cos(arg), xn)
     sin = np.einsum("pjt,td->pjd", np.sin(arg), xn)

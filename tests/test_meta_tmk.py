@@ -86,6 +86,25 @@ def test_a_malformed_tmk_file_is_one_line_naming_it(tmp_path):
     assert out.stderr.strip().count("\n") == 0 and "short.tmk: truncated" in out.stderr
 
 
+def test_a_folder_of_received_hashes_is_searched_as_tmk_query_does(tmp_path):
+    corpus = tmp_path / "received"
+    (corpus / "sub").mkdir(parents=True)
+    shutil.copy(COCKATOO, corpus / "sub" / COCKATOO.name)
+    shutil.copy(STOPMOTION, corpus / STOPMOTION.name)
+    (corpus / "broken.tmk").write_bytes(COCKATOO.read_bytes()[:1000])
+    out = cli("tmk", "query", str(EXCERPT), "--corpus", str(corpus))
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    assert res["hashes"] == 2 and len(res["skipped"]) == 1 and "broken.tmk: truncated" in res["skipped"][0]
+    assert "broken.tmk" in out.stderr  # reported, and the rest searched
+    (m,) = res["matches"]  # the stop-motion clip is below Meta's level-1 threshold 0.7
+    assert m["tmk"].endswith(COCKATOO.name)
+    assert (m["level1"], m["level2"]) == pytest.approx(SCORES[(COCKATOO, EXCERPT)], abs=2e-6)
+    everything = json.loads(cli("tmk", "query", str(EXCERPT), "--corpus", str(corpus), "--c1", "-1", "--c2",
+                                "-1").stdout)
+    assert [Path(m["tmk"]).name for m in everything["matches"]] == [COCKATOO.name, STOPMOTION.name]
+
+
 def test_hashes_of_different_settings_are_not_compared(tmp_path):
     h = read_tmk(COCKATOO)
     other = meta_hash(np.ones((10, 256), np.float32), periods=(100, 200, 300, 400))

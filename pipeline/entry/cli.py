@@ -164,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     ts = tsub.add_parser("score", help="level-1 and level-2 scores of two .tmk files, as tmk-two-level-score")
     ts.add_argument("a")
     ts.add_argument("b")
+    tq = tsub.add_parser("query", help="search a folder of .tmk files for copies of a .tmk file or a video, as "
+                                       "tmk-query (level 1, then level 2)")
+    tq.add_argument("query", help="a .tmk file, or a video to hash first")
+    tq.add_argument("--corpus", required=True, help="a folder of .tmk files (searched recursively)")
+    tq.add_argument("--c1", type=float, default=0.7, help="level-1 threshold (default 0.7, Meta's)")
+    tq.add_argument("--c2", type=float, default=0.7, help="level-2 threshold (default 0.7, Meta's)")
+    tq.add_argument("--ffmpeg", help="the ffmpeg program, when the query is a video")
     tk.set_defaults(func=cmd_tmk)
     v = sub.add_parser("verify", help="check every artifact of a dataset (or one file/directory)")
     v.add_argument("target", help="a dataset name / YAML, or an artifact path")

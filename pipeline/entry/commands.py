@@ -61,6 +61,8 @@ def cmd_tmk(args: argparse.Namespace) -> int:
 
     if args.tmk_command == "hash":
         out = meta_tmk.hash_to_file(Path(args.video), Path(args.output), args.ffmpeg)
+    elif args.tmk_command == "query":
+        out = meta_tmk.query_folder(Path(args.query), Path(args.corpus), args.c1, args.c2, args.ffmpeg)
     else:
         out = meta_tmk.score_files(Path(args.a), Path(args.b))
     sys.stdout.write(json.dumps(out, allow_nan=False) + "\n")

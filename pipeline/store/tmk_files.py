@@ -90,3 +90,34 @@ def write_tmk(path: str | Path, h: MetaTMKHash) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(b"".join(parts))
     return path
+
+
+def read_tmk_average(path: str | Path) -> MetaTMKHash:
+    """Only the header and the pure average of a ``.tmk`` file (the level-1 stage of a search needs no
+    more): ``cos`` and ``sin`` are empty ``(P, m, 0)`` arrays. The file's size is checked as in
+    :func:`read_tmk`."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(HEADER.size)
+            if len(head) < HEADER.size:
+                raise TMKFileError(f"{path}: truncated .tmk file ({len(head)} bytes, the header alone is "
+                                   f"{HEADER.size})")
+            magic, kind, algo, fps, n_p, m, d, count = HEADER.unpack(head)
+            if magic != MAGIC or kind != FILE_TYPE or algo not in ALGORITHMS or not (
+                    0 <= n_p <= MAX_PERIODS and 0 <= m <= MAX_HARMONICS and 0 < d <= MAX_DIMENSION):
+                return read_tmk(path)  # the full reader names what is wrong
+            if size != tmk_file_size(n_p, m, d):
+                return read_tmk(path)
+            rest = f.read(4 * (n_p + m + d))
+    except FileNotFoundError:
+        raise TMKFileError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise TMKFileError(f"{path}: is a directory, not a .tmk file") from None
+    periods = np.frombuffer(rest, "<i4", n_p).astype(np.int32)
+    floats = np.frombuffer(rest, "<f4", m + d, 4 * n_p).astype(np.float32)
+    if not np.all(np.isfinite(floats[m:])):
+        raise TMKFileError(f"{path}: holds values that are not finite numbers")
+    empty = np.zeros((n_p, m, 0), np.float32)
+    return MetaTMKHash(algo.decode(), fps, count, periods, floats[:m], floats[m:], empty, empty)
