@@ -32,6 +32,7 @@ from tasks.chain import (
     TrainPCA,
     TrainVocabulary,
 )
+from tasks.hashes import SearchHashes
 from tasks.luigi_settings import apply_defaults, log_failures, route_package_logs
 from tasks.refresh import RefreshCorpus
 
@@ -53,6 +54,7 @@ __all__ = [
     "RefreshCorpus",
     "SampleFrames",
     "Search",
+    "SearchHashes",
     "SearchShard",
     "Train",
     "TrainFrameModel",

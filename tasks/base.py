@@ -91,6 +91,10 @@ class DatasetTask(luigi.Task):
         weights are missing.  Every task calls it from ``requires``, so the root task of a run
         fails at once (a failing dependency would leave the root pending until the worker's
         idle limit)."""
+        if kind_of(self.cfg.dataset).hashes:
+            raise ConfigError(f"dataset {self.cfg.name} is a folder of Meta TMK hashes (dataset.kind: tmk): search it "
+                              f"with 'luigi --module pipeline SearchHashes --dataset {self.dataset}' or "
+                              f"'python -m pipeline tmk query'")
         try:
             check_weights(self.cfg.features)
         except StepError:

@@ -164,3 +164,43 @@ def test_meta_s_tool_reads_our_files(tmp_path):
     s1, s2 = (float(v) for v in out.stdout.split()[:2])
     assert s1 == pytest.approx(level1(h, read_tmk(COCKATOO)), abs=1e-5)
     assert s2 == pytest.approx(level2(h, read_tmk(COCKATOO)), abs=1e-5)
+
+
+def test_a_tmk_dataset_is_searched_by_luigi_as_tmk_query_does(tmp_path):
+    """``dataset.kind: tmk``: a folder of received hashes; ``SearchHashes`` reports each pair above
+    Meta's thresholds once, with Meta's scores; a bad file is reported and the rest searched; the
+    video chain refuses such a dataset with one line saying what to run."""
+    import luigi
+
+    from pipeline.config.load import load_config
+    from pipeline.config.schema import ConfigError
+    from pipeline.store.layout import Layout
+    from tasks import BuildIndex, SearchHashes
+
+    folder = tmp_path / "received" / "hashes"
+    (folder / "sub").mkdir(parents=True)
+    for f in (COCKATOO, EXCERPT):
+        shutil.copy(f, folder / f.name)
+    shutil.copy(STOPMOTION, folder / "sub" / STOPMOTION.name)
+    (folder / "broken.tmk").write_bytes(COCKATOO.read_bytes()[:100])
+    conf = tmp_path / "received.yaml"
+    conf.write_text(f"dataset:\n  kind: tmk\n  name: received\n  root: {tmp_path / 'received'}\n  videos_dir: hashes\n"
+                    f"work_dir: {tmp_path / 'work'}\nreports_dir: {tmp_path / 'reports'}\n")
+    task = SearchHashes(dataset=str(conf))
+    assert luigi.build([task], local_scheduler=True, log_level="WARNING")
+    out = Layout(load_config(str(conf))).hash_search_dir()
+    lines = (out / "matches.csv").read_text().splitlines()
+    assert lines[0] == "hash_a,hash_b,level1,level2" and len(lines) == 2  # one pair above 0.7 / 0.7
+    a, b, s1, s2 = lines[1].split(",")
+    assert (a, b) == ("06_imageio_cockatoo", "06_imageio_cockatoo_excerpt")
+    assert (float(s1), float(s2)) == pytest.approx(SCORES[(COCKATOO, EXCERPT)], abs=2e-6)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["hashes"] == 3 and len(summary["skipped"]) == 1 and "broken.tmk" in summary["skipped"][0]
+    assert task.complete()
+    # every pair, thresholds off: the corpus and settings name the output, so nothing stale is reused
+    loose = SearchHashes(dataset=str(conf), overrides="hashes.level1=-1;hashes.level2=-1")
+    assert not loose.complete() and luigi.build([loose], local_scheduler=True, log_level="WARNING")
+    rows = Layout(load_config(str(conf), "hashes.level1=-1;hashes.level2=-1")).hash_search_dir() / "matches.csv"
+    assert len(rows.read_text().splitlines()) == 1 + 3
+    with pytest.raises(ConfigError, match="folder of Meta TMK hashes.*SearchHashes"):
+        BuildIndex(dataset=str(conf)).requires()

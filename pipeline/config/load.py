@@ -38,6 +38,7 @@ from pipeline.config.schema import (
     EvaluateConfig,
     FeaturesConfig,
     FrameModelConfig,
+    HashesConfig,
     IndexConfig,
     LAMVTrainingConfig,
     LearnedLAMVModelConfig,
@@ -172,6 +173,7 @@ class Config:
         self.segments: SegmentsConfig = _validate_record(SegmentsConfig, self.data.get("segments"), "segments",
                                                          self.source)
         self.align: AlignConfig = _validate_record(AlignConfig, self.data.get("align"), "align", self.source)
+        self.hashes: HashesConfig = _validate_record(HashesConfig, self.data.get("hashes"), "hashes", self.source)
         self.tca_training: TCATrainingConfig = _validate_record(TCATrainingConfig, self.data.get("tca_training"),
                                                                 "tca_training", self.source)
         models = self.data.get("models")

@@ -114,6 +114,15 @@ class SearchConfig:
 
 
 @dataclass(frozen=True)
+class HashesConfig:
+    """Searching a folder of Meta TMK hashes (``dataset.kind: tmk``), as Meta's ``tmk-query``."""
+
+    level1: float  # a pair is scored at level 2 when its level-1 score (cosine of the means) reaches this
+    level2: float  # ... and reported when its level-2 score reaches this
+    top_k: int  # FAISS neighbours (by level 1) examined per hash
+
+
+@dataclass(frozen=True)
 class SegmentsConfig:
     """Copy segments of the kept candidates (``index/localise.py``) and the copy / no-copy decision."""
 
@@ -249,7 +258,7 @@ SECTIONS: dict[str, type] = {"dataset": DatasetConfig, "features": FeaturesConfi
                              "frame_model": FrameModelConfig, "shards": ShardsConfig, "stores": StoresConfig,
                              "index": IndexConfig, "search": SearchConfig, "evaluate": EvaluateConfig,
                              "lamv_training": LAMVTrainingConfig, "segments": SegmentsConfig, "align": AlignConfig,
-                             "tca_training": TCATrainingConfig}
+                             "tca_training": TCATrainingConfig, "hashes": HashesConfig}
 
 
 TOP_LEVEL: dict[str, Any] = {"storage": str | None, "work_dir": str, "reports_dir": str}

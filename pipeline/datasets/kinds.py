@@ -87,6 +87,7 @@ class DatasetKind:
     query_split: bool = False
     generated: bool = False
     missing_root_hint: str = ""
+    hashes: bool = False  # the corpus is Meta TMK hashes (.tmk files), not videos: SearchHashes, not the chain
 
 
 KINDS: dict[str, DatasetKind] = {k.name: k for k in (
@@ -100,6 +101,7 @@ KINDS: dict[str, DatasetKind] = {k.name: k for k in (
     DatasetKind("madonna", _align_gt, "alignment"),
     DatasetKind("align", _align_gt, "alignment"),  # any .align file, e.g. `python -m pipeline generate align`
     DatasetKind("folder", _no_gt, "summary"),
+    DatasetKind("tmk", _no_gt, "summary", hashes=True),  # .tmk files under <root>/<videos_dir>
 )}
 
 

@@ -64,7 +64,7 @@ def list_videos(ds: DatasetConfig) -> list[Video]:
     if not vdir.is_dir():
         hint = kind_of(ds).missing_root_hint
         raise ConfigError(f"dataset {ds.name}: video directory {vdir} does not exist{hint}")
-    exts = {"." + e.lower().lstrip(".") for e in ds.extensions}
+    exts = {".tmk"} if kind_of(ds).hashes else {"." + e.lower().lstrip(".") for e in ds.extensions}
     found: dict[str, Path] = {}
     for p in sorted(vdir.rglob("*")):  # rglob does not follow symlinked directories (no loops)
         if p.suffix.lower() in exts and not (p.is_dir() and not p.is_symlink()):

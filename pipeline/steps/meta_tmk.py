@@ -85,3 +85,82 @@ def query_folder(query: Path, corpus: Path, c1: float = LEVEL1_THRESHOLD, c2: fl
     matches.sort(key=lambda m: (-m["level2"], -m["level1"], m["tmk"]))
     return {"query": str(query), "corpus": str(corpus), "hashes": len(heads), "c1": c1, "c2": c2,
             "matches": matches, "skipped": skipped}
+
+
+MATCH_FIELDS = ["hash_a", "hash_b", "level1", "level2"]
+
+
+def search_hash_corpus(layout) -> Path:
+    """``dataset.kind: tmk``: every pair of the corpus's Meta TMK hashes that Meta's ``tmk-query`` would
+    report (level 1 >= ``hashes.level1``, then level 2 >= ``hashes.level2``), found through a FAISS index
+    (``index.factory``) over the unit-norm mean frames (their inner product is level 1), each unordered
+    pair once, best first. Writes ``matches.csv`` (``hash_a,hash_b,level1,level2``; ids are the files'
+    paths under the corpus folder without ``.tmk``) and ``summary.json`` (counts, the factory, the
+    files that are not valid hashes) into ``layout.hash_search_dir()``; returns that folder."""
+    import csv
+    import io
+    import json
+    import logging
+
+    from index.faiss_index import VideoIndex
+    from pipeline.core.atomic import atomic_write_text
+    from pipeline.steps.index import make_index, search_params
+
+    log = logging.getLogger("pipeline")
+    cfg = layout.cfg
+    hs = cfg.hashes
+    heads: dict[str, MetaTMKHash] = {}
+    paths: dict[str, Path] = {}
+    skipped: list[str] = []
+    for v in layout.videos:
+        try:
+            if v.problem:
+                raise TMKFileError(f"{v.path}: {v.problem}")
+            heads[v.id] = read_tmk_average(v.path)
+            paths[v.id] = Path(v.path)
+        except TMKFileError as exc:
+            log.warning("%s", exc)
+            skipped.append(str(exc))
+    groups: dict[tuple, list[str]] = {}
+    for vid, h in heads.items():  # only hashes of one kind are compared (Meta refuses the others)
+        groups.setdefault((h.algorithm, h.fps, h.dimension, tuple(h.periods.tolist())), []).append(vid)
+    rows: list[tuple[str, str, float, float]] = []
+    factories = []
+    full: dict[str, MetaTMKHash] = {}
+
+    def hash_of(vid: str) -> MetaTMKHash:
+        if vid not in full:
+            full[vid] = read_tmk(paths[vid])
+        return full[vid]
+
+    for ids in groups.values():
+        x = np.stack([heads[v].pure_average for v in ids]).astype(np.float32)
+        norm = np.linalg.norm(x, axis=1, keepdims=True)
+        x = np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+        index, factory = make_index(cfg.index, x)
+        factories.append(factory)
+        scores, names = VideoIndex(index, ids).search(x, hs.top_k + 1, search_params(cfg.index))
+        for a, row_scores, row_names in zip(ids, scores, names, strict=True):
+            for s1, b in zip(row_scores.tolist(), row_names, strict=False):
+                if b <= a or s1 < hs.level1:  # each unordered pair once (from its first hash), above c1
+                    continue
+                try:
+                    s2 = level2(hash_of(a), hash_of(b))
+                except (TMKFileError, IncompatibleHashError) as exc:
+                    log.warning("%s / %s: %s", a, b, exc)
+                    continue
+                if s2 >= hs.level2:
+                    rows.append((a, b, float(s1), s2))
+    rows.sort(key=lambda r: (-r[3], -r[2], r[0], r[1]))
+    out = layout.hash_search_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(MATCH_FIELDS)
+    w.writerows([a, b, f"{s1:.6f}", f"{s2:.6f}"] for a, b, s1, s2 in rows)
+    atomic_write_text(out / "matches.csv", buf.getvalue())
+    summary = {"hashes": len(heads), "kinds_of_hash": len(groups), "factories": sorted(set(factories)),
+               "level1": hs.level1, "level2": hs.level2, "top_k": hs.top_k, "pairs": len(rows),
+               "skipped": skipped}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))  # written last: commits the folder
+    return out

@@ -366,6 +366,12 @@ class Layout:
     def search_dir(self, model: str) -> Path:
         return self.work / "search" / f"{model}-{self.search_key(model)}"
 
+    def hash_search_dir(self) -> Path:
+        """``dataset.kind: tmk``: the search of the corpus of Meta TMK hashes (``matches.csv``,
+        ``summary.json``), named by the hashes listed (path, size, mtime) and the settings."""
+        key = digest({"hashes": self.cfg.data["hashes"], "index": self.cfg.data["index"], "corpus": self.corpus_hash})
+        return self.work / f"tmk-hashes-{key}"
+
     @cached_property
     def queries(self) -> list[str]:
         """The queries a batch search runs, in order, from the listing (a search shard skips those that
