@@ -10,6 +10,7 @@ import json
 
 import luigi
 
+from pipeline.config.schema import ConfigError
 from pipeline.datasets.kinds import kind_of
 from pipeline.steps.meta_tmk import search_hash_corpus
 from tasks.base import DatasetTask
@@ -20,8 +21,6 @@ class SearchHashes(DatasetTask):
 
     def requires(self):
         if not kind_of(self.cfg.dataset).hashes:
-            from pipeline.config.schema import ConfigError
-
             raise ConfigError(f"dataset {self.cfg.name}: SearchHashes searches a folder of .tmk files "
                               f"(dataset.kind: tmk), not a {self.cfg.dataset.kind} dataset")
         return []

@@ -7,14 +7,24 @@ read; ``score_files`` gives ``tmk-two-level-score``'s two levels for two files.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from extractors.decode.ffmpeg_frames import find_ffmpeg, iter_ffmpeg_frames
 from extractors.frame.pdq import pdq_float256
+from index.faiss_index import VideoIndex
 from index.meta_tmk import IncompatibleHashError, MetaTMKHash, level1, level2, meta_hash
+from pipeline.core.atomic import atomic_write_text
+from pipeline.steps.index import make_index, search_params
+from pipeline.store.layout import Layout
 from pipeline.store.tmk_files import TMKFileError, read_tmk, read_tmk_average, write_tmk
+
+log = logging.getLogger("pipeline")
 
 
 def hash_video(video: Path, ffmpeg: str | None = None) -> MetaTMKHash:
@@ -52,9 +62,6 @@ def query_folder(query: Path, corpus: Path, c1: float = LEVEL1_THRESHOLD, c2: fl
     ``query`` (a ``.tmk`` file or a video, hashed first), as Meta's ``tmk-query`` does: every hash whose
     level-1 score reaches ``c1`` is scored at level 2 and kept when that reaches ``c2``; best first.
     Files of the folder that are not valid hashes are reported (``skipped``) and the rest searched."""
-    import logging
-
-    log = logging.getLogger("pipeline")
     q = read_tmk(query) if query.suffix == ".tmk" else hash_video(query, ffmpeg)
     if not corpus.is_dir():
         raise TMKFileError(f"{corpus}: not a folder of .tmk files")
@@ -90,23 +97,14 @@ def query_folder(query: Path, corpus: Path, c1: float = LEVEL1_THRESHOLD, c2: fl
 MATCH_FIELDS = ["hash_a", "hash_b", "level1", "level2"]
 
 
-def search_hash_corpus(layout) -> Path:
+def search_hash_corpus(layout: Layout) -> Path:
     """``dataset.kind: tmk``: every pair of the corpus's Meta TMK hashes that Meta's ``tmk-query`` would
     report (level 1 >= ``hashes.level1``, then level 2 >= ``hashes.level2``), found through a FAISS index
     (``index.factory``) over the unit-norm mean frames (their inner product is level 1), each unordered
     pair once, best first. Writes ``matches.csv`` (``hash_a,hash_b,level1,level2``; ids are the files'
     paths under the corpus folder without ``.tmk``) and ``summary.json`` (counts, the factory, the
     files that are not valid hashes) into ``layout.hash_search_dir()``; returns that folder."""
-    import csv
-    import io
-    import json
-    import logging
 
-    from index.faiss_index import VideoIndex
-    from pipeline.core.atomic import atomic_write_text
-    from pipeline.steps.index import make_index, search_params
-
-    log = logging.getLogger("pipeline")
     cfg = layout.cfg
     hs = cfg.hashes
     heads: dict[str, MetaTMKHash] = {}
