@@ -202,5 +202,5 @@ def test_a_tmk_dataset_is_searched_by_luigi_as_tmk_query_does(tmp_path):
     assert not loose.complete() and luigi.build([loose], local_scheduler=True, log_level="WARNING")
     rows = Layout(load_config(str(conf), "hashes.level1=-1;hashes.level2=-1")).hash_search_dir() / "matches.csv"
     assert len(rows.read_text().splitlines()) == 1 + 3
-    with pytest.raises(ConfigError, match="folder of Meta TMK hashes.*SearchHashes"):
+    with pytest.raises(ConfigError, match=r"folder of Meta TMK hashes.*SearchHashes"):
         BuildIndex(dataset=str(conf)).requires()
