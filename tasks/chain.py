@@ -145,12 +145,13 @@ class ComputeDescriptors(ChainTask):
     model = luigi.Parameter()
 
 
-class BuildIndex(ChainTask):
-    """FAISS index over every shard (descriptors of all configured models are computed too).
+class ListedLater(ChainTask):
+    """A task whose requirements come from the corpus listing (every shard, every query slice).
 
     Static dependencies must not change between scheduling and run time (Luigi checks them again before
-    ``run``): a generated corpus does not exist yet at scheduling, so its shards are dynamic dependencies
-    (``run`` yields them); any other corpus's shards are static.
+    ``run``): a generated corpus does not exist yet at scheduling, so for it these requirements are
+    dynamic dependencies (``run`` yields them) and the static ones are :meth:`before_listing`'s; any
+    other corpus's requirements are static.
     """
 
     def requires(self):
@@ -163,23 +164,30 @@ class BuildIndex(ChainTask):
     def generated(self) -> bool:
         return bool(corpus_ready(self.layout))
 
-    def descriptor_tasks(self) -> list[luigi.Task]:
-        return tasks_for(self, self.nodes()[0].requires)
+    def listed_tasks(self) -> list[luigi.Task]:
+        """The requirements the listing gives (the shards, or the query slices)."""
+        wanted = {(r.task, tuple(sorted(r.params.items()))): r for n in self.nodes() for r in n.requires}
+        return tasks_for(self, list(wanted.values()))
 
     def complete(self):
         if not self.outputs_valid() or not self.corpus_listed():
             return False
         deps = flatten(self.requires())
-        if self.generated:  # the shards are not static requirements: check them too
-            deps += self.descriptor_tasks()
+        if self.generated:  # the listed requirements are not static ones: check them too
+            deps += self.listed_tasks()
         return all(r.complete() for r in deps)
 
     def run(self):
-        deps = self.descriptor_tasks()
-        yield deps  # a generated corpus exists only now: its shards become dynamic dependencies
+        deps = self.listed_tasks() if self.generated else []
+        if deps:
+            yield deps  # a generated corpus exists only now: what it lists becomes dynamic dependencies
         if not self.outputs_valid():
-            self.stage_in(flatten([t.output() for t in deps]))
+            self.stage_in(flatten([t.output() for t in deps] + [self.input()]))
             self.run_nodes()
+
+
+class BuildIndex(ListedLater):
+    """FAISS index over every shard (descriptors of all configured models are computed too)."""
 
 
 class SampleFrames(ChainTask):
@@ -200,7 +208,7 @@ class SearchShard(ChainTask):
         return [self.clone(BuildIndex)]
 
 
-class Search(ChainTask):
+class Search(ListedLater):
     """Candidates from the index, re-ranked by offset scoring with ``model``: the search shards, merged."""
 
     model = luigi.Parameter(default="", description="model name (default: search.model)")
@@ -216,7 +224,7 @@ class Search(ChainTask):
         return [self.clone(BuildIndex)]
 
 
-class Evaluate(ChainTask):
+class Evaluate(ListedLater):
     """Metrics and reports for each model of ``evaluate.models`` (or just ``model``)."""
 
     model = luigi.Parameter(default="", description="one model (default: all of evaluate.models)")

@@ -152,9 +152,12 @@ def test_refresh_task_and_cli_are_one_behaviour_with_a_trained_pca(small):
 
 @pytest.mark.slow
 def test_the_demo_chain_runs_from_an_empty_directory(tmp_path):
-    """``luigi --module pipeline BuildIndex --dataset demo`` generates the demo corpus itself."""
-    ov = "shards.size=20;features.pca_frames_per_video=10;features.image_area=6000;frame_model.steps=40"
-    out = run(["luigi", "--module", "pipeline", "BuildIndex", "--dataset", "demo", "--overrides", ov,
+    """``luigi --module pipeline Evaluate --dataset demo`` generates the demo corpus itself and runs the
+    whole chain: the shards and query slices a generated corpus lists only once it exists are dynamic
+    dependencies (a regression: Search once failed with "Unfulfilled dependency at run time")."""
+    ov = ("shards.size=20;features.pca_frames_per_video=10;features.image_area=6000;frame_model.steps=40;"
+          "evaluate.models=[tmk_lamv]")
+    out = run(["luigi", "--module", "pipeline", "Evaluate", "--dataset", "demo", "--overrides", ov,
                "--local-scheduler"], tmp_path, timeout=900, VIDEOALIGN_PROGRESS_S="0", TQDM_DISABLE="")
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     # long steps say where they are in a Luigi run's log: done / total, rate, ETA
@@ -167,6 +170,8 @@ def test_the_demo_chain_runs_from_an_empty_directory(tmp_path):
     assert where in out.stdout + out.stderr  # a run from another directory says where it writes
     assert list((tmp_path / "work" / "demo").glob("index-*/meta.h5"))
     assert list((tmp_path / "work" / "demo").glob("selfsup-*.pt"))  # the demo's offline network
+    assert (tmp_path / "reports" / "demo" / "tmk_lamv" / "report.json").is_file()
+    assert "Unfulfilled" not in out.stderr
 
 
 def test_program_name_and_progress_bars(tmp_path, monkeypatch, caplog):
