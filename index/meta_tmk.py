@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from extractors.frame.pdq import sequential_dot
 from extractors.runtime.errors import VideoAlignError
 from extractors.temporal.tmk import von_mises_coefficients
 
@@ -80,10 +81,7 @@ def meta_hash(features: np.ndarray, periods: tuple[int, ...] = META_PERIODS,
         zeros = np.zeros((len(per), len(a), d), np.float32)
         return MetaTMKHash(algorithm, fps, 0, per, a, np.zeros(d, np.float32), zeros, zeros.copy())
     # each frame L2-normalised in float32, its squares added in order, as Meta's computeNorm does
-    sq = np.zeros(n, np.float32)
-    for k in range(d):  # over the feature's dimensions, vectorised over frames
-        sq += x[:, k] * x[:, k]
-    norm = np.sqrt(sq)[:, None]
+    norm = np.sqrt(sequential_dot(x, x))[:, None]
     xn = np.where(norm > 0, x / np.where(norm > 0, norm, np.float32(1)), x).astype(np.float64)
     arg = 2.0 * np.pi * np.arange(len(a))[None, :, None] * np.arange(n)[None, None, :] / per[:, None, None]
     cos = np.einsum("pjt,td->pjd", np.cos(arg), xn)

@@ -49,6 +49,10 @@ class ChainTask(DatasetTask):
         nodes = self.listed_nodes()
         if nodes is None:
             return self.before_listing()
+        return self.node_requirements(nodes)
+
+    def node_requirements(self, nodes: list[Node]) -> list[luigi.Task]:
+        """The tasks ``nodes`` require, each once."""
         wanted = {(r.task, tuple(sorted(r.params.items()))): r for n in nodes for r in n.requires}
         return tasks_for(self, list(wanted.values()))
 
@@ -166,8 +170,7 @@ class ListedLater(ChainTask):
 
     def listed_tasks(self) -> list[luigi.Task]:
         """The requirements the listing gives (the shards, or the query slices)."""
-        wanted = {(r.task, tuple(sorted(r.params.items()))): r for n in self.nodes() for r in n.requires}
-        return tasks_for(self, list(wanted.values()))
+        return self.node_requirements(self.nodes())
 
     def complete(self):
         if not self.outputs_valid() or not self.corpus_listed():

@@ -31,12 +31,12 @@ def pdq_dct_matrix() -> np.ndarray:
 _D = pdq_dct_matrix()
 
 
-def _sequential_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def sequential_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``sum_k a[..., k] * b[..., k]`` in float32, added in ``k`` order as Meta's C++ adds them (no
     fused multiply-add): the same rounding, so that near-uniform frames, whose features are rounding
     noise that TMK's normalisation magnifies, come out as Meta's do. ``a (..., K)``, ``b (..., K)``."""
     total = np.zeros(np.broadcast_shapes(a.shape[:-1], b.shape[:-1]), np.float32)
-    for k in range(a.shape[-1]):  # over the 64 DCT taps, vectorised over frames and outputs
+    for k in range(a.shape[-1]):  # over the summed axis (DCT taps, feature dims), vectorised over the rest
         total += a[..., k] * b[..., k]
     return total
 
@@ -53,6 +53,6 @@ def pdq_float256(frames: np.ndarray) -> np.ndarray:
     if frames.ndim != 4 or frames.shape[1:] != (SIZE, SIZE, 3):
         raise ValueError(f"expected (B, 64, 64, 3) frames, got {frames.shape}")
     a = luma(frames)  # (B, 64 rows h, 64 cols w)
-    t = _sequential_dot(_D[None, :, None, :], np.swapaxes(a, 1, 2)[:, None, :, :])  # (B, 16, 64): D A
-    out = _sequential_dot(t[:, :, None, :], _D[None, None, :, :])  # (B, 16, 16): T D^T
+    t = sequential_dot(_D[None, :, None, :], np.swapaxes(a, 1, 2)[:, None, :, :])  # (B, 16, 64): D A
+    out = sequential_dot(t[:, :, None, :], _D[None, None, :, :])  # (B, 16, 16): T D^T
     return out.reshape(len(frames), BAND * BAND)

@@ -39,6 +39,16 @@ def check_span(where: str, what: str, begin: float, end: float) -> None:
         raise AnnotationError(f"{where}: {what} ends ({end:g} s) before it begins ({begin:g} s)")
 
 
+def read_annotation_text(path: Path) -> str:
+    """``path``'s UTF-8 text, or :class:`AnnotationError` naming it (missing, not UTF-8)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise AnnotationError(f"{path}: file not found") from None
+    except UnicodeDecodeError:
+        raise AnnotationError(f"{path}: not UTF-8 text") from None
+
+
 def _lines(source: str | Path, text: str | None) -> tuple[str, list[str]]:
     if text is None:
         path = Path(source)

@@ -51,6 +51,19 @@ def score_files(a: Path, b: Path) -> dict:
         raise TMKFileError(f"{a} and {b} cannot be compared: {exc}") from None
 
 
+def average_or_skip(path: Path, skipped: list[str], problem: str = "") -> MetaTMKHash | None:
+    """``path``'s header and mean frame (:func:`read_tmk_average`); a file that is not a valid hash (or
+    whose listing found a ``problem``) is logged, added to ``skipped`` in one line, and gives ``None``."""
+    try:
+        if problem:
+            raise TMKFileError(f"{path}: {problem}")
+        return read_tmk_average(path)
+    except TMKFileError as exc:
+        log.warning("%s", exc)
+        skipped.append(str(exc))
+        return None
+
+
 LEVEL1_THRESHOLD = 0.7
 LEVEL2_THRESHOLD = 0.7
 """Meta's defaults (``tmk_default_thresholds.h``)."""
@@ -66,13 +79,8 @@ def query_folder(query: Path, corpus: Path, c1: float = LEVEL1_THRESHOLD, c2: fl
     if not corpus.is_dir():
         raise TMKFileError(f"{corpus}: not a folder of .tmk files")
     files = sorted(p for p in corpus.rglob("*.tmk") if p.is_file())
-    heads, skipped = [], []
-    for p in files:
-        try:
-            heads.append((p, read_tmk_average(p)))
-        except TMKFileError as exc:
-            log.warning("%s", exc)
-            skipped.append(str(exc))
+    skipped: list[str] = []
+    heads = [(p, h) for p in files if (h := average_or_skip(p, skipped)) is not None]
     same = [(p, h) for p, h in heads if h.dimension == q.dimension and h.algorithm == q.algorithm]
     avgs = np.stack([h.pure_average for _, h in same]) if same else np.zeros((0, q.dimension), np.float32)
     norms = np.linalg.norm(avgs, axis=1) * np.linalg.norm(q.pure_average)
@@ -111,14 +119,9 @@ def search_hash_corpus(layout: Layout) -> Path:
     paths: dict[str, Path] = {}
     skipped: list[str] = []
     for v in layout.videos:
-        try:
-            if v.problem:
-                raise TMKFileError(f"{v.path}: {v.problem}")
-            heads[v.id] = read_tmk_average(v.path)
-            paths[v.id] = Path(v.path)
-        except TMKFileError as exc:
-            log.warning("%s", exc)
-            skipped.append(str(exc))
+        h = average_or_skip(Path(v.path), skipped, v.problem)
+        if h is not None:
+            heads[v.id], paths[v.id] = h, Path(v.path)
     groups: dict[tuple, list[str]] = {}
     for vid, h in heads.items():  # only hashes of one kind are compared (Meta refuses the others)
         groups.setdefault((h.algorithm, h.fps, h.dimension, tuple(h.periods.tolist())), []).append(vid)

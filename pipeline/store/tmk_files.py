@@ -17,7 +17,10 @@ A file that is short, long, or whose header is not Meta's is refused with one li
 
 from __future__ import annotations
 
+import contextlib
+import os
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,18 +43,23 @@ def tmk_file_size(periods: int, harmonics: int, dimension: int) -> int:
     return HEADER.size + 4 * (periods + harmonics + dimension + 2 * periods * harmonics * dimension)
 
 
-def read_tmk(path: str | Path) -> MetaTMKHash:
-    """The hash in Meta's ``.tmk`` file ``path``."""
-    path = Path(path)
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Opening errors as one line naming the file."""
     try:
-        data = path.read_bytes()
+        yield
     except FileNotFoundError:
         raise TMKFileError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise TMKFileError(f"{path}: is a directory, not a .tmk file") from None
-    if len(data) < HEADER.size:
-        raise TMKFileError(f"{path}: truncated .tmk file ({len(data)} bytes, the header alone is {HEADER.size})")
-    magic, kind, algo, fps, n_p, m, d, count = HEADER.unpack_from(data)
+
+
+def _checked_header(path: Path, head: bytes, size: int) -> tuple[bytes, int, int, int, int, int]:
+    """``(algorithm, fps, periods, harmonics, dimension, frame count)`` of a file of ``size`` bytes
+    starting with ``head``, every field and the size checked against Meta's format."""
+    if len(head) < HEADER.size:
+        raise TMKFileError(f"{path}: truncated .tmk file ({len(head)} bytes, the header alone is {HEADER.size})")
+    magic, kind, algo, fps, n_p, m, d, count = HEADER.unpack_from(head)
     if magic != MAGIC or kind != FILE_TYPE:
         raise TMKFileError(f"{path}: not a TMK feature-vector file (magic {magic + kind!r}, expected b'TMK1FVEC')")
     if algo not in ALGORITHMS:
@@ -61,9 +69,18 @@ def read_tmk(path: str | Path) -> MetaTMKHash:
         raise TMKFileError(f"{path}: implausible header (fps {fps}, periods {n_p}, harmonics {m}, dimension {d}, "
                            f"frames {count})")
     want = tmk_file_size(n_p, m, d)
-    if len(data) != want:
-        what = "truncated" if len(data) < want else "has trailing bytes"
-        raise TMKFileError(f"{path}: {what}: {len(data)} bytes, the header says {want}")
+    if size != want:
+        what = "truncated" if size < want else "has trailing bytes"
+        raise TMKFileError(f"{path}: {what}: {size} bytes, the header says {want}")
+    return algo, fps, n_p, m, d, count
+
+
+def read_tmk(path: str | Path) -> MetaTMKHash:
+    """The hash in Meta's ``.tmk`` file ``path``."""
+    path = Path(path)
+    with _reading(path):
+        data = path.read_bytes()
+    algo, fps, n_p, m, d, count = _checked_header(path, data[:HEADER.size], len(data))
     off = HEADER.size
     periods = np.frombuffer(data, "<i4", n_p, off).astype(np.int32)
     off += 4 * n_p
@@ -94,27 +111,12 @@ def write_tmk(path: str | Path, h: MetaTMKHash) -> Path:
 
 def read_tmk_average(path: str | Path) -> MetaTMKHash:
     """Only the header and the pure average of a ``.tmk`` file (the level-1 stage of a search needs no
-    more): ``cos`` and ``sin`` are empty ``(P, m, 0)`` arrays. The file's size is checked as in
-    :func:`read_tmk`."""
+    more): ``cos`` and ``sin`` are empty ``(P, m, 0)`` arrays. The header and the file's size are checked
+    as in :func:`read_tmk`."""
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as f:
-            head = f.read(HEADER.size)
-            if len(head) < HEADER.size:
-                raise TMKFileError(f"{path}: truncated .tmk file ({len(head)} bytes, the header alone is "
-                                   f"{HEADER.size})")
-            magic, kind, algo, fps, n_p, m, d, count = HEADER.unpack(head)
-            if magic != MAGIC or kind != FILE_TYPE or algo not in ALGORITHMS or not (
-                    0 <= n_p <= MAX_PERIODS and 0 <= m <= MAX_HARMONICS and 0 < d <= MAX_DIMENSION):
-                return read_tmk(path)  # the full reader names what is wrong
-            if size != tmk_file_size(n_p, m, d):
-                return read_tmk(path)
-            rest = f.read(4 * (n_p + m + d))
-    except FileNotFoundError:
-        raise TMKFileError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise TMKFileError(f"{path}: is a directory, not a .tmk file") from None
+    with _reading(path), path.open("rb") as f:
+        algo, fps, n_p, m, d, count = _checked_header(path, f.read(HEADER.size), os.fstat(f.fileno()).st_size)
+        rest = f.read(4 * (n_p + m + d))
     periods = np.frombuffer(rest, "<i4", n_p).astype(np.int32)
     floats = np.frombuffer(rest, "<f4", m + d, 4 * n_p).astype(np.float32)
     if not np.all(np.isfinite(floats[m:])):

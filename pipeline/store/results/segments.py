@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.core.atomic import atomic_path
-from pipeline.datasets.readers import AnnotationError, CopyPair, check_span
+from pipeline.datasets.readers import AnnotationError, CopyPair, check_span, read_annotation_text
 from pipeline.metrics.segments import Box
 
 VSC_FIELDS = ["query_id", "ref_id", "query_start", "query_end", "ref_start", "ref_end", "score"]
@@ -44,13 +44,7 @@ def read_vsc_csv(path: Path, ground_truth: bool = False) -> list[Box]:
     """Matches (or, with ``ground_truth``, annotated copies: ``score`` optional) of a VSC 2022 CSV."""
     path = Path(path)
     need = VSC_FIELDS[:-1] if ground_truth else VSC_FIELDS
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise AnnotationError(f"{path}: file not found") from None
-    except UnicodeDecodeError:
-        raise AnnotationError(f"{path}: not UTF-8 text") from None
-    rows = csv.DictReader(io.StringIO(text))
+    rows = csv.DictReader(io.StringIO(read_annotation_text(path)))
     missing = [f for f in need if f not in (rows.fieldnames or [])]
     if missing:
         raise AnnotationError(f"{path}:1: missing column(s) {', '.join(missing)} (expected {','.join(VSC_FIELDS)})")

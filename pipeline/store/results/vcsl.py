@@ -20,19 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.datasets.readers import MAX_TIME_S, AnnotationError
+from pipeline.datasets.readers import MAX_TIME_S, AnnotationError, read_annotation_text
 
 Pair = tuple[str, str]
 SPLITS = ("train", "val", "test")
 
 
 def _json(path: Path) -> object:
+    text = read_annotation_text(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AnnotationError(f"{path}: file not found") from None
-    except UnicodeDecodeError:
-        raise AnnotationError(f"{path}: not UTF-8 text") from None
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise AnnotationError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
     except RecursionError:
@@ -79,13 +76,7 @@ def read_vcsl_boxes(path: str | Path) -> dict[Pair, np.ndarray]:
 def read_vcsl_split(path: str | Path) -> list[Pair]:
     """A split's pair file: its (query, reference) pairs, each once, in file order."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise AnnotationError(f"{path}: file not found") from None
-    except UnicodeDecodeError:
-        raise AnnotationError(f"{path}: not UTF-8 text") from None
-    rows = csv.DictReader(io.StringIO(text))
+    rows = csv.DictReader(io.StringIO(read_annotation_text(path)))
     if not {"query_id", "reference_id"} <= set(rows.fieldnames or []):
         raise AnnotationError(f"{path}:1: expected the columns query_id,reference_id")
     pairs: dict[Pair, None] = {}

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core.atomic import atomic_path
-from pipeline.datasets.readers import AnnotationError
+from pipeline.datasets.readers import AnnotationError, read_annotation_text
 from pipeline.metrics.segments import Box
 from pipeline.metrics.vsc2022 import QUERY, REFERENCE, CandidatePair, VSCInputError, format_video_id
 
@@ -40,15 +40,6 @@ class VideoDescriptors:
     video_id: str
     timestamps: np.ndarray
     features: np.ndarray
-
-
-def _text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise AnnotationError(f"{path}: file not found") from None
-    except UnicodeDecodeError:
-        raise AnnotationError(f"{path}: not UTF-8 text") from None
 
 
 def normalised_boxes(boxes: Sequence[Box], where: str) -> list[Box]:
@@ -66,7 +57,7 @@ def normalised_boxes(boxes: Sequence[Box], where: str) -> list[Box]:
 def read_candidates_csv(path: str | Path) -> list[CandidatePair]:
     """A VSC ``candidates.csv`` (module docstring)."""
     path = Path(path)
-    rows = csv.DictReader(io.StringIO(_text(path)))
+    rows = csv.DictReader(io.StringIO(read_annotation_text(path)))
     missing = [f for f in CANDIDATE_FIELDS if f not in (rows.fieldnames or [])]
     if missing:
         raise AnnotationError(f"{path}:1: missing column(s) {', '.join(missing)} "
