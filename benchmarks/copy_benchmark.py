@@ -35,12 +35,17 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from extractors.decode.ffmpeg_frames import find_ffmpeg
 from extractors.frame.resnet import WeightsNotFoundError, resolve_weights
 from extractors.runtime.timebase import FPS
 from pipeline.config.load import load_config
+from pipeline.datasets.ffmpeg_copies import build_ffmpeg_copy_dataset
 from pipeline.datasets.generate import build_copy_dataset
+from pipeline.metrics.pair_level import ranked_ap
 from pipeline.steps.build import build
 from pipeline.steps.features.fitting import ensure_fitted
 from pipeline.store.features import read_pack
@@ -63,6 +68,10 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=24)
     ap.add_argument("--hard", type=int, default=4, help="hard negatives: other moments of copied sources")
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--edits", choices=("generator", "ffmpeg"), default="generator",
+                    help="how copies are made: the numpy generator (pipeline/datasets/generate.py) or ffmpeg filter "
+                         "graphs, independent of the training augmentations (pipeline/datasets/ffmpeg_copies.py: "
+                         "picture-in-picture, screen recordings, speed changes, two-source videos...)")
     ap.add_argument("--overrides", default="", help="extra config overrides 'key=value;...' for every run")
     ap.add_argument("--extractors", default="resnet34_rmac,selfsup,pdqf,mvlad,mvlad+bars",
                     help="comma-separated; '+bars' removes letterbox/pillarbox bars first")
@@ -80,9 +89,12 @@ def main() -> None:
     clips = sorted(clips, key=lambda p: p.stat().st_size)
     sources, fillers = clips[: args.max_sources], clips[args.max_sources:]
     if not (args.out / "truth.json").is_file():
-        log.warning("building the benchmark dataset in %s from %d clips (+%d filler clips, not in the corpus)",
-                    args.out, len(sources), len(fillers))
-        build_copy_dataset(sources, fillers, args.out, args.copies, args.hard, args.seed)
+        log.warning("building the benchmark dataset in %s from %d clips (+%d filler clips, not in the corpus), "
+                    "%s edits", args.out, len(sources), len(fillers), args.edits)
+        if args.edits == "ffmpeg":
+            build_ffmpeg_copy_dataset(sources, fillers, args.out, args.copies, args.hard, args.seed, find_ffmpeg())
+        else:
+            build_copy_dataset(sources, fillers, args.out, args.copies, args.hard, args.seed)
     truth = json.loads((args.out / "truth.json").read_text())
     try:
         resolve_weights("imagenet", download=False)
@@ -90,6 +102,7 @@ def main() -> None:
     except WeightsNotFoundError:
         weights = "random"
     rows = []
+    plain: dict[tuple[str, str], tuple[Path, Path]] = {}  # (extractor, model) -> search, report dirs
     for variant in args.extractors.split(","):
         ex, bars = variant.removesuffix("+bars"), variant.endswith("+bars")
         pca = "trained" if ex == "resnet34_rmac" else "auto"  # the old offline option: random weights + PCA
@@ -116,6 +129,8 @@ def main() -> None:
                                                        f"reports_dir={args.out.resolve() / 'reports' / stores}"))
                     build(lay, until="evaluate", show_progress=False)
                     for m in lay.cfg.evaluate.models:
+                        if (norm, verify, stores) == ("none", "none", "float32"):
+                            plain[(variant, m)] = (lay.search_dir(m), lay.report_dir(m))
                         x = json.loads((lay.report_dir(m) / "report.json").read_text())["metrics"]
                         rows.append((variant, m, norm, verify, stores, x, (c1 - c0) / video_s,
                                      (c2 - c1) / video_s, (t2 - t1) / video_s))
@@ -140,6 +155,7 @@ def main() -> None:
               f"{x['detected_pairs']} | {x['detected_pairs_offset_within_1s']:.3f} | "
               f"{x['detected_pairs_offset_within_0.1s']:.3f} | {x['segment_max_F1']:.3f} | "
               f"{fit:.3f} | {ext:.3f} | {wall:.3f} |")
+    print_per_edit(truth, plain, n_videos)
     base = {r[:4]: r[5]["pair_AP"] for r in rows if r[4] == "float32"}
     if len(args.stores.split(",")) > 1 and base:
         print("\n| stores | largest pair-AP loss against float32 | mean change | largest change of offsets < 1 s |")
@@ -151,6 +167,51 @@ def main() -> None:
             d = [r[5]["pair_AP"] - base[r[:4]] for r in rows if r[4] == stores]
             o = [r[5]["found_pairs_offset_within_1s"] - off[r[:4]] for r in rows if r[4] == stores]
             print(f"| {stores} | {-min(d):.4f} | {sum(d) / len(d):+.4f} | {max(o, key=abs):+.4f} |")
+
+
+def edit_families(truth: list[dict]) -> dict[str, set[frozenset]]:
+    """Copy pairs (video ids) by edit (the first of a copy's attacks), plus ``two sources``: the pairs of
+    the videos holding excerpts of two different sources."""
+    out: dict[str, set[frozenset]] = {}
+    sources_of: dict[str, set[str]] = {}
+    for t in truth:
+        pair = frozenset((f"bench/{Path(t['copy']).stem}", f"bench/{Path(t['source']).stem}"))
+        out.setdefault(t["attack"].split("+")[0], set()).add(pair)
+        sources_of.setdefault(t["copy"], set()).add(t["source"])
+    two = {p for t in truth if len(sources_of[t["copy"]]) > 1
+           for p in [frozenset((f"bench/{Path(t['copy']).stem}", f"bench/{Path(t['source']).stem}"))]}
+    if two:
+        out["two sources"] = two
+    return out
+
+
+def print_per_edit(truth: list[dict], plain: dict[tuple[str, str], tuple[Path, Path]], n_videos: int) -> None:
+    """Pair AP of each edit's copy pairs ranked among every non-copy pair (``pair_scores.csv`` of each
+    plain run: no score normalisation, no verification, float32), and the share of them decided copies:
+    picture-in-picture and the rest reported apart."""
+    import csv
+
+    families = edit_families(truth)
+    n_pairs = n_videos * (n_videos - 1) // 2
+    print("\n| extractor | model | edit | copy pairs | pair AP among all non-copies | decided copies |")
+    print("|---|---|---|---:|---:|---:|")
+    for (ex, m), (search_dir, report_dir) in plain.items():
+        scores: dict[frozenset, float] = {}
+        true: set[frozenset] = set()
+        for line in (report_dir / "pair_scores.csv").read_text().splitlines()[1:]:
+            a, b, score, is_true = line.split(",")
+            scores[frozenset((a, b))] = float(score)
+            if is_true == "1":
+                true.add(frozenset((a, b)))
+        with open(search_dir / "results.csv", newline="") as f:
+            decided = {frozenset((r["query"], r["match"])) for r in csv.DictReader(f) if r["copy"] == "1"}
+        negatives = [v for k, v in scores.items() if k not in true]
+        n_true = len(true | set().union(*families.values()))
+        negatives += [0.0] * (n_pairs - n_true - len(negatives))
+        for family, pairs in sorted(families.items()):
+            pos = np.array([scores.get(p, 0.0) for p in pairs])
+            print(f"| {ex} | {m} | {family} | {len(pairs)} | {ranked_ap(pos, np.array(negatives)):.3f} | "
+                  f"{len(pairs & decided) / len(pairs):.2f} |")
 
 
 if __name__ == "__main__":

@@ -58,8 +58,8 @@ from pipeline.metrics.localisation import accuracy_below, localization_errors
 from pipeline.metrics.pair_level import pair_level
 from pipeline.metrics.statistics import paired_bootstrap_accuracy, paired_bootstrap_ap
 from pipeline.steps.build import build
+from pipeline.steps.frames import FeatureLookup
 from pipeline.steps.protocols import align_item_span
-from pipeline.steps.search import FeatureLookup
 from pipeline.steps.training.lamv import aligned_data, train_kernel
 from pipeline.store.descriptors import describe_video
 from pipeline.store.layout import Layout

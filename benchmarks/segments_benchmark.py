@@ -50,8 +50,8 @@ from pipeline.datasets.kinds import load_ground_truth
 from pipeline.steps.alignment import cost_matrix, cycle_errors, path_offset, sampled
 from pipeline.steps.build import build
 from pipeline.steps.describe import configured_model
+from pipeline.steps.frames import FeatureLookup
 from pipeline.steps.protocols import align_item_span, segment_metrics
-from pipeline.steps.search import FeatureLookup
 from pipeline.store.descriptors import describe_video
 from pipeline.store.layout import Layout
 from pipeline.store.results.search import read_search_results, read_segments

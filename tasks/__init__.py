@@ -16,6 +16,7 @@ from __future__ import annotations
 from tasks.base import DatasetTask, forget_listings, shared_listing
 from tasks.chain import (
     BuildIndex,
+    CalibrateThresholds,
     ChainTask,
     ComputeDescriptors,
     DescriptorSet,
@@ -42,6 +43,7 @@ route_package_logs()
 
 __all__ = [
     "BuildIndex",
+    "CalibrateThresholds",
     "ChainTask",
     "ComputeDescriptors",
     "DatasetTask",

@@ -200,6 +200,11 @@ class SampleFrames(ChainTask):
     shard = luigi.IntParameter()
 
 
+class CalibrateThresholds(ChainTask):
+    """The copy decision's thresholds for this corpus and these features (``calibration``), from how
+    frames meet the frames of other videos; no label is read."""
+
+
 class SearchShard(ChainTask):
     """One slice of the queries (``shards.queries`` of them) searched with ``model``: an all-vs-all search
     spreads over the workers like extraction."""
@@ -245,5 +250,6 @@ class Evaluate(ListedLater):
 
 TASKS: dict[str, type[ChainTask]] = {t.__name__: t for t in (
     GenerateCorpus, TrainVocabulary, TrainFrameModel, TrainPCA, ExtractFeatures, FeatureSet, Train,
-    ComputeDescriptors, DescriptorSet, FrameSet, BuildIndex, SampleFrames, SearchShard, Search, Evaluate)}
+    ComputeDescriptors, DescriptorSet, FrameSet, BuildIndex, SampleFrames, CalibrateThresholds, SearchShard, Search,
+    Evaluate)}
 """The Luigi task of each node of the plan (the same names)."""

@@ -12,7 +12,7 @@ import luigi
 
 from pipeline.config.schema import ConfigError
 from pipeline.datasets.kinds import kind_of
-from pipeline.steps.meta_tmk import search_hash_corpus
+from pipeline.steps.formats.meta_tmk import search_hash_corpus
 from tasks.base import DatasetTask
 
 

@@ -194,6 +194,11 @@ def test_reports_state_units_and_embed_plots(built):
     # the frame-level stage: segment metrics beside the VCDB ones, score distributions, similarity matrices
     m = doc["metrics"]
     assert m["VSC_segment_uAP"] > 0.5 and m["VCSL_F1"] > 0.5 and m["copy_decision_F1"] == 1.0
+    # the decision's thresholds were calibrated on this corpus (no label read), and the report says how
+    cal = doc["calibration"]
+    assert Path(cal["file"]).is_file() and m["copy_threshold"] == cal["copy_threshold"]
+    bg = cal["background"]
+    assert bg["videos"] == len(Layout(cfg).videos) and cal["frame_threshold"] > bg["median"]
     assert {"segment_scores.png", "similarity_0.png", "similarity_1.png"} <= set(doc["plots"])
     assert doc["pair_views"][0]["copy"] and "similarity" not in doc["pair_views"][0]
 
@@ -283,8 +288,8 @@ def test_evve_evaluation_from_search_results():
 def test_alignment_evaluation_on_an_align_file(built):
     """Climbing/Madonna protocol on the demo videos: a source span and its copy on one timeline."""
     from pipeline.steps.describe import configured_model
+    from pipeline.steps.frames import FeatureLookup
     from pipeline.steps.protocols import evaluate_alignment
-    from pipeline.steps.search import FeatureLookup
 
     cfg, ov, copies = built
     c = copies[0]
@@ -407,8 +412,10 @@ def test_a_search_sharded_over_workers_gives_the_same_results(built, tmp_path):
     shards = task.listed_tasks()
     assert [t.shard for t in shards] == list(range(len(layout.query_shards)))
     assert all(isinstance(t, SearchShard) for t in shards)
-    # each shard requires the sets it reads, not every shard of them (the scheduler's graph stays linear)
-    assert {type(t).__name__ for t in shards[0].requires()} == {"BuildIndex", "DescriptorSet", "FeatureSet"}
+    # each shard requires the sets it reads, not every shard of them (the scheduler's graph stays linear),
+    # and the corpus's calibrated copy thresholds
+    assert {type(t).__name__ for t in shards[0].requires()} == {"BuildIndex", "DescriptorSet", "FeatureSet",
+                                                                 "CalibrateThresholds"}
     assert luigi.build([task], local_scheduler=True, log_level="WARNING")
     mine = layout.search_dir("tmk_lamv")
     assert mine.name == whole.name and len(list((mine / "shards").glob("queries-2-*.h5"))) == len(layout.query_shards)

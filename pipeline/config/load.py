@@ -32,6 +32,7 @@ from pipeline.config.schema import (
     SECTIONS,
     TOP_LEVEL,
     AlignConfig,
+    CalibrationConfig,
     ConfigError,
     CTEModelConfig,
     DatasetConfig,
@@ -173,6 +174,8 @@ class Config:
         self.segments: SegmentsConfig = _validate_record(SegmentsConfig, self.data.get("segments"), "segments",
                                                          self.source)
         self.align: AlignConfig = _validate_record(AlignConfig, self.data.get("align"), "align", self.source)
+        self.calibration: CalibrationConfig = _validate_record(CalibrationConfig, self.data.get("calibration"),
+                                                               "calibration", self.source)
         self.hashes: HashesConfig = _validate_record(HashesConfig, self.data.get("hashes"), "hashes", self.source)
         self.tca_training: TCATrainingConfig = _validate_record(TCATrainingConfig, self.data.get("tca_training"),
                                                                 "tca_training", self.source)

@@ -142,6 +142,20 @@ class SegmentsConfig:
 
 
 @dataclass(frozen=True)
+class CalibrationConfig:
+    """The copy decision's thresholds set for this corpus and these features from the corpus's own
+    background (``index/calibration.py``), without labels; ``mode: none`` keeps ``segments.frame_threshold``
+    and ``segments.copy_threshold`` as written."""
+
+    mode: Literal["background", "none"]
+    frame_units: float
+    copy_units: float
+    videos: int
+    rows_per_video: int
+    seed: int
+
+
+@dataclass(frozen=True)
 class AlignConfig:
     """Frame alignment (Sync from the Sea): ``python -m pipeline align`` and DRAQ re-ranking."""
 
@@ -258,6 +272,7 @@ SECTIONS: dict[str, type] = {"dataset": DatasetConfig, "features": FeaturesConfi
                              "frame_model": FrameModelConfig, "shards": ShardsConfig, "stores": StoresConfig,
                              "index": IndexConfig, "search": SearchConfig, "evaluate": EvaluateConfig,
                              "lamv_training": LAMVTrainingConfig, "segments": SegmentsConfig, "align": AlignConfig,
+                             "calibration": CalibrationConfig,
                              "tca_training": TCATrainingConfig, "hashes": HashesConfig}
 
 
@@ -285,6 +300,7 @@ _MIN: dict[str, float] = {
     "segments.fps": 0.05, "segments.frame_threshold": -1, "segments.band_s": 0, "segments.max_gap_s": 0,
     "segments.min_length_s": 0, "segments.max_segments": 1, "segments.max_overlap": 0, "segments.tn_top_k": 1,
     "segments.tn_max_step_s": 0, "segments.copy_threshold": 0, "segments.max_elements": 1024,
+    "calibration.copy_units": 0, "calibration.videos": 2, "calibration.rows_per_video": 1,
     "align.fps": 0.05, "align.draq_paths": 1, "align.draq_top": 0,
     "tca_training.steps": 1, "tca_training.batch": 1, "tca_training.lr": 1e-12, "tca_training.weight_decay": 0,
     "tca_training.temperature": 1e-6, "tca_training.queue": 1, "tca_training.hard_negatives": 1,

@@ -37,7 +37,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     """``metrics vsc-matching | vsc-descriptor | vcsl``: one JSON object on stdout (no NaN: ``null``)."""
     import json
 
-    from pipeline.steps import field_metrics as fm  # deferred: start-up time
+    from pipeline.steps.formats import field_metrics as fm  # deferred: start-up time
 
     if args.protocol == "vsc-matching":
         out = fm.vsc_matching(Path(args.gt), Path(args.pred))
@@ -57,7 +57,7 @@ def cmd_tmk(args: argparse.Namespace) -> int:
     """``tmk hash VIDEO -o OUT.tmk`` / ``tmk score A.tmk B.tmk``: one JSON object on stdout."""
     import json
 
-    from pipeline.steps import meta_tmk  # deferred: start-up time
+    from pipeline.steps.formats import meta_tmk  # deferred: start-up time
 
     if args.tmk_command == "hash":
         out = meta_tmk.hash_to_file(Path(args.video), Path(args.output), args.ffmpeg)

@@ -9,7 +9,7 @@ is the data flow, and both entry points write the same bytes.
 
     GenerateCorpus -> [TrainVocabulary | TrainFrameModel] -> [TrainPCA] -> ExtractFeatures(shard)
         -> [Train(model)] -> ComputeDescriptors(shard, model) -> BuildIndex -> [SampleFrames(shard)]
-        -> SearchShard(model, shard) -> Search(model) -> Evaluate(model)
+        -> [CalibrateThresholds] -> SearchShard(model, shard) -> Search(model) -> Evaluate(model)
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from pipeline.steps.features.extractor import pca_needed
 from pipeline.steps.features.fitting import train_frame_model, train_pca, train_vocabulary
 from pipeline.steps.index import build_index
 from pipeline.steps.search import merge_search, needs_full_frames, search_shard
+from pipeline.steps.thresholds import calibrate_thresholds
 from pipeline.steps.training.train import train_model
 from pipeline.store import completeness
 from pipeline.store.features import PACK_NAME
@@ -172,13 +173,23 @@ def sample_frames_node(layout: Layout, shard: int) -> Node:
                 lambda: completeness.segment_frames_complete(p), lambda _progress: sample_shard_frames(layout, shard))
 
 
+def calibrate_thresholds_node(layout: Layout) -> Node:
+    """The copy decision's thresholds for this corpus (``calibration``), from the frames the copy-segment
+    stage compares."""
+    p = layout.thresholds_path
+    frames = [Requirement("FrameSet")] if layout.uses_segment_frames else [Requirement("FeatureSet")]
+    return Node("CalibrateThresholds", {}, frames, p, p, lambda: completeness.thresholds_complete(p),
+                lambda _progress: calibrate_thresholds(layout))
+
+
 def search_shard_node(layout: Layout, model: str, shard: int) -> Node:
     """One slice of the queries (``shards.queries``); reads the index, the descriptors of ``model`` and
     of the index's model, the segment-frame store and, where the search needs them, the 15-fps features."""
     p = layout.search_shard_path(model, shard)
     frames = [Requirement("FrameSet")] if layout.uses_segment_frames else []
     full = [Requirement("FeatureSet")] if needs_full_frames(layout) else []
-    reads = every_descriptor(layout, sorted({model, layout.cfg.index.model})) + frames + full
+    calibrated = [Requirement("CalibrateThresholds")] if layout.calibrates_thresholds else []
+    reads = every_descriptor(layout, sorted({model, layout.cfg.index.model})) + frames + full + calibrated
     return Node("SearchShard", {"model": model, "shard": shard}, [Requirement("BuildIndex"), *reads], p, p,
                 lambda: completeness.search_shard_complete(p),
                 lambda progress: search_shard(layout, model, shard, progress))
@@ -206,7 +217,8 @@ NODES: dict[str, Callable[..., Node]] = {
     "TrainFrameModel": train_frame_model_node, "TrainPCA": train_pca_node, "ExtractFeatures": extract_features,
     "Train": train, "ComputeDescriptors": compute_descriptors, "BuildIndex": build_index_node,
     "FeatureSet": feature_set, "DescriptorSet": descriptor_set, "FrameSet": frame_set,
-    "SampleFrames": sample_frames_node, "SearchShard": search_shard_node, "Search": search_node,
+    "SampleFrames": sample_frames_node, "CalibrateThresholds": calibrate_thresholds_node,
+    "SearchShard": search_shard_node, "Search": search_node,
     "Evaluate": evaluate_node,
 }
 """Task name -> the node of that task for a layout and the task's parameters."""
@@ -249,6 +261,8 @@ def plan(layout: Layout, until: str = "index", models: Sequence[str] | None = No
             for s in range(layout.n_shards):
                 yield sample_frames_node(layout, s)
             yield frame_set(layout)
+        if layout.calibrates_thresholds:
+            yield calibrate_thresholds_node(layout)
         for m in chosen:
             for s in range(len(layout.query_shards)):
                 yield search_shard_node(layout, m, s)

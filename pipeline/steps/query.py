@@ -10,13 +10,15 @@ from pathlib import Path
 from extractors.runtime.timebase import FPS, frame_count_seconds
 from index.rerank import Match
 from pipeline.config.load import Config, config_from_json
-from pipeline.config.schema import ConfigError
+from pipeline.config.schema import ConfigError, SegmentsConfig
 from pipeline.core.errors import StepError
 from pipeline.steps.describe import configured_model, descriptor_store
 from pipeline.steps.features.extract import Failure, describe_videos
 from pipeline.steps.features.extractor import configured_extractor
 from pipeline.steps.features.settings import extraction_settings, resolve_layout
-from pipeline.steps.search import FeatureLookup, search_one
+from pipeline.steps.frames import FeatureLookup
+from pipeline.steps.search import search_one
+from pipeline.steps.thresholds import calibrate, with_thresholds
 from pipeline.store import completeness
 from pipeline.store.descriptors import (
     DescriptorStore,
@@ -24,6 +26,7 @@ from pipeline.store.descriptors import (
     mean_frame_component,
 )
 from pipeline.store.features import VideoFeatures
+from pipeline.store.fitted.thresholds import read_thresholds
 from pipeline.store.index_files import read_index
 from pipeline.store.layout import Layout
 from pipeline.store.publish import MANIFEST, current_version, read_manifest
@@ -82,6 +85,20 @@ def query_features(cfg: Config, layout: Layout, path: Path) -> VideoFeatures:
     return got
 
 
+def query_segments(cfg: Config, layout: Layout, features: FeatureLookup, ids: list[str]) -> SegmentsConfig:
+    """``segments:`` for a query: the corpus's calibrated thresholds when the batch search wrote them, else
+    calibrated here the same way from the indexed videos' features (``calibration.mode: background``)."""
+    if cfg.calibration.mode == "none":
+        return cfg.segments
+    try:
+        path = layout.thresholds_path
+        if completeness.thresholds_complete(path):
+            return with_thresholds(cfg.segments, read_thresholds(path))
+    except ConfigError:
+        pass  # the corpus is not reachable from here (a published index): calibrate on what it holds
+    return with_thresholds(cfg.segments, calibrate(cfg, features, ids, layout.segment_step, layout.features_key, ""))
+
+
 def query(video: Path, index_dir: Path, model_name: str | None = None, top: int = 10) -> QueryResult:
     """Rank the indexed videos that contain a copy of ``video``, with offsets and spans (seconds).
 
@@ -104,6 +121,7 @@ def query(video: Path, index_dir: Path, model_name: str | None = None, top: int 
     else:
         store = descriptor_store(layout, model_name)
         features = FeatureLookup.of_layout(layout)
+    cfg.segments = query_segments(cfg, layout, features, list(store.ids))
     vf = query_features(cfg, layout, video)  # decoded and described once
     times = vf.timestamps_s * FPS
     model = configured_model(layout, model_name)

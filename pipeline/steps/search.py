@@ -5,7 +5,6 @@ DRAQ; one query (:func:`search_one`) or every query of a dataset (:func:`search`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -17,17 +16,18 @@ from index.rerank import Match, background_normalised, offset_range, rerank_with
 from index.verification import diagonal_verify, refine_offsets
 from pipeline.config.load import Config
 from pipeline.config.schema import SegmentsConfig
-from pipeline.core.hdf5 import ArtifactError
 from pipeline.datasets.kinds import search_scope
 from pipeline.metrics.segments import Box
 from pipeline.steps.alignment import draq_order
 from pipeline.steps.describe import configured_model, descriptor_store
+from pipeline.steps.frames import FeatureLookup, FrameSource, segment_frame_store
 from pipeline.steps.index import search_params
+from pipeline.steps.thresholds import config_in_force
 from pipeline.store import completeness
 from pipeline.store.descriptors import (
     DescriptorStore,
 )
-from pipeline.store.features import VideoFeatures, read_pack, read_video_features
+from pipeline.store.features import VideoFeatures
 from pipeline.store.index_files import read_index
 from pipeline.store.layout import Layout
 from pipeline.store.results.search import (
@@ -37,55 +37,6 @@ from pipeline.store.results.search import (
     write_results_h5,
     write_search_results,
 )
-from pipeline.store.segment_frames import SegmentFrames
-
-
-class FeatureLookup:
-    """Frame features by video id (through the shard packs, or a published manifest)."""
-
-    def __init__(self, where: dict[str, Path]) -> None:
-        self.where = where
-
-    @classmethod
-    def of_layout(cls, layout: Layout) -> FeatureLookup:
-        where: dict[str, Path] = {}
-        for s in range(layout.n_shards):
-            d = layout.feature_shard_dir(s)
-            if not completeness.feature_shard_complete(d):
-                continue
-            pack = read_pack(d)
-            for vid, name in zip(pack.video_ids, pack.files, strict=True):
-                where[vid] = d / name
-        return cls(where)
-
-    @classmethod
-    def of_manifest(cls, manifest: dict) -> FeatureLookup:
-        return cls({vid: Path(e["features"]) for vid, e in manifest["videos"].items()})
-
-    def __contains__(self, vid: str) -> bool:
-        return vid in self.where
-
-    def sampled(self, vid: str, step: int, dim: int | None = None) -> SampledFrames:
-        """``vid``'s 15-fps features every ``step`` frames (refused unless ``dim``-dimensional, when given)."""
-        vf = self.get(vid, dim)
-        return sample_frames(vf.features, vf.timestamps_s, step)
-
-    def get(self, vid: str, dim: int | None = None) -> VideoFeatures:
-        """The features of ``vid``; with ``dim``, refused (naming the file) unless ``dim``-dimensional."""
-        vf = read_video_features(self.where[vid])
-        if dim is not None and vf.features.shape[1] != dim:
-            raise ArtifactError(f"{self.where[vid]}: {vf.features.shape[1]}-dimensional features, expected {dim} "
-                                f"(damaged, or from another configuration; run verify)")
-        return vf
-
-
-class FrameSource(Protocol):
-    """Frames at the compared rate by video id: the 15-fps features (:class:`FeatureLookup`) or the
-    segment-frame store (:class:`pipeline.store.segment_frames.SegmentFrames`)."""
-
-    def __contains__(self, vid: str) -> bool: ...
-
-    def sampled(self, vid: str, step: int, dim: int | None = None) -> SampledFrames: ...
 
 
 def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_mean: np.ndarray,
@@ -224,14 +175,10 @@ class SearchContext:
         self.model = configured_model(layout, model_name)
 
 
-def segment_frame_store(layout: Layout) -> SegmentFrames:
-    return SegmentFrames([layout.segment_frames_path(s) for s in range(layout.n_shards)], layout.segment_step)
-
-
 def search_shard(layout: Layout, model_name: str, shard: int, show_progress: bool = True) -> Path:
     """The queries of search shard ``shard`` (:attr:`Layout.query_shards`) that have descriptors,
     re-ranked with ``model_name``; one results file."""
-    cfg = layout.cfg
+    cfg = config_in_force(layout)
     ctx = SearchContext(layout, model_name)
     queries = [q for q in layout.query_shards[shard] if q in ctx.store]
     rows: list[Match] = []
@@ -249,7 +196,7 @@ def search_shard(layout: Layout, model_name: str, shard: int, show_progress: boo
 
 def merge_search(layout: Layout, model_name: str) -> Path:
     """The results of every search shard of ``model_name``, in query order, as one search result."""
-    cfg = layout.cfg
+    cfg = config_in_force(layout)
     rows: list[Match] = []
     segments: list[Box] = []
     n_queries = 0
@@ -260,7 +207,9 @@ def merge_search(layout: Layout, model_name: str) -> Path:
         n_queries += int(read_attrs(path)["n_queries"])
     return write_search_results(layout.search_dir(model_name), rows,
                                 {"model": model_name, "dataset": cfg.name, "n_queries": n_queries,
-                                 "segments_method": cfg.segments.method}, segments, cfg.segments.copy_threshold)
+                                 "segments_method": cfg.segments.method,
+                                 "frame_threshold": cfg.segments.frame_threshold}, segments,
+                                cfg.segments.copy_threshold)
 
 
 def search(layout: Layout, model_name: str, show_progress: bool = True) -> Path:

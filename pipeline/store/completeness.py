@@ -20,6 +20,7 @@ from pipeline.store.descriptors import DESCRIPTORS_SCHEMA, DESCRIPTORS_VERSION
 from pipeline.store.features import FEATURES_SCHEMA, FEATURES_VERSION, PACK_NAME, read_pack
 from pipeline.store.fitted.frame_model import load_frame_model
 from pipeline.store.fitted.pca import load_pca
+from pipeline.store.fitted.thresholds import read_thresholds
 from pipeline.store.fitted.vocabulary import load_vocabulary
 from pipeline.store.index_files import read_index
 from pipeline.store.layout import Layout
@@ -113,6 +114,10 @@ def segment_frames_complete(path: Path) -> bool:
             return True
     except (ArtifactError, OSError):
         return False
+
+
+def thresholds_complete(path: Path) -> bool:
+    return _loads(read_thresholds, path)
 
 
 def search_shard_complete(path: Path) -> bool:

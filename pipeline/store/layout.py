@@ -235,6 +235,20 @@ class Layout:
     def segment_frames_path(self, shard: int) -> Path:
         return self.segment_frames_dir() / f"{self.feature_shard_dir(shard).name}.h5"
 
+    @property
+    def calibrates_thresholds(self) -> bool:
+        """Whether the copy decision's thresholds are set for this corpus (``calibration.mode``)."""
+        return self.cfg.calibration.mode != "none"
+
+    @property
+    def thresholds_path(self) -> Path:
+        """The calibrated thresholds (:mod:`pipeline.store.fitted.thresholds`) of this corpus, read from the
+        frames the copy-segment stage compares (their rate and, when lossy, their precision)."""
+        lossy = {"segment_frames": self.cfg.stores.segment_frames} if not self.segment_frames_exact else {}
+        key = digest({"features": self.features_key, "step": self.segment_step,
+                      "calibration": self.cfg.data["calibration"], "corpus": self.corpus_hash, **lossy})
+        return self.work / f"thresholds-{key}.json"
+
     def set_marker(self, directory: Path) -> Path:
         """The marker of the set of this corpus's shard artifacts in ``directory`` (a features, descriptors
         or segment-frames directory holds the shards of every listing it served)."""
@@ -360,6 +374,7 @@ class Layout:
     def search_key(self, model: str) -> str:
         lossy = {"segment_frames": self.cfg.stores.segment_frames} if not self.segment_frames_exact else {}
         return digest({"search": self.cfg.data["search"], "segments": self.cfg.data["segments"],
+                       "calibration": self.cfg.data["calibration"],
                        "align": self.cfg.data["align"], "index": self.index_key,
                        "descriptors": self.descriptors_key(model), "kind": self.cfg.dataset.kind, **lossy})
 

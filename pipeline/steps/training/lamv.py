@@ -39,8 +39,8 @@ from pipeline.config.schema import LearnedLAMVModelConfig
 from pipeline.core.errors import StepError
 from pipeline.datasets.ground_truth import GroundTruth
 from pipeline.datasets.kinds import load_ground_truth
+from pipeline.steps.frames import FeatureLookup
 from pipeline.steps.protocols import align_item_span
-from pipeline.steps.search import FeatureLookup
 from pipeline.steps.training.folds import fold_assignment
 from pipeline.store.fitted.lamv_kernel import (
     LearnedKernel,

@@ -1,0 +1,93 @@
+"""Calibrate the copy decision's thresholds for this corpus and these features (``CalibrateThresholds``),
+and the ``segments:`` settings in force: the calibrated ones under ``calibration.mode: background``.
+
+The background (:mod:`index.calibration`) is measured on a seeded sample of ``calibration.videos``
+videos, on exactly the frames the copy-segment stage compares (the segment-frame store, or the 15-fps
+features at ``segments.fps``).  No label is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from index.calibration import background_similarity, thresholds_from_background
+from pipeline.config.load import Config
+from pipeline.config.schema import SegmentsConfig
+from pipeline.core.errors import StepError
+from pipeline.steps.frames import FeatureLookup, FrameSource, segment_frame_store
+from pipeline.store.fitted.thresholds import CalibratedThresholds, read_thresholds, write_thresholds
+from pipeline.store.layout import Layout
+
+log = logging.getLogger(__name__)
+
+
+def calibration_sample(ids: list[str], n: int, seed: int) -> list[str]:
+    """``n`` of ``ids`` (all when fewer), drawn with ``seed`` from the sorted ids: the same sample for
+    the same corpus."""
+    ordered = sorted(ids)
+    if len(ordered) <= n:
+        return ordered
+    pick = np.random.default_rng(seed).choice(len(ordered), size=n, replace=False)
+    return [ordered[i] for i in sorted(pick)]
+
+
+def calibrate(cfg: Config, source: FrameSource, ids: list[str], step: int, features_key: str,
+              corpus: str) -> CalibratedThresholds:
+    """The thresholds for the videos ``ids`` of ``source`` (frames every ``step`` of the 15-fps stream)."""
+    c = cfg.calibration
+    chosen = calibration_sample([v for v in ids if v in source], c.videos, c.seed)
+    if len(chosen) < 2:
+        raise StepError(f"dataset {cfg.name}: calibrating the copy thresholds needs the frames of at least 2 "
+                        f"videos, found {len(chosen)} (set calibration.mode: none and segments.frame_threshold / "
+                        f"copy_threshold)")
+    frames = [source.sampled(v, step).features for v in chosen]
+    bg = background_similarity(frames, c.rows_per_video, c.seed)
+    t = thresholds_from_background(bg, c.frame_units, c.copy_units)
+    log.info("copy thresholds for %s from %d videos: frames match above %.3f (background median %.3f, spread "
+             "%.3f), a pair is a copy from %.3f s", cfg.name, bg.videos, t.frame_threshold, bg.median, bg.spread,
+             t.copy_threshold)
+    return CalibratedThresholds(t, bg, c.frame_units, c.copy_units, features_key, corpus, chosen)
+
+
+def frame_source(layout: Layout) -> FrameSource:
+    """The frames the copy-segment stage compares."""
+    return segment_frame_store(layout) if layout.uses_segment_frames else FeatureLookup.of_layout(layout)
+
+
+def calibrate_thresholds(layout: Layout) -> Path:
+    """Measure this corpus's background and write the thresholds (``Layout.thresholds_path``)."""
+    got = calibrate(layout.cfg, frame_source(layout), [v.id for v in layout.videos], layout.segment_step,
+                    layout.features_key, layout.corpus_hash)
+    return write_thresholds(layout.thresholds_path, got)
+
+
+def with_thresholds(sg: SegmentsConfig, t: CalibratedThresholds) -> SegmentsConfig:
+    return dataclasses.replace(sg, frame_threshold=t.thresholds.frame_threshold,
+                               copy_threshold=t.thresholds.copy_threshold)
+
+
+def segments_in_force(layout: Layout) -> SegmentsConfig:
+    """``segments:`` as the search applies it: with ``calibration.mode: background``, the thresholds of
+    this corpus's calibration (``CalibrateThresholds`` writes them first)."""
+    if not layout.calibrates_thresholds:
+        return layout.cfg.segments
+    path = layout.thresholds_path
+    if not path.is_file():
+        raise StepError(f"{path}: the calibrated copy thresholds are missing; run CalibrateThresholds (the Search "
+                        f"task and 'python -m pipeline build' run it first), or set calibration.mode: none")
+    return with_thresholds(layout.cfg.segments, read_thresholds(path))
+
+
+def config_in_force(layout: Layout) -> Config:
+    """The layout's configuration with :func:`segments_in_force` (what the search and its reports apply)."""
+    cfg = layout.cfg
+    sg = segments_in_force(layout)
+    if sg is cfg.segments:
+        return cfg
+    out = Config(cfg.data, cfg.source, cfg.selector)
+    out.segments = sg
+    return out
