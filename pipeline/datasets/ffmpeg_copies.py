@@ -230,17 +230,20 @@ def build_ffmpeg_copy_dataset(sources: list[Path], fillers: list[Path], out: Pat
         pieces.append({"path": fp, "start": f0, "length": tail})
         render(ffmpeg, vdir / f"{name}.mp4", pieces, 38 if "lowbitrate" in photometric else 23)
 
+    usable = [i for i, c in enumerate(srcs) if c.duration_s >= 12]  # shorter sources stay in the corpus only
+    if not usable:
+        raise ValueError("no source clip lasts 12 s or more")
     for k in range(n_copies):
         edit = EDITS[k % len(EDITS)]
         photometric = [str(x) for x in rng.choice(PHOTOMETRIC, int(rng.integers(1, 3)), replace=False)]
-        si = int(rng.integers(len(srcs)))
+        si = usable[int(rng.integers(len(usable)))]
         parts = [(si, *excerpt(si, edit == "speed", []))]
-        if k % 3 == 2 and len(srcs) > 1:  # a second excerpt, of another source
-            sj = int((si + 1 + rng.integers(len(srcs) - 1)) % len(srcs))
+        if k % 3 == 2 and len(usable) > 1:  # a second excerpt, of another source
+            sj = usable[int((usable.index(si) + 1 + rng.integers(len(usable) - 1)) % len(usable))]
             parts.append((sj, *excerpt(sj, edit == "speed", [])))
         make(f"copy{k:02d}", parts, edit, photometric)
     for h in range(n_hard):
-        si = int(rng.integers(len(srcs)))
+        si = usable[int(rng.integers(len(usable)))]
         start, _ = excerpt(si, False, truth)
         make(f"hard{h:02d}", [(si, start, 5)], "framerate", ["lowbitrate"])
     lines = [f"{t['copy']}.mp4,{t['source']},{hms(t['copy_start'])},{hms(t['copy_start'] + t['copy_length'])},"
