@@ -193,18 +193,18 @@ def build_ffmpeg_copy_dataset(sources: list[Path], fillers: list[Path], out: Pat
             link.symlink_to(c.path.resolve())
     truth: list[dict] = []
 
-    def excerpt(si: int, speed: bool, avoid: list[dict]) -> tuple[float, int]:
-        """A start and a length (s) in source ``si``, outside the moments in ``avoid``."""
+    def excerpt(si: int, speed: bool, avoid: list[dict], length: int | None = None) -> tuple[float, int] | None:
+        """A start and a length (s; drawn when not given) in source ``si``, outside the moments in ``avoid``."""
         dur = int(srcs[si].duration_s) - 1
         for _ in range(50):
-            length = int(rng.integers(6, min(30, dur) + 1))
-            length -= length % 5 if speed else 0
-            start = int(rng.integers(0, max(1, dur - length)))
-            clear = all(start + length <= a["source_start"] or start >= a["source_start"] + a["source_length"]
+            n = length or int(rng.integers(6, min(30, dur) + 1))
+            n -= n % 5 if speed else 0
+            start = int(rng.integers(0, max(1, dur - n)))
+            clear = all(start + n <= a["source_start"] or start >= a["source_start"] + a["source_length"]
                         for a in avoid if a["source"] == names[si])
-            if length >= 5 and clear:
-                return float(start), length
-        raise ValueError(f"{srcs[si].path}: no free moment left")
+            if n >= 5 and clear:
+                return float(start), n
+        return None
 
     def make(name: str, parts: list[tuple[int, float, int]], edit: str, photometric: list[str]) -> None:
         pieces: list[dict] = []
@@ -242,10 +242,12 @@ def build_ffmpeg_copy_dataset(sources: list[Path], fillers: list[Path], out: Pat
             sj = usable[int((usable.index(si) + 1 + rng.integers(len(usable) - 1)) % len(usable))]
             parts.append((sj, *excerpt(sj, edit == "speed", [])))
         make(f"copy{k:02d}", parts, edit, photometric)
-    for h in range(n_hard):
-        si = usable[int(rng.integers(len(usable)))]
-        start, _ = excerpt(si, False, truth)
-        make(f"hard{h:02d}", [(si, start, 5)], "framerate", ["lowbitrate"])
+    for h in range(n_hard):  # a moment no copy shows, of a source that has one
+        free = [(si, got) for si in rng.permutation(usable) if (got := excerpt(int(si), False, truth, 5))]
+        if not free:
+            raise ValueError(f"no source moment is left for hard negative {h + 1} of {n_hard}")
+        si, (start, _) = free[0]
+        make(f"hard{h:02d}", [(int(si), start, 5)], "framerate", ["lowbitrate"])
     lines = [f"{t['copy']}.mp4,{t['source']},{hms(t['copy_start'])},{hms(t['copy_start'] + t['copy_length'])},"
              f"{hms(t['source_start'])},{hms(t['source_start'] + t['source_length'])}\n" for t in truth]
     for i, a in enumerate(truth):  # two copies of overlapping moments of one source are copies of each other
