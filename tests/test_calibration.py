@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -107,7 +106,7 @@ def test_thresholds_file_round_trip_and_damage(tmp_path):
                              Background(0.3, 0.4, 11, 300, 3000), 0.5, 4.75, "feat", "corpus", ["a", "b"])
     path = write_thresholds(tmp_path / "thresholds-x.json", t)
     got = read_thresholds(path)
-    assert dataclasses.replace(got, created="") == t and got.created
+    assert got == t
     assert got.thresholds.frame_threshold == pytest.approx(0.5) and got.thresholds.copy_threshold == pytest.approx(1.9)
     doc = json.loads(path.read_text())
     path.write_text(json.dumps({**doc, "schema": "other"}))
@@ -119,3 +118,15 @@ def test_thresholds_file_round_trip_and_damage(tmp_path):
     path.write_text(path.read_text()[:20])
     with pytest.raises(ArtifactError, match=r"thresholds-x\.json"):
         read_thresholds(path)
+
+
+def test_verify_names_a_damaged_thresholds_file(tmp_path):
+    from pipeline.steps.operations.verify import verify_path
+
+    bg = Background(0.3, 0.4, 11, 300, 3000)
+    t = CalibratedThresholds(thresholds_from_background(bg, 0.5, 4.75), bg, 0.5, 4.75, "f", "c", [])
+    good = write_thresholds(tmp_path / "thresholds-a.json", t)
+    assert verify_path(tmp_path) == ([], 1)
+    good.write_text("{")
+    problems, checked = verify_path(tmp_path)
+    assert checked == 1 and len(problems) == 1 and "thresholds-a.json: unreadable calibrated thresholds" in problems[0]

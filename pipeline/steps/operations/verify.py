@@ -25,6 +25,7 @@ from pipeline.config.schema import ConfigError
 from pipeline.core.atomic import stale_temporaries
 from pipeline.core.hdf5 import ArtifactError
 from pipeline.store.features import FEATURES_SCHEMA, PACK_NAME, read_pack, read_video_features
+from pipeline.store.fitted.thresholds import read_thresholds
 from pipeline.store.index_files import IndexFileError, read_index
 from pipeline.store.publish import CHECKSUMS, check_version, never_current, pinned, versions
 from pipeline.store.quarantine import describe, load_quarantine, needs_operator
@@ -191,6 +192,12 @@ def verify_path(target: Path) -> tuple[list[str], int]:
         if p.name not in (PACK_NAME, "meta.h5") and not p.name.startswith(".") and p not in reported:
             _check_h5(p, problems)
             checked += 1
+    for p in target.rglob("thresholds-*.json"):  # the calibrated copy thresholds
+        checked += 1
+        try:
+            read_thresholds(p)
+        except ArtifactError as exc:
+            problems.append(str(exc))
     return problems, checked
 
 

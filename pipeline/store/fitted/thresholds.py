@@ -7,9 +7,10 @@ settings, corpus), written by ``CalibrateThresholds`` (:func:`pipeline.steps.thr
      "frame_threshold": 0.56, "copy_threshold": 2.0,          # what the search applies
      "background": {"median": 0.35, "spread": 0.42, "videos": 11, "rows": 306, "pairs": 3060},
      "frame_units": 0.5, "copy_units": 4.75,                   # calibration settings used
-     "features": "<features key>", "corpus": "<corpus hash>", "videos": [...], "created": "<UTC>"}
+     "features": "<features key>", "corpus": "<corpus hash>", "videos": [...]}
 
-JSON, never pickled; read back with every field checked.
+JSON, never pickled, and a function of its inputs only (no time stamp: the CLI and Luigi write the same
+bytes); read back with every field checked.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from index.calibration import Background, Thresholds
-from pipeline.core.atomic import atomic_write_text, utc_now
+from pipeline.core.atomic import atomic_write_text
 from pipeline.core.hdf5 import ArtifactError
 
 THRESHOLDS_SCHEMA = "videoalign/thresholds"
@@ -38,13 +39,12 @@ class CalibratedThresholds:
     features: str
     corpus: str
     videos: list[str]
-    created: str = ""
 
 
 def write_thresholds(path: Path, t: CalibratedThresholds) -> Path:
     doc = {"schema": THRESHOLDS_SCHEMA, "version": THRESHOLDS_VERSION, **asdict(t.thresholds),
            "background": asdict(t.background), "frame_units": t.frame_units, "copy_units": t.copy_units,
-           "features": t.features, "corpus": t.corpus, "videos": list(t.videos), "created": t.created or utc_now()}
+           "features": t.features, "corpus": t.corpus, "videos": list(t.videos)}
     return atomic_write_text(path, json.dumps(doc, indent=1))
 
 
@@ -60,7 +60,7 @@ def read_thresholds(path: Path) -> CalibratedThresholds:
             Background(float(bg["median"]), float(bg["spread"]), int(bg["videos"]), int(bg["rows"]),
                        int(bg["pairs"])),
             float(doc["frame_units"]), float(doc["copy_units"]), str(doc["features"]), str(doc["corpus"]),
-            [str(v) for v in doc["videos"]], str(doc["created"]))
+            [str(v) for v in doc["videos"]])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ArtifactError(f"{path}: unreadable calibrated thresholds ({exc})") from None
     if not all(math.isfinite(x) for x in (out.thresholds.frame_threshold, out.thresholds.copy_threshold)):
