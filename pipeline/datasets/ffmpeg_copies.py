@@ -39,7 +39,7 @@ from pipeline.datasets.synthetic import hms
 EDITS = ("pip", "inset", "crop_mirror", "letterbox", "overlay_ui", "screen", "speed", "framerate")
 PHOTOMETRIC = ("eq", "hue", "blur", "noise", "lowbitrate")
 SIZE = (480, 272)  # output width, height
-FPS = 25
+OUTPUT_RATE = 25  # frames per second of the copy videos
 SPEED = 1.25
 
 
@@ -147,7 +147,8 @@ def render(ffmpeg: str, out: Path, pieces: list[dict], crf: int) -> None:
         """An input: a moment of a file, or (``path`` None) ffmpeg's moving Mandelbrot pattern."""
         nonlocal n_in
         if path is None:
-            args.extend(["-f", "lavfi", "-t", f"{length:.3f}", "-i", f"mandelbrot=s={w}x{h}:r={FPS}:start_x={start}"])
+            pattern = f"mandelbrot=s={w}x{h}:r={OUTPUT_RATE}:start_x={start}"
+            args.extend(["-f", "lavfi", "-t", f"{length:.3f}", "-i", pattern])
         else:
             args.extend(["-ss", f"{start:.3f}", "-t", f"{length:.3f}", "-i", str(path)])
         n_in += 1
@@ -156,14 +157,14 @@ def render(ffmpeg: str, out: Path, pieces: list[dict], crf: int) -> None:
     for k, p in enumerate(pieces):
         i = add(p["path"], p["start"], p["length"])
         if "chain" not in p:
-            graph.append(f"[{i}:v]scale={w}:{h},setsar=1,fps={FPS},format=yuv420p[p{k}]")
+            graph.append(f"[{i}:v]scale={w}:{h},setsar=1,fps={OUTPUT_RATE},format=yuv420p[p{k}]")
         else:
             feeds = f"[{i}:v]setpts=PTS-STARTPTS[src];"
             if "other" in p:
                 j = add(p["other"][0], p["other"][1], p["length"])
                 feeds += f"[{j}:v]setpts=PTS-STARTPTS[other];"
             post = f",{p['photometric']}" if p.get("photometric") else ""
-            graph.append(f"{feeds}{p['chain']},scale={w}:{h},setsar=1{post},fps={FPS},format=yuv420p[p{k}]")
+            graph.append(f"{feeds}{p['chain']},scale={w}:{h},setsar=1{post},fps={OUTPUT_RATE},format=yuv420p[p{k}]")
         labels.append(f"[p{k}]")
     graph.append(f"{''.join(labels)}concat=n={len(labels)}:v=1:a=0[out]")
     with atomic_path(out) as tmp:
