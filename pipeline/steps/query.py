@@ -85,7 +85,7 @@ def query_features(cfg: Config, layout: Layout, path: Path) -> VideoFeatures:
     return got
 
 
-def query_segments(cfg: Config, layout: Layout, features: FeatureLookup, ids: list[str]) -> SegmentsConfig:
+def query_segments(cfg: Config, layout: Layout, features: FeatureLookup, ids: list[str], dim: int) -> SegmentsConfig:
     """``segments:`` for a query: the corpus's calibrated thresholds when the batch search wrote them, else
     calibrated here the same way from the indexed videos' features (``calibration.mode: background``)."""
     if cfg.calibration.mode == "none":
@@ -96,7 +96,8 @@ def query_segments(cfg: Config, layout: Layout, features: FeatureLookup, ids: li
             return with_thresholds(cfg.segments, read_thresholds(path))
     except ConfigError:
         pass  # the corpus is not reachable from here (a published index): calibrate on what it holds
-    return with_thresholds(cfg.segments, calibrate(cfg, features, ids, layout.segment_step, layout.features_key, ""))
+    return with_thresholds(cfg.segments, calibrate(cfg, features, ids, layout.segment_step, layout.features_key, "",
+                                                   dim))
 
 
 def query(video: Path, index_dir: Path, model_name: str | None = None, top: int = 10) -> QueryResult:
@@ -121,8 +122,8 @@ def query(video: Path, index_dir: Path, model_name: str | None = None, top: int 
     else:
         store = descriptor_store(layout, model_name)
         features = FeatureLookup.of_layout(layout)
-    cfg.segments = query_segments(cfg, layout, features, list(store.ids))
     vf = query_features(cfg, layout, video)  # decoded and described once
+    cfg.segments = query_segments(cfg, layout, features, list(store.ids), vf.features.shape[1])
     times = vf.timestamps_s * FPS
     model = configured_model(layout, model_name)
     fv = describe_video(model, vf.features, times)

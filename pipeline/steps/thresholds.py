@@ -18,6 +18,7 @@ from index.calibration import background_similarity, thresholds_from_background
 from pipeline.config.load import Config
 from pipeline.config.schema import SegmentsConfig
 from pipeline.core.errors import StepError
+from pipeline.core.hdf5 import ArtifactError
 from pipeline.steps.frames import FeatureLookup, FrameSource, segment_frame_store
 from pipeline.store.fitted.thresholds import CalibratedThresholds, read_thresholds, write_thresholds
 from pipeline.store.layout import Layout
@@ -35,17 +36,42 @@ def calibration_sample(ids: list[str], n: int, seed: int) -> list[str]:
     return [ordered[i] for i in sorted(pick)]
 
 
+def readable_frames(source: FrameSource, ids: list[str], step: int, dim: int | None) -> dict[str, np.ndarray]:
+    """The compared frames of each of ``ids`` that reads, is finite and (when given) ``dim``-dimensional;
+    a warning names each other file and its cause, and the rest goes on."""
+    out: dict[str, np.ndarray] = {}
+    for v in ids:  # a few dozen videos
+        try:
+            x = np.asarray(source.sampled(v, step, dim).features, dtype=np.float32)
+        except (ArtifactError, OSError, KeyError, ValueError) as exc:
+            log.warning("calibration: skipping %s: %s", v, exc)
+            continue
+        if not np.all(np.isfinite(x)):
+            log.warning("calibration: skipping %s: its features are not finite (damaged; run verify)", v)
+            continue
+        out[v] = x
+    if dim is None and out:  # without an expected size, the most common one (a foreign file is the odd one)
+        sizes = [x.shape[1] for x in out.values()]
+        common = max(set(sizes), key=sizes.count)
+        for v in [v for v, x in out.items() if x.shape[1] != common]:
+            log.warning("calibration: skipping %s: %d-dimensional features, the others are %d-dimensional",
+                        v, out.pop(v).shape[1], common)
+    return out
+
+
 def calibrate(cfg: Config, source: FrameSource, ids: list[str], step: int, features_key: str,
-              corpus: str) -> CalibratedThresholds:
-    """The thresholds for the videos ``ids`` of ``source`` (frames every ``step`` of the 15-fps stream)."""
+              corpus: str, dim: int | None = None) -> CalibratedThresholds:
+    """The thresholds for the videos ``ids`` of ``source`` (frames every ``step`` of the 15-fps stream;
+    ``dim``: the features' size, when known)."""
     c = cfg.calibration
-    chosen = calibration_sample([v for v in ids if v in source], c.videos, c.seed)
-    if len(chosen) < 2:
+    frames = readable_frames(source, calibration_sample([v for v in ids if v in source], c.videos, c.seed),
+                             step, dim)
+    if len(frames) < 2:
         raise StepError(f"dataset {cfg.name}: calibrating the copy thresholds needs the frames of at least 2 "
-                        f"videos, found {len(chosen)} (set calibration.mode: none and segments.frame_threshold / "
-                        f"copy_threshold)")
-    frames = [source.sampled(v, step).features for v in chosen]
-    bg = background_similarity(frames, c.rows_per_video, c.seed)
+                        f"videos, {len(frames)} could be read (run verify; or set calibration.mode: none and "
+                        f"segments.frame_threshold / copy_threshold)")
+    chosen = list(frames)
+    bg = background_similarity(list(frames.values()), c.rows_per_video, c.seed)
     t = thresholds_from_background(bg, c.frame_units, c.copy_units)
     log.info("copy thresholds for %s from %d videos: frames match above %.3f (background median %.3f, spread "
              "%.3f), a pair is a copy from %.3f s", cfg.name, bg.videos, t.frame_threshold, bg.median, bg.spread,
