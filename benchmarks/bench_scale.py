@@ -237,7 +237,7 @@ def phase_query(work: Path, n: int, n_queries: int) -> dict:
     anon = 0
     for method in (cfg.segments.method, "hv"):  # the configured copy-segment method (tn), and the band one
         mcfg = Config({**cfg.data, "segments": {**cfg.data["segments"], "method": method}}, cfg.source)
-        lat, found = [], 0
+        lat, found, kept = [], 0, 0
         for k, v in enumerate([*queries[:3], *queries]):  # three warm-up queries
             vid = f"v{v:07d}"
             t0 = time.perf_counter()
@@ -247,12 +247,14 @@ def phase_query(work: Path, n: int, n_queries: int) -> dict:
                 lat.append(time.perf_counter() - t0)
                 anon = max(anon, rss_anon())
                 if v in p.copies:
-                    found += any(r.match == f"v{p.copies[v][0]:07d}" and r.rank == 1 and r.segment_score > 0
-                                 for r in rows)
+                    mine = [r for r in rows if r.match == f"v{p.copies[v][0]:07d}" and r.segment_score > 0]
+                    found += any(r.rank == 1 for r in mine)
+                    kept += bool(mine)
         tag = "" if method == cfg.segments.method else f"_{method}"
         out[f"query_p50_s{tag}"] = float(np.percentile(lat, 50))
         out[f"query_p95_s{tag}"] = float(np.percentile(lat, 95))
         out[f"planted_top1_with_segment{tag}"] = found
+        out[f"planted_kept_with_segment{tag}"] = kept
     out["peak_rss_bytes"] = peak_rss()  # of the search itself (the recall check below needs more)
     out["peak_anon_bytes"] = anon
     # recall@100 of planted copies: FAISS as configured against exact search of the same vectors

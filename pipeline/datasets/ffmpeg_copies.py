@@ -156,15 +156,19 @@ def render(ffmpeg: str, out: Path, pieces: list[dict], crf: int) -> None:
 
     for k, p in enumerate(pieces):
         i = add(p["path"], p["start"], p["length"])
+        # every piece lasts exactly what the ground truth says (a short input holds its last frame)
+        shown = p.get("shown", p["length"])
+        exact = (f"fps={OUTPUT_RATE},tpad=stop_mode=clone:stop_duration={shown:.3f},trim=duration={shown:.3f},"
+                 f"setpts=PTS-STARTPTS,format=yuv420p[p{k}]")
         if "chain" not in p:
-            graph.append(f"[{i}:v]scale={w}:{h},setsar=1,fps={OUTPUT_RATE},format=yuv420p[p{k}]")
+            graph.append(f"[{i}:v]scale={w}:{h},setsar=1,{exact}")
         else:
             feeds = f"[{i}:v]setpts=PTS-STARTPTS[src];"
             if "other" in p:
                 j = add(p["other"][0], p["other"][1], p["length"])
                 feeds += f"[{j}:v]setpts=PTS-STARTPTS[other];"
             post = f",{p['photometric']}" if p.get("photometric") else ""
-            graph.append(f"{feeds}{p['chain']},scale={w}:{h},setsar=1{post},fps={OUTPUT_RATE},format=yuv420p[p{k}]")
+            graph.append(f"{feeds}{p['chain']},scale={w}:{h},setsar=1{post},{exact}")
         labels.append(f"[p{k}]")
     graph.append(f"{''.join(labels)}concat=n={len(labels)}:v=1:a=0[out]")
     with atomic_path(out) as tmp:
@@ -222,6 +226,7 @@ def build_ffmpeg_copy_dataset(sources: list[Path], fillers: list[Path], out: Pat
                 piece["other"] = footage.take(float(length)) or (None, float(rng.uniform(-1.5, -0.5)))
             pieces.append(piece)
             shown = length / SPEED if edit == "speed" else float(length)
+            piece["shown"] = shown
             truth.append({"copy": name, "source": names[si], "attack": "+".join([edit, *photometric]),
                           "copy_start": t, "copy_length": shown, "source_start": start, "source_length": length,
                           "length": length})
