@@ -186,9 +186,10 @@ def edit_families(truth: list[dict]) -> dict[str, set[frozenset]]:
 
 
 def print_per_edit(truth: list[dict], plain: dict[tuple[str, str], tuple[Path, Path]], n_videos: int) -> None:
-    """Pair AP of each edit's copy pairs ranked among every non-copy pair (``pair_scores.csv`` of each
-    plain run: no score normalisation, no verification, float32), and the share of them decided copies:
-    picture-in-picture and the rest reported apart."""
+    """Pair AP of each edit's copy pairs ranked among every non-copy pair, by the plain run's scores (no
+    score normalisation, no verification, float32: its ``results.csv``, a pair's score the best of both
+    directions), and the share of them decided copies: picture-in-picture and the rest reported apart.
+    Which pairs are copies comes from ``pair_scores.csv`` (the ground truth; its scores are the last run's)."""
     import csv
 
     families = edit_families(truth)
@@ -196,18 +197,19 @@ def print_per_edit(truth: list[dict], plain: dict[tuple[str, str], tuple[Path, P
     print("\n| extractor | model | edit | copy pairs | pair AP among all non-copies | decided copies |")
     print("|---|---|---|---:|---:|---:|")
     for (ex, m), (search_dir, report_dir) in plain.items():
+        true = {frozenset(line.split(",")[:2]) for line in (report_dir / "pair_scores.csv").read_text().splitlines()[1:]
+                if line.endswith(",1")}
+        true |= set().union(*families.values())
         scores: dict[frozenset, float] = {}
-        true: set[frozenset] = set()
-        for line in (report_dir / "pair_scores.csv").read_text().splitlines()[1:]:
-            a, b, score, is_true = line.split(",")
-            scores[frozenset((a, b))] = float(score)
-            if is_true == "1":
-                true.add(frozenset((a, b)))
+        decided: set[frozenset] = set()
         with open(search_dir / "results.csv", newline="") as f:
-            decided = {frozenset((r["query"], r["match"])) for r in csv.DictReader(f) if r["copy"] == "1"}
+            for r in csv.DictReader(f):
+                k = frozenset((r["query"], r["match"]))
+                scores[k] = max(scores.get(k, -np.inf), float(r["score"]))
+                if r["copy"] == "1":
+                    decided.add(k)
         negatives = [v for k, v in scores.items() if k not in true]
-        n_true = len(true | set().union(*families.values()))
-        negatives += [0.0] * (n_pairs - n_true - len(negatives))
+        negatives += [0.0] * (n_pairs - len(true) - len(negatives))
         for family, pairs in sorted(families.items()):
             pos = np.array([scores.get(p, 0.0) for p in pairs])
             print(f"| {ex} | {m} | {family} | {len(pairs)} | {ranked_ap(pos, np.array(negatives)):.3f} | "
