@@ -25,7 +25,6 @@ the source, not of its other copies).  Ground truth in the VCDB format (``annota
 
 from __future__ import annotations
 
-import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +32,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from pipeline.core.atomic import atomic_path, atomic_write_text
-from pipeline.datasets.synthetic import hms
+from pipeline.core.atomic import atomic_path
+from pipeline.datasets.generate import write_copy_truth
 
 EDITS = ("pip", "inset", "crop_mirror", "letterbox", "overlay_ui", "screen", "speed", "framerate")
 PHOTOMETRIC = ("eq", "hue", "blur", "noise", "lowbitrate")
@@ -254,20 +253,5 @@ def build_ffmpeg_copy_dataset(sources: list[Path], fillers: list[Path], out: Pat
             raise ValueError(f"no source moment is left for hard negative {h + 1} of {n_hard}")
         si, (start, _) = free[0]
         make(f"hard{h:02d}", [(int(si), start, 5)], "framerate", ["lowbitrate"])
-    lines = [f"{t['copy']}.mp4,{t['source']},{hms(t['copy_start'])},{hms(t['copy_start'] + t['copy_length'])},"
-             f"{hms(t['source_start'])},{hms(t['source_start'] + t['source_length'])}\n" for t in truth]
-    for i, a in enumerate(truth):  # two copies of overlapping moments of one source are copies of each other
-        for b in truth[i + 1:]:
-            o0 = max(a["source_start"], b["source_start"])
-            o1 = min(a["source_start"] + a["source_length"], b["source_start"] + b["source_length"])
-            if a["source"] == b["source"] and a["copy"] != b["copy"] and o1 > o0:
-                ra, rb = a["copy_length"] / a["source_length"], b["copy_length"] / b["source_length"]
-                a0 = a["copy_start"] + (o0 - a["source_start"]) * ra
-                b0 = b["copy_start"] + (o0 - b["source_start"]) * rb
-                lines.append(f"{a['copy']}.mp4,{b['copy']}.mp4,{hms(a0)},{hms(a0 + (o1 - o0) * ra)},"
-                             f"{hms(b0)},{hms(b0 + (o1 - o0) * rb)}\n")
-    ann = out / "annotation"
-    ann.mkdir(exist_ok=True)
-    atomic_write_text(ann / "bench.txt", "".join(lines))
-    atomic_write_text(out / "truth.json", json.dumps(truth, indent=2))
+    write_copy_truth(out, truth)
     return truth

@@ -293,22 +293,38 @@ def build_copy_dataset(clips: list[Path], fillers: list[Path], out: Path, n_copi
         if free:
             make(f"hard{made:02d}", si, [(int(free[len(free) // 2]), length)], ["reencode"])
             made += 1
-    lines = [f"{t['copy']}.mp4,{t['source']},{hms(t['copy_start'])},{hms(t['copy_start'] + t['length'])},"
-             f"{hms(t['source_start'])},{hms(t['source_start'] + t['length'])}\n" for t in truth]
-    # two copies of overlapping moments of one source are copies of each other
+    write_copy_truth(out, truth)
+    return truth
+
+
+def write_copy_truth(out: Path, truth: list[dict]) -> None:
+    """A copy corpus's ground truth: ``truth.json`` and the VCDB-format ``annotation/bench.txt`` (each
+    copied excerpt against its source, and two copies of overlapping moments of one source against each
+    other).  An entry spans ``copy_length`` seconds of the copy for ``source_length`` of the source (both
+    ``length`` when it has no speed change)."""
+    def spans(t: dict) -> tuple[float, float]:
+        return t.get("copy_length", t["length"]), t.get("source_length", t["length"])
+
+    lines = []
+    for t in truth:
+        c, s = spans(t)
+        lines.append(f"{t['copy']}.mp4,{t['source']},{hms(t['copy_start'])},{hms(t['copy_start'] + c)},"
+                     f"{hms(t['source_start'])},{hms(t['source_start'] + s)}\n")
     for i, a in enumerate(truth):
         for b in truth[i + 1:]:
+            (ca, sa), (cb, sb) = spans(a), spans(b)
             o0 = max(a["source_start"], b["source_start"])
-            o1 = min(a["source_start"] + a["length"], b["source_start"] + b["length"])
+            o1 = min(a["source_start"] + sa, b["source_start"] + sb)
             if a["source"] == b["source"] and a["copy"] != b["copy"] and o1 > o0:
-                a0, b0 = a["copy_start"] + o0 - a["source_start"], b["copy_start"] + o0 - b["source_start"]
-                lines.append(f"{a['copy']}.mp4,{b['copy']}.mp4,{hms(a0)},{hms(a0 + o1 - o0)},"
-                             f"{hms(b0)},{hms(b0 + o1 - o0)}\n")
+                ra, rb = ca / sa, cb / sb
+                a0 = a["copy_start"] + (o0 - a["source_start"]) * ra
+                b0 = b["copy_start"] + (o0 - b["source_start"]) * rb
+                lines.append(f"{a['copy']}.mp4,{b['copy']}.mp4,{hms(a0)},{hms(a0 + (o1 - o0) * ra)},"
+                             f"{hms(b0)},{hms(b0 + (o1 - o0) * rb)}\n")
     ann = out / "annotation"
     ann.mkdir(exist_ok=True)
     atomic_write_text(ann / "bench.txt", "".join(lines))
     atomic_write_text(out / "truth.json", json.dumps(truth, indent=2))
-    return truth
 
 
 ALIGN_GEOMETRIC = ["none", "crop", "pad", "pip", "rescale", "overlay"]

@@ -20,13 +20,12 @@ from pipeline.steps.describe import configured_model, descriptor_store
 from pipeline.steps.frames import FeatureLookup
 from pipeline.steps.protocols import PROTOCOLS, Evaluation, pair_index
 from pipeline.steps.report import write_report
-from pipeline.steps.thresholds import config_in_force
+from pipeline.steps.thresholds import applied, calibrated
 from pipeline.steps.training.folds import held_out
 from pipeline.store.descriptors import (
     DescriptorStore,
     TemporalModel,
 )
-from pipeline.store.fitted.thresholds import read_thresholds
 from pipeline.store.layout import Layout
 from pipeline.store.results.search import read_search_results, read_segments
 
@@ -34,7 +33,8 @@ from pipeline.store.results.search import read_search_results, read_segments
 def evaluate(layout: Layout, model_name: str) -> Path:
     """Metrics and reports (JSON, Markdown, HTML) of one model's search results."""
 
-    cfg = config_in_force(layout)
+    t = calibrated(layout)
+    cfg = applied(layout.cfg, t)
     rows = read_search_results(layout.search_dir(model_name))
     segments, _ = read_segments(layout.search_dir(model_name))
     store = descriptor_store(layout, model_name)
@@ -44,8 +44,7 @@ def evaluate(layout: Layout, model_name: str) -> Path:
                               held_out(layout), segments)
     result["metrics"] = {k: (float(v) if isinstance(v, np.floating) else v) for k, v in result["metrics"].items()}
     result["search_results"] = str(layout.search_dir(model_name))
-    if layout.calibrates_thresholds:  # how the copy decision's thresholds were set (no label read)
-        t = read_thresholds(layout.thresholds_path)
+    if t is not None:  # how the copy decision's thresholds were set (no label read)
         result["calibration"] = {"file": str(layout.thresholds_path), **dataclasses.asdict(t.thresholds),
                                  "background": dataclasses.asdict(t.background), "frame_units": t.frame_units,
                                  "copy_units": t.copy_units}

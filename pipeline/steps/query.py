@@ -12,6 +12,7 @@ from index.rerank import Match
 from pipeline.config.load import Config, config_from_json
 from pipeline.config.schema import ConfigError, SegmentsConfig
 from pipeline.core.errors import StepError
+from pipeline.core.hdf5 import ArtifactError
 from pipeline.steps.describe import configured_model, descriptor_store
 from pipeline.steps.features.extract import Failure, describe_videos
 from pipeline.steps.features.extractor import configured_extractor
@@ -91,9 +92,9 @@ def query_segments(cfg: Config, layout: Layout, features: FeatureLookup, ids: li
     if cfg.calibration.mode == "none":
         return cfg.segments
     try:
-        path = layout.thresholds_path
-        if completeness.thresholds_complete(path):
-            return with_thresholds(cfg.segments, read_thresholds(path))
+        return with_thresholds(cfg.segments, read_thresholds(layout.thresholds_path))
+    except ArtifactError:
+        pass  # not written (no batch search yet) or unreadable: calibrate on what the index holds
     except ConfigError:
         pass  # the corpus is not reachable from here (a published index): calibrate on what it holds
     return with_thresholds(cfg.segments, calibrate(cfg, features, ids, layout.segment_step, layout.features_key, "",

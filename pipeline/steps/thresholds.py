@@ -96,24 +96,27 @@ def with_thresholds(sg: SegmentsConfig, t: CalibratedThresholds) -> SegmentsConf
                                copy_threshold=t.thresholds.copy_threshold)
 
 
-def segments_in_force(layout: Layout) -> SegmentsConfig:
-    """``segments:`` as the search applies it: with ``calibration.mode: background``, the thresholds of
-    this corpus's calibration (``CalibrateThresholds`` writes them first)."""
+def calibrated(layout: Layout) -> CalibratedThresholds | None:
+    """This corpus's calibrated thresholds under ``calibration.mode: background`` (``CalibrateThresholds``
+    writes them first), None under ``mode: none``."""
     if not layout.calibrates_thresholds:
-        return layout.cfg.segments
+        return None
     path = layout.thresholds_path
     if not path.is_file():
         raise StepError(f"{path}: the calibrated copy thresholds are missing; run CalibrateThresholds (the Search "
                         f"task and 'python -m pipeline build' run it first), or set calibration.mode: none")
-    return with_thresholds(layout.cfg.segments, read_thresholds(path))
+    return read_thresholds(path)
+
+
+def applied(cfg: Config, t: CalibratedThresholds | None) -> Config:
+    """``cfg`` with the thresholds ``t`` in ``segments`` (``cfg`` itself when there are none)."""
+    if t is None:
+        return cfg
+    out = Config(cfg.data, cfg.source, cfg.selector)
+    out.segments = with_thresholds(cfg.segments, t)
+    return out
 
 
 def config_in_force(layout: Layout) -> Config:
-    """The layout's configuration with :func:`segments_in_force` (what the search and its reports apply)."""
-    cfg = layout.cfg
-    sg = segments_in_force(layout)
-    if sg is cfg.segments:
-        return cfg
-    out = Config(cfg.data, cfg.source, cfg.selector)
-    out.segments = sg
-    return out
+    """The layout's configuration as the search and its reports apply it (:func:`calibrated` thresholds)."""
+    return applied(layout.cfg, calibrated(layout))
