@@ -434,16 +434,21 @@ def test_int8_stores_find_the_same_copies_from_a_fraction_of_the_bytes(built):
     from tasks import Search
 
     cfg, ov, copies = built
-    ov_q = ov + ";stores.descriptors=int8;stores.segment_frames=int8"
-    assert luigi.build([Search(dataset="demo", overrides=ov_q, model="tmk_lamv")], local_scheduler=True,
-                       log_level="WARNING")
+    # the stores' own effect, at the fixed thresholds on both sides: with thresholds calibrated on this
+    # random-weight corpus, the copies' frame similarities sit near the frame threshold and int8 frames
+    # move a span end by up to ~3 s (noted in the issue)
+    ov_f = ov + ";calibration.mode=none"
+    ov_q = ov_f + ";stores.descriptors=int8;stores.segment_frames=int8"
+    assert luigi.build([Search(dataset="demo", overrides=o, model="tmk_lamv") for o in (ov_f, ov_q)],
+                       local_scheduler=True, log_level="WARNING")
     small, big = Layout(load_config("demo", ov_q)), Layout(cfg)
     assert small.descriptors_dir("tmk_lamv") != big.descriptors_dir("tmk_lamv")
     size = {k: sum(p.stat().st_size for p in lay.descriptors_dir("tmk_lamv").glob("*.h5"))
             for k, lay in (("int8", small), ("float32", big))}
     assert size["int8"] < 0.3 * size["float32"], size
     rows = read_search_results(small.search_dir("tmk_lamv"))
-    plain = {(r.query, r.match): r for r in read_search_results(big.search_dir("tmk_lamv"))}
+    fixed = Layout(load_config("demo", ov_f))
+    plain = {(r.query, r.match): r for r in read_search_results(fixed.search_dir("tmk_lamv"))}
     for c in copies:
         top = next(r for r in rows if r.query == c.query and r.rank == 1)
         assert top.match == c.source and abs(top.offset_s - c.offset_s) < 0.1

@@ -177,9 +177,8 @@ def calibrate_thresholds_node(layout: Layout) -> Node:
     """The copy decision's thresholds for this corpus (``calibration``), from the frames the copy-segment
     stage compares."""
     p = layout.thresholds_path
-    frames = [Requirement("FrameSet")] if layout.uses_segment_frames else [Requirement("FeatureSet")]
-    return Node("CalibrateThresholds", {}, frames, p, p, lambda: completeness.thresholds_complete(p),
-                lambda _progress: calibrate_thresholds(layout))
+    return Node("CalibrateThresholds", {}, [Requirement("FeatureSet")], p, p,
+                lambda: completeness.thresholds_complete(p), lambda _progress: calibrate_thresholds(layout))
 
 
 def search_shard_node(layout: Layout, model: str, shard: int) -> Node:

@@ -2,8 +2,8 @@
 and the ``segments:`` settings in force: the calibrated ones under ``calibration.mode: background``.
 
 The background (:mod:`index.calibration`) is measured on a seeded sample of ``calibration.videos``
-videos, on exactly the frames the copy-segment stage compares (the segment-frame store, or the 15-fps
-features at ``segments.fps``).  No label is read.
+videos, on the frames the copy-segment stage compares (the 15-fps features at ``segments.fps``; always
+the features' own values, so a compact segment-frame store does not move the thresholds).  No label is read.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pipeline.config.load import Config
 from pipeline.config.schema import SegmentsConfig
 from pipeline.core.errors import StepError
 from pipeline.core.hdf5 import ArtifactError
-from pipeline.steps.frames import FeatureLookup, FrameSource, segment_frame_store
+from pipeline.steps.frames import FeatureLookup, FrameSource
 from pipeline.store.fitted.thresholds import CalibratedThresholds, read_thresholds, write_thresholds
 from pipeline.store.layout import Layout
 
@@ -79,14 +79,9 @@ def calibrate(cfg: Config, source: FrameSource, ids: list[str], step: int, featu
     return CalibratedThresholds(t, bg, c.frame_units, c.copy_units, features_key, corpus, chosen)
 
 
-def frame_source(layout: Layout) -> FrameSource:
-    """The frames the copy-segment stage compares."""
-    return segment_frame_store(layout) if layout.uses_segment_frames else FeatureLookup.of_layout(layout)
-
-
 def calibrate_thresholds(layout: Layout) -> Path:
     """Measure this corpus's background and write the thresholds (``Layout.thresholds_path``)."""
-    got = calibrate(layout.cfg, frame_source(layout), [v.id for v in layout.videos], layout.segment_step,
+    got = calibrate(layout.cfg, FeatureLookup.of_layout(layout), [v.id for v in layout.videos], layout.segment_step,
                     layout.features_key, layout.corpus_hash)
     return write_thresholds(layout.thresholds_path, got)
 

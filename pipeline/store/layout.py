@@ -242,11 +242,11 @@ class Layout:
 
     @property
     def thresholds_path(self) -> Path:
-        """The calibrated thresholds (:mod:`pipeline.store.fitted.thresholds`) of this corpus, read from the
-        frames the copy-segment stage compares (their rate and, when lossy, their precision)."""
-        lossy = {"segment_frames": self.cfg.stores.segment_frames} if not self.segment_frames_exact else {}
+        """The calibrated thresholds (:mod:`pipeline.store.fitted.thresholds`) of this corpus, measured on its
+        features at the rate the copy-segment stage compares them (whatever the segment-frame store's
+        precision)."""
         key = digest({"features": self.features_key, "step": self.segment_step,
-                      "calibration": self.cfg.data["calibration"], "corpus": self.corpus_hash, **lossy})
+                      "calibration": self.cfg.data["calibration"], "corpus": self.corpus_hash})
         return self.work / f"thresholds-{key}.json"
 
     def set_marker(self, directory: Path) -> Path:

@@ -1,6 +1,6 @@
 """The copy decision's calibrated thresholds, with their provenance.
 
-File ``<work>/thresholds-<K>.json`` (K: features, compared rate, frame precision, ``calibration``
+File ``<work>/thresholds-<K>.json`` (K: features, compared rate, ``calibration``
 settings, corpus), written by ``CalibrateThresholds`` (:func:`pipeline.steps.thresholds.calibrate_thresholds`)::
 
     {"schema": "videoalign/thresholds", "version": 1,
