@@ -161,31 +161,87 @@ def set_search_params(index, params: SearchParams) -> None:
 
 @dataclass
 class VideoIndex:
-    """A loaded index with its id map (``faiss_ids[i]`` is the FAISS id of ``video_ids[i]``)."""
+    """A loaded index with its id map (``faiss_ids[i]`` is the FAISS id of ``video_ids[i]``).
+
+    A refreshed corpus's index can be *layered*: ``delta``, a small exact index of the videos added
+    since ``index`` (the base) was built, and ``removed``, the FAISS ids of base videos that are gone
+    or changed since.  :meth:`search` merges both and never returns a removed video; :meth:`live`
+    lists what the index holds.  FAISS ids are unique across base and delta.
+    """
 
     index: object
     video_ids: list[str]
     attrs: dict = field(default_factory=dict)
     faiss_ids: np.ndarray | None = None
+    delta: VideoIndex | None = None
+    removed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def __post_init__(self) -> None:
         if self.faiss_ids is None:
             self.faiss_ids = np.arange(len(self.video_ids), dtype=np.int64)
+        self.removed = np.unique(np.asarray(self.removed, np.int64))
         self._name = dict(zip(self.faiss_ids.tolist(), self.video_ids, strict=True))
+        if self.delta is not None:
+            self._name.update(self.delta._name)
         self._params: SearchParams | None = None
 
-    def search(self, queries: np.ndarray, k: int, params: SearchParams | None = None,
-               ) -> tuple[np.ndarray, list[list[str]]]:
-        """Top-``k`` by inner product: ``(scores (q, k'), ids)`` with ``k' = min(k, n)``."""
-        k = min(k, len(self.video_ids))
-        if k == 0:
-            return np.zeros((len(queries), 0), np.float32), [[] for _ in queries]
+    @property
+    def layered(self) -> bool:
+        return self.delta is not None or len(self.removed) > 0
+
+    def live(self) -> tuple[list[str], np.ndarray]:
+        """``(video ids, FAISS ids)`` of every video the index returns: the base's less ``removed``,
+        then the delta's."""
+        fids = np.asarray(self.faiss_ids, np.int64)
+        keep = ~np.isin(fids, self.removed)
+        names = [v for v, k in zip(self.video_ids, keep.tolist(), strict=True) if k]
+        if self.delta is None:
+            return names, fids[keep]
+        d_names, d_fids = self.delta.live()
+        return names + d_names, np.r_[fids[keep], d_fids]
+
+    def __len__(self) -> int:
+        return len(self.video_ids) - len(self.removed) + (len(self.delta) if self.delta is not None else 0)
+
+    def _raw(self, queries: np.ndarray, k: int, params: SearchParams | None) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS's own ``(scores (q, k), ids (q, k))`` of the base index (``-1`` where it has fewer)."""
         if params is not None and params != self._params:
             set_search_params(self.index, params)
             self._params = params
-        scores, idx = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+
+    def search(self, queries: np.ndarray, k: int, params: SearchParams | None = None,
+               ) -> tuple[np.ndarray, list[list[str]]]:
+        """Top-``k`` by inner product: ``(scores (q, k'), ids)`` with ``k' = min(k, live videos)``."""
+        k = min(k, len(self))
+        if k == 0:
+            return np.zeros((len(queries), 0), np.float32), [[] for _ in queries]
+        scores, idx = self._raw(queries, min(k + len(self.removed), len(self.video_ids)), params)
+        if self.layered:
+            gone = (idx < 0) | np.isin(idx, self.removed)
+            scores, idx = np.where(gone, -np.inf, scores), np.where(gone, -1, idx)
+            if self.delta is not None and len(self.delta):
+                d_scores, d_idx = self.delta._raw(queries, min(k, len(self.delta)), params)
+                scores, idx = np.hstack([scores, d_scores]), np.hstack([idx, d_idx])
+            order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+            scores, idx = np.take_along_axis(scores, order, 1), np.take_along_axis(idx, order, 1)
         names = [[self._name[int(i)] for i in row if i >= 0] for row in idx]
         return scores, names
+
+    def folded(self):
+        """The base FAISS index with ``removed`` taken out and the delta's vectors added: one plain
+        index holding exactly :meth:`live` (the base must be :func:`updatable`; it is changed in place)."""
+        if self.delta is not None and len(self.delta):
+            vectors, ids = stored_vectors(self.delta.index), stored_ids(self.delta.index)
+            assert vectors is not None and ids is not None  # a delta is an exact, id-mapped index
+        else:
+            vectors, ids = np.zeros((0, 1), np.float32), np.zeros(0, np.int64)
+        return update_faiss(self.index, self.removed, vectors, ids)
+
+
+def delta_index(vectors: np.ndarray, ids: np.ndarray):
+    """The exact index of a layered index's delta: ``vectors (n, d)`` under FAISS ``ids (n,)``."""
+    return build_faiss(vectors, "Flat", ids)
 
 
 def stored_ids(index) -> np.ndarray | None:

@@ -11,6 +11,7 @@ from index.faiss_index import (
     VideoIndex,
     auto_factory,
     build_faiss,
+    delta_index,
     ivf_lists,
     resolve_factory,
     training_sample,
@@ -19,7 +20,16 @@ from index.faiss_index import (
 )
 from pipeline.config.load import load_config
 from pipeline.config.schema import ConfigError
-from pipeline.store.index_files import IVFDATA_FILE, IndexFileError, read_index, write_index
+from pipeline.store.index_files import (
+    DELTA_FILE,
+    INDEX_FILE,
+    IVFDATA_FILE,
+    IndexFileError,
+    read_index,
+    read_meta,
+    write_index,
+    write_layered_index,
+)
 
 
 def unit(n: int, d: int = 32, seed: int = 0) -> np.ndarray:
@@ -127,3 +137,55 @@ def test_index_settings_are_validated_with_a_way_forward():
     with pytest.raises(ConfigError, match=r"'index.on_disk' keeps IVF inverted lists on disk"):
         load_config("demo", "index.factory=HNSW32;index.on_disk=true")
     assert load_config("demo", "index.factory=IVF1024,PQ32x4fs;index.ef_search=64").index.ef_search == 64
+
+
+@pytest.mark.parametrize("factory", ["Flat", "IVF16,Flat", "HNSW16"])
+def test_a_layered_index_answers_as_one_index_over_its_live_videos(tmp_path, factory):
+    """Base less removed plus delta returns what one index over exactly the live videos returns, and
+    never a removed video; the base files are the previous ones (hard-linked), not rewritten."""
+    x, extra = unit(400, seed=3), unit(60, seed=4)
+    names = [f"b{i}" for i in range(400)]
+    base_dir = write_index(tmp_path / "v1", build_faiss(x, factory), names, {"index_type": factory})
+    removed = np.arange(0, 400, 13)  # 31 base videos gone (or changed: a changed one is re-added below)
+    fids = np.arange(400, 460)
+    write_layered_index(tmp_path / "v2", read_meta(base_dir), delta_index(extra, fids), [f"d{i}" for i in range(60)],
+                        fids, removed, {"index_type": factory})
+    assert (tmp_path / "v2" / INDEX_FILE).samefile(base_dir / INDEX_FILE)
+    idx = read_index(tmp_path / "v2")
+    live = np.setdiff1d(np.arange(400), removed)
+    every = np.vstack([x, extra])
+    assert len(idx) == len(live) + 60 and idx.live()[0] == [f"b{i}" for i in live] + [f"d{i}" for i in range(60)]
+    q = np.vstack([near(x[:40], seed=5), near(extra[:20], seed=6)])
+    scores, got = idx.search(q, 10, SearchParams(nprobe=16, ef_search=256))
+    exact = build_faiss(every[np.r_[live, np.arange(400, 460)]], "Flat", np.r_[live, np.arange(400, 460)])
+    want_s, want_i = exact.search(q, 10)
+    label = {**{i: f"b{i}" for i in range(400)}, **{400 + i: f"d{i}" for i in range(60)}}
+    assert got == [[label[int(i)] for i in row] for row in want_i]
+    assert np.allclose(scores, want_s, atol=1e-5)
+    assert not {f"b{i}" for i in removed} & {n for row in got for n in row}
+    # a copy of a removed video finds no trace of it, a copy of a delta video finds it first
+    assert [row[0] for row in got[40:]] == [f"d{i}" for i in range(20)]
+    _, top = idx.search(near(x[removed[:5]], seed=7), 1)
+    assert all(row[0] not in {f"b{i}" for i in removed} for row in top)
+    # folding the layers gives one plain index with the same answers (the refresh's merge)
+    if factory != "HNSW16":
+        live_ids, live_fids = idx.live()
+        plain = VideoIndex(idx.folded(), live_ids, faiss_ids=live_fids)
+        assert plain.search(q, 10, SearchParams(nprobe=16))[1] == got
+
+
+def test_a_damaged_delta_or_inconsistent_layers_are_refused_naming_the_file(tmp_path):
+    x = unit(50, seed=8)
+    base = write_index(tmp_path / "v1", build_faiss(x, "Flat"), [f"b{i}" for i in range(50)], {"index_type": "Flat"})
+    d = write_layered_index(tmp_path / "v2", read_meta(base), delta_index(unit(5, seed=9), np.arange(50, 55)),
+                            [f"d{i}" for i in range(5)], np.arange(50, 55), np.array([3]), {"index_type": "Flat"})
+    assert read_meta(d).attrs["schema_version"] == 2 and read_meta(base).attrs["schema_version"] == 1
+    raw = bytearray((d / DELTA_FILE).read_bytes())
+    raw[-8] ^= 0xFF
+    (d / DELTA_FILE).write_bytes(bytes(raw))
+    with pytest.raises(IndexFileError, match=r"delta\.faiss: content does not match the checksum"):
+        read_index(d)
+    bad = write_layered_index(tmp_path / "v3", read_meta(base), None, [], np.zeros(0, np.int64), np.array([99]),
+                              {"index_type": "Flat"})
+    with pytest.raises(IndexFileError, match=r"meta\.h5: removed ids that the base index does not hold"):
+        read_index(bad)

@@ -98,6 +98,48 @@ def test_refresh_detects_added_changed_removed_and_publishes_versions(corpus):
     assert names[0] == ["v1"]
 
 
+@pytest.mark.slow
+def test_refresh_layers_new_videos_beside_the_unchanged_base_then_merges_them(corpus):
+    """Within ``index.delta_max`` a refresh keeps the published base file as it is (hard-linked: not
+    rewritten, not re-hashed) and adds a delta and removed ids; past it the layers are merged."""
+    cfg = load_config("folder", overrides(corpus, **{"index.delta_max": 0.5}))
+    root = published_root(cfg)
+    first = run_refresh(cfg, progress=False, keep=1)
+    assert first.index_update == "Flat:rebuilt(5)"
+    vdir = corpus / "data" / "videos"
+    clip(vdir / "added.mp4", seed=50)
+    (vdir / "v3.mp4").unlink()
+    res = run_refresh(cfg, progress=False, keep=1)
+    assert res.index_update == "Flat:layered(+1 -1)"
+    cur = second = current_version(root)
+    assert (cur / "index.faiss").samefile(first.version / "index.faiss")
+    sums = json.loads((cur / "checksums.json").read_text())
+    assert sums["index.faiss"] == json.loads((first.version / "checksums.json").read_text())["index.faiss"]
+    man = read_manifest(cur)
+    idx = read_index(cur)
+    assert idx.layered and sorted(idx.live()[0]) == sorted(man["videos"]) == ["added", "v0", "v1", "v2", "v4"]
+    assert verify(str(cfg.work_dir))[0] == []
+    queries = np.stack([_mean_frame(cfg, man["videos"][v]) for v in ("added", "v2")])
+    _, names = idx.search(queries, 5)
+    assert [row[0] for row in names] == ["added", "v2"] and all("v3" not in row and len(row) == 5 for row in names)
+
+    clip(vdir / "v1.mp4", seed=78)  # changed: its base entry is removed, the new content added
+    clip(vdir / "later.mp4", seed=51)
+    res = run_refresh(cfg, progress=False, keep=1)  # delta 3 + removed 2 > 0.5 x 5: merged by id
+    assert res.index_update == "Flat:updated(-1+2)"
+    cur = current_version(root)
+    assert not first.version.exists()  # pruned (keep=1): its base file lives on in the version linking it
+    assert read_index(second).layered
+    assert not (cur / "index.faiss").samefile(second / "index.faiss")
+    man = read_manifest(cur)
+    idx = read_index(cur)
+    assert not idx.layered and sorted(idx.video_ids) == sorted(man["videos"]) == \
+        ["added", "later", "v0", "v1", "v2", "v4"]
+    assert verify(str(cfg.work_dir))[0] == []
+    _, names = idx.search(np.stack([_mean_frame(cfg, man["videos"][v]) for v in ("v1", "added")]), 1)
+    assert names == [["v1"], ["added"]]
+
+
 def _mean_frame(cfg, entry):
     import h5py
 

@@ -95,6 +95,7 @@ class IndexConfig:
     ef_search: int
     train_size: int
     on_disk: bool
+    delta_max: float  # refresh: delta + removed videos kept beside the base, as a share of it
 
 
 @dataclass(frozen=True)
@@ -285,7 +286,7 @@ _MIN: dict[str, float] = {
     "features.image_area": 64, "features.pca_shrinkage": 0, "features.batch_size": 1, "features.decode_workers": -1,
     "features.torch_threads": 0, "features.max_pixels": 1, "features.video_time_limit_s": 0,
     "features.worker_memory_mb": 0, "shards.size": 1, "shards.queries": 1, "index.nprobe": 1, "index.ef_search": 1,
-    "index.train_size": 1,
+    "index.train_size": 1, "index.delta_max": 0,
     "search.top_k": 1, "search.keep": 1, "search.qe_n1": 1, "search.qe_n2": 1, "search.background": 1,
     "search.verify_fps": 0.1,
     "frame_model.frames_per_video": 1, "frame_model.steps": 1,

@@ -47,8 +47,9 @@ def open_h5(p: Path) -> h5py.File:
         raise ArtifactError(f"{p}: not a readable HDF5 file ({exc})") from None
 
 
-def open_checked(path: str | os.PathLike, schema: str, version: int) -> h5py.File:
-    """Open an artifact read-only after checking its schema and version."""
+def open_checked(path: str | os.PathLike, schema: str, version: int | tuple[int, ...]) -> h5py.File:
+    """Open an artifact read-only after checking its schema and version (one of ``version``)."""
+    accepted = version if isinstance(version, tuple) else (version,)
     p = Path(path)
     f = open_h5(p)
     found = f.attrs.get("schema")
@@ -62,10 +63,11 @@ def open_checked(path: str | os.PathLike, schema: str, version: int) -> h5py.Fil
         found_v = None if found_v is None else int(found_v)
     except (TypeError, ValueError):
         found_v = repr(found_v)
-    if found_v is None or found_v != version:
+    if found_v is None or found_v not in accepted:
         f.close()
+        expected = " or ".join(str(v) for v in accepted)
         raise ArtifactError(f"{p}: {schema} schema version {found_v} is not supported by this "
-                            f"version of the package (expected {version}); re-run extraction")
+                            f"version of the package (expected {expected}); re-run extraction")
     return f
 
 

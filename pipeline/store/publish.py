@@ -108,9 +108,10 @@ def new_version(root: Path, keep: int = 3) -> Iterator[Path]:
     final = root / f"v{number:06d}"
     stage = root / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     stage.mkdir()
+    previous = current_version(root)
     try:
         yield stage
-        write_checksums(stage)
+        write_checksums(stage, previous)
         _fsync_tree(stage)
         os.replace(stage, final)
         fsync_dir(root)
@@ -149,10 +150,33 @@ def never_current(root: Path) -> list[Path]:
     return [v for v in versions(root) if v.name not in made and (cur is None or v.name != cur.name)]
 
 
-def write_checksums(version: Path) -> None:
-    """``checksums.json``: the sha256 of every file of a version (written last, before it is renamed)."""
-    sums = {p.name: file_sha256(p) for p in sorted(version.iterdir()) if p.is_file() and p.name != CHECKSUMS}
+def write_checksums(version: Path, previous: Path | None = None) -> None:
+    """``checksums.json``: the sha256 of every file of a version (written last, before it is renamed).
+    A file hard-linked from ``previous`` (the same inode: a layered index's base) keeps the checksum
+    recorded there instead of being read again (the refresh checked ``previous`` before building on it)."""
+    known = {}
+    if previous is not None:
+        try:
+            known = json.loads((previous / CHECKSUMS).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            known = {}
+    sums = {}
+    for p in sorted(version.iterdir()):
+        if not p.is_file() or p.name == CHECKSUMS:
+            continue
+        old = previous / p.name if previous is not None else None
+        if isinstance(known, dict) and p.name in known and old is not None and _same_file(p, old):
+            sums[p.name] = known[p.name]
+        else:
+            sums[p.name] = file_sha256(p)
     (version / CHECKSUMS).write_text(json.dumps(sums, indent=1, sort_keys=True), encoding="utf-8")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def damaged_files(version: Path) -> dict[str, str]:

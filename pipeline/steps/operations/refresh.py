@@ -26,7 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from extractors.decode.pool import file_fingerprint
-from index.faiss_index import ivf_of, resolve_factory, updatable, update_faiss
+from index.faiss_index import (
+    VideoIndex,
+    delta_index,
+    resolve_factory,
+    stored_ids,
+    stored_vectors,
+    updatable,
+    update_faiss,
+)
 from pipeline.config.load import Config
 from pipeline.core.atomic import atomic_path, utc_now
 from pipeline.core.errors import StepError
@@ -40,7 +48,7 @@ from pipeline.store import quarantine as qn
 from pipeline.store.descriptors import DescriptorStore
 from pipeline.store.features import read_pack, read_video_features
 from pipeline.store.identities import listing_hash
-from pipeline.store.index_files import read_index, write_index
+from pipeline.store.index_files import IndexMeta, read_delta, read_index, read_meta, write_index, write_layered_index
 from pipeline.store.layout import Layout
 from pipeline.store.publish import (
     MANIFEST,
@@ -182,19 +190,18 @@ def run_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> Refresh
         e["faiss_id"] = next_id
         next_id += 1
         videos[vid] = e
-    index, factory, trained_on, how = _update_index(cfg, cur if old and not damage else None, videos, old, res,
-                                                    new_entries)
-    res.index_update = how
+    update = _update_index(cfg, cur if old and not damage else None, videos, old, res, new_entries)
+    res.index_update = update.how
     doc = {"dataset": cfg.name, "version": number, "created": utc_now(), "config_hash": cfg_hash,
            "inventory_hash": listing_hash(processable(layout, quarantine)),
-           "next_faiss_id": next_id, "index": how, "quarantined": sorted(quarantine),
+           "next_faiss_id": next_id, "index": update.how, "quarantined": sorted(quarantine),
            "index_model": cfg.index.model, "videos": videos,
            "changes": {"added": res.added, "changed": res.changed, "removed": res.removed}}
     with new_version(root, keep) as stage:
         ids = sorted(videos, key=lambda k: videos[k]["faiss_id"])
-        write_index(stage, index, ids, {**index_attrs(cfg, factory, len(ids)), "trained_on": trained_on},
-                    faiss_ids=np.array([videos[k]["faiss_id"] for k in ids], dtype=np.int64),
-                    on_disk=cfg.index.on_disk)
+        update.write(stage, ids, np.array([videos[k]["faiss_id"] for k in ids], dtype=np.int64),
+                     {**index_attrs(cfg, update.factory, len(ids)), "trained_on": update.trained_on},
+                     cfg.index.on_disk)
         (stage / MANIFEST).write_text(json.dumps(doc, indent=1), encoding="utf-8")
         write_failures(layout.failures_file(stage), res.failures)
     _save_if_changed(layout, quarantine, before)
@@ -272,34 +279,103 @@ def _mean_frames(cfg: Config, entries: dict[str, dict], ids: list[str]) -> np.nd
     return means[[pos[v] for v in ids]]
 
 
+@dataclass
+class IndexUpdate:
+    """The refreshed index: ``index`` (a whole FAISS index to write), or a layered one over ``base``
+    (``delta`` exact index of ``delta_ids``, ``removed`` base FAISS ids); ``how`` says which."""
+
+    factory: str
+    trained_on: int
+    how: str
+    index: object = None
+    base: IndexMeta | None = None
+    delta: object = None
+    delta_ids: list[str] = field(default_factory=list)
+    delta_faiss_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    removed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def write(self, directory: Path, ids: list[str], faiss_ids: np.ndarray, attrs: dict, on_disk: bool) -> None:
+        if self.base is not None:
+            write_layered_index(directory, self.base, self.delta, self.delta_ids, self.delta_faiss_ids,
+                                self.removed, attrs)
+        else:
+            write_index(directory, self.index, ids, attrs, faiss_ids=faiss_ids, on_disk=on_disk)
+
+
 def _update_index(cfg: Config, cur: Path | None, videos: dict[str, dict], old: dict[str, dict],
-                  res: RefreshResult, new_entries: dict[str, dict]) -> tuple[object, str, int, str]:
-    """The new version's index: the previous one updated by id, or a rebuild when there is none, when
-    it cannot remove by id (HNSW) or keeps its lists on disk, when ``auto`` now means another factory,
-    or when an IVF index holds more than twice what it was trained on.  Returns the index, its factory
-    string, the corpus size it was trained at, and what was done (``<factory>:updated(-r+a)`` or
-    ``<factory>:rebuilt(n)``)."""
+                  res: RefreshResult, new_entries: dict[str, dict]) -> IndexUpdate:
+    """The new version's index.
+
+    *Layered* while it can be (:func:`refresh_layers`): the previous base is kept as it is (hard-linked,
+    never rewritten), the new videos go to an exact delta index and the removed ones to a list of
+    removed ids, as long as the delta and the removed ids stay within ``index.delta_max`` of the base,
+    the factory string is the same and an IVF base holds at most twice what it was trained on.
+    Otherwise the layers are folded into the base by id (IVF and flat-code indexes kept in memory), or
+    the index is rebuilt from the stored mean frames (no previous version, HNSW, lists on disk, another
+    factory string).  ``how`` is ``<factory>:layered(+delta -removed)``, ``<factory>:updated(-r+a)``
+    or ``<factory>:rebuilt(n)``."""
     n = len(videos)
     factory = resolve_factory(cfg.index.factory, n)
-    prev = read_index(cur) if cur is not None else None
-    if prev is not None:
-        prev_factory = str(prev.attrs.get("index_type", ""))
-        trained_on = int(prev.attrs.get("trained_on", prev.attrs.get("n_videos", n)))
-        drift = ivf_of(prev.index) is not None and n > 2 * trained_on
-        if (prev_factory == factory and not drift and updatable(prev.index)
-                and not prev.attrs.get("ivfdata_sha256")):
-            gone = [old[v]["faiss_id"] for v in res.removed + res.changed if v in old]
-            add_ids = list(new_entries)
-            vec = _mean_frames(cfg, new_entries, add_ids) if add_ids else np.zeros((0, 1), np.float32)
-            update_faiss(prev.index, np.array(gone, np.int64), vec,
-                         np.array([new_entries[v]["faiss_id"] for v in add_ids], np.int64))
-            return prev.index, factory, trained_on, f"{factory}:updated(-{len(gone)}+{len(add_ids)})"
+    gone = np.array([old[v]["faiss_id"] for v in res.removed + res.changed if v in old], np.int64)
+    add_ids = list(new_entries)
+    add_fids = np.array([new_entries[v]["faiss_id"] for v in add_ids], np.int64)
+    vec = _mean_frames(cfg, new_entries, add_ids) if add_ids else np.zeros((0, 1), np.float32)
+    meta = read_meta(cur) if cur is not None else None
+    if meta is not None:
+        prev_factory = str(meta.attrs.get("index_type", ""))
+        trained_on = int(meta.attrs.get("trained_on", meta.attrs.get("n_videos", n)))
+        drift = "IVF" in prev_factory and n > 2 * trained_on
+        if prev_factory == factory and not drift:
+            layers = refresh_layers(meta, read_delta(meta), gone, vec, add_ids, add_fids)
+            if len(layers.delta_ids) + len(layers.removed) <= cfg.index.delta_max * len(meta.video_ids):
+                return IndexUpdate(factory, trained_on, f"{factory}:layered(+{len(layers.delta_ids)} "
+                                   f"-{len(layers.removed)})", base=meta, delta=layers.delta,
+                                   delta_ids=layers.delta_ids, delta_faiss_ids=layers.delta_faiss_ids,
+                                   removed=layers.removed)
+            if not meta.attrs.get("ivfdata_sha256"):
+                prev = read_index(cur)
+                if updatable(prev.index):
+                    index = update_faiss(prev.folded(), gone, vec, add_fids)
+                    return IndexUpdate(factory, trained_on, f"{factory}:updated(-{len(gone)}+{len(add_ids)})",
+                                       index=index)
     ids = sorted(videos, key=lambda k: videos[k]["faiss_id"])
     if not ids:
         raise StepError(f"dataset {cfg.name}: no video could be processed; nothing to publish")
     index, factory = make_index(cfg.index, _mean_frames(cfg, videos, ids),
                                 np.array([videos[k]["faiss_id"] for k in ids], np.int64))
-    return index, factory, n, f"{factory}:rebuilt({len(ids)})"
+    return IndexUpdate(factory, n, f"{factory}:rebuilt({len(ids)})", index=index)
+
+
+@dataclass
+class Layers:
+    """A layered index's delta (exact index of ``delta_ids`` under ``delta_faiss_ids``) and removed ids."""
+
+    delta: object
+    delta_ids: list[str]
+    delta_faiss_ids: np.ndarray
+    removed: np.ndarray
+
+
+def refresh_layers(base: IndexMeta, delta: VideoIndex | None, gone: np.ndarray, vectors: np.ndarray,
+                   ids: list[str], faiss_ids: np.ndarray) -> Layers:
+    """The layers after a refresh: the previous delta less ``gone`` (FAISS ids removed or changed) plus
+    ``vectors (n, d)`` of the new ``ids`` under ``faiss_ids``; the base's ids in ``gone`` join its removed ids."""
+    removed = np.union1d(base.removed, gone[np.isin(gone, base.faiss_ids)]).astype(np.int64)
+    if delta is not None:
+        kept_vec, kept_fids = stored_vectors(delta.index), stored_ids(delta.index)
+        assert kept_vec is not None and kept_fids is not None  # a delta is exact and id-mapped
+        name = dict(zip(delta.faiss_ids.tolist(), delta.video_ids, strict=True))
+        keep = ~np.isin(kept_fids, gone)
+        kept_vec, kept_fids = kept_vec[keep], kept_fids[keep]
+        kept_ids = [name[int(f)] for f in kept_fids]
+    else:
+        kept_vec, kept_fids, kept_ids = np.zeros((0, vectors.shape[1]), np.float32), np.zeros(0, np.int64), []
+    all_ids = kept_ids + list(ids)
+    all_fids = np.r_[kept_fids, np.asarray(faiss_ids, np.int64)].astype(np.int64)
+    if not all_ids:
+        return Layers(None, [], all_fids, removed)
+    all_vec = np.vstack([kept_vec, vectors]) if len(ids) else kept_vec
+    return Layers(delta_index(all_vec, all_fids), all_ids, all_fids, removed)
 
 
 def locked_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> RefreshResult:

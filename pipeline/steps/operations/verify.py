@@ -148,10 +148,12 @@ def _check_index(d: Path, problems: list[str]) -> None:
         except (ValueError, TypeError, AttributeError) as exc:
             problems.append(f"{mf}: unreadable manifest ({type(exc).__name__})")
             return
-        if sorted(vids) != sorted(idx.video_ids):
-            problems.append(f"{mf}: manifest lists {len(vids)} videos, the index {len(idx.video_ids)}")
+        live_ids, live_fids = idx.live()
+        if sorted(vids) != sorted(live_ids):
+            problems.append(f"{mf}: manifest lists {len(vids)} videos, the index {len(live_ids)}")
+        held = set(live_fids.tolist())
         for vid, e in vids.items():
-            if int(e["faiss_id"]) not in set(idx.faiss_ids.tolist()):
+            if int(e["faiss_id"]) not in held:
                 problems.append(f"{mf}: {vid!r} has FAISS id {e['faiss_id']} which the index does not hold")
             for path in [e.get("features")] + [v[0] for v in e.get("descriptors", {}).values()]:
                 if path and not Path(path).is_file():
