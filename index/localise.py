@@ -20,7 +20,8 @@ from index.segments import (
     dtw_segments,
     hough_segments,
     seed_band,
-    temporal_network_segments,
+    temporal_network_paths,
+    top_matches,
 )
 
 METHODS = ("offset", "hv", "tn", "dtw")
@@ -103,9 +104,10 @@ def localise_sampled(query: SampledFrames, candidates: list[SampledFrames], seed
     seeds = np.rint(np.asarray(seed_offsets_s, dtype=np.float64) * FPS / st.step).astype(np.int64)
     d = q.shape[1]
     if st.method == "tn":  # every similarity: padded full-matrix blocks
-        parts = [temporal_network_segments(blk, st.threshold, st.tn_top_k, st.tn_max_step, st.min_length,
-                                           st.max_segments, st.max_overlap).shifted(blk.first)
-                 for blk in blocks(q, cs, st.max_elements)]
+        tops = [top_matches(blk, st.tn_top_k) for blk in blocks(q, cs, st.max_elements)]
+        parts = [temporal_network_paths(np.concatenate([t[0] for t in tops]), np.concatenate([t[1] for t in tops]),
+                                        st.threshold, st.tn_max_step, st.min_length, st.max_segments,
+                                        st.max_overlap)]  # one pass over the query's rows for every candidate
     else:  # the band around the seeds only, candidates grouped so their padded features fit the budget
         width = 2 * max(st.band, 1) + 1
         longest = max(1, max(len(c) for c in cs))

@@ -99,9 +99,9 @@ def blocks(query: np.ndarray, candidates: list[np.ndarray], max_elements: int = 
             c1 += 1
         L = max(1, int(lengths[c0:c1].max()))
         pad = padded(candidates[c0:c1], L, q.shape[1])
-        sim = torch.einsum("nd,bld->bnl", q, pad)
-        valid = torch.arange(L)[None, :] < torch.from_numpy(lengths[c0:c1])[:, None]
-        sim = torch.where(valid[:, None, :], sim, torch.full((), NEG))
+        sim = torch.matmul(q, pad.transpose(1, 2))  # (B, n, L): one batched product
+        padding = torch.arange(L)[None, :] >= torch.from_numpy(lengths[c0:c1])[:, None]
+        sim.masked_fill_(padding[:, None, :], NEG)  # in place: no second (B, n, L) tensor
         yield SimilarityBlock(sim, lengths[c0:c1], c0)
         c0 = c1
 
@@ -284,44 +284,58 @@ def hough_segments(bb: BandBlock, band: int, threshold: float = 0.3, max_gap: in
     return suppress(seg, max_overlap, max_segments)
 
 
+def top_matches(block: SimilarityBlock, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each query row's ``top_k`` most similar candidate rows: ``(values (B, n, K) float64, columns
+    (B, n, K))``, best first; rows of a candidate shorter than ``top_k`` padded with ``NEG``."""
+    sim = block.sim
+    K = min(top_k, sim.shape[2])
+    val_t, col_t = sim.topk(K, dim=2)
+    val, col = val_t.numpy().astype(np.float64), col_t.numpy().astype(np.int64)
+    if top_k > K:
+        B, n, _ = sim.shape
+        val = np.concatenate([val, np.full((B, n, top_k - K), NEG)], axis=2)
+        col = np.concatenate([col, np.zeros((B, n, top_k - K), np.int64)], axis=2)
+    return val, col
+
+
 def temporal_network_segments(block: SimilarityBlock, threshold: float = 0.3, top_k: int = 5, max_step: int = 5,
                               min_length: int = 2, max_segments: int = 3, max_overlap: float = 0.3) -> FrameSegments:
-    """TN: heaviest monotone paths through every row's ``top_k`` matches (steps of 1..``max_step``).
+    """TN on one block of similarity matrices (:func:`temporal_network_paths` on its :func:`top_matches`)."""
+    val, col = top_matches(block, top_k)
+    return temporal_network_paths(val, col, threshold, max_step, min_length, max_segments, max_overlap)
 
-    The nodes are the ``(B, n, K)`` top matches; row ``i``'s nodes look for their best predecessor
-    among the ``max_step`` rows above (``(B, K, max_step K)`` comparisons), carrying the path's start."""
-    sim = block.sim
-    B, n, L = sim.shape
-    K = min(top_k, L)
-    val_t, col_t = sim.topk(K, dim=2)  # (B, n, K)
-    val, col = val_t.numpy().astype(np.float64), col_t.numpy()
+
+def temporal_network_paths(val: np.ndarray, col: np.ndarray, threshold: float = 0.3, max_step: int = 5,
+                           min_length: int = 2, max_segments: int = 3, max_overlap: float = 0.3) -> FrameSegments:
+    """TN: heaviest monotone paths through every row's top matches ``val``/``col (B, n, K)``
+    (:func:`top_matches`; steps of 1..``max_step`` on both axes), for all ``B`` candidates at once.
+
+    Row ``i``'s nodes look for their best predecessor among the ``max_step`` rows above
+    (``(B, K, max_step K)`` comparisons), carrying the path's start (row and column, one code)."""
+    B, n, K = val.shape
+    if n == 0 or K == 0:
+        return FrameSegments.empty()
     node = val >= threshold
     own_all = np.where(node, val - threshold, NEG)
     score = np.full((B, n, K), NEG)
-    start_i = np.broadcast_to(np.arange(n)[None, :, None], (B, n, K)).copy()
-    start_j = col.copy()
-    for i in range(n):  # row i depends on rows i - max_step .. i - 1 (small arrays: NumPy per row)
+    width = int(col.max(initial=0)) + 1
+    start = (np.arange(n)[None, :, None] * width + col).astype(np.int64)  # start row * width + start column
+    rows, ks = np.arange(B)[:, None], np.arange(K)[None, :]
+    score[:, 0] = own_all[:, 0]
+    for i in range(1, n):  # row i depends on rows i - max_step .. i - 1 (small arrays: NumPy per row)
         lo = max(0, i - max_step)
-        own = own_all[:, i]
-        if i == lo:
-            score[:, i] = own
-            continue
-        prev = score[:, lo:i].reshape(B, -1)  # (B, r K)
-        pcol = col[:, lo:i].reshape(B, -1)
-        cj = col[:, i][:, :, None]  # (B, K, 1)
-        ok = (pcol[:, None, :] < cj) & (pcol[:, None, :] >= cj - max_step) & (prev[:, None, :] > 0)
-        cand = np.where(ok, prev[:, None, :], NEG)
+        prev = score[:, lo:i].reshape(B, 1, -1)  # (B, 1, r K)
+        gap = col[:, i][:, :, None] - col[:, lo:i].reshape(B, 1, -1)  # (B, K, r K) column steps
+        cand = np.where((gap > 0) & (gap <= max_step), prev, NEG)  # a non-positive best links nothing
         arg = cand.argmax(axis=2)  # (B, K)
-        best = np.take_along_axis(cand, arg[:, :, None], axis=2)[:, :, 0]
+        best = cand[rows, ks, arg]
         link = node[:, i] & (best > 0)
-        score[:, i] = np.where(link, own + best, own)
-        start_i[:, i] = np.where(link, np.take_along_axis(start_i[:, lo:i].reshape(B, -1), arg, axis=1),
-                                 start_i[:, i])
-        start_j[:, i] = np.where(link, np.take_along_axis(start_j[:, lo:i].reshape(B, -1), arg, axis=1),
-                                 start_j[:, i])
+        score[:, i] = np.where(link, own_all[:, i] + best, own_all[:, i])
+        start[:, i] = np.where(link, start[:, lo:i].reshape(B, -1)[rows, arg], start[:, i])
     b_idx, i_idx, k_idx = np.nonzero(score > 0)
-    seg = FrameSegments(b_idx, start_i[b_idx, i_idx, k_idx], i_idx + 1, start_j[b_idx, i_idx, k_idx],
-                        col[b_idx, i_idx, k_idx] + 1, score[b_idx, i_idx, k_idx])
+    first_row, first_col = np.divmod(start[b_idx, i_idx, k_idx], width)
+    seg = FrameSegments(b_idx, first_row, i_idx + 1, first_col, col[b_idx, i_idx, k_idx] + 1,
+                        score[b_idx, i_idx, k_idx])
     # every node ends a path from its start; of the paths sharing a start, the heaviest is kept
     order = np.lexsort((-seg.score, seg.r0, seg.q0, seg.pair))
     seg = seg.take(order)

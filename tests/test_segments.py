@@ -102,6 +102,25 @@ def test_memory_bounded_groups_give_the_same_segments(rng, method):
     assert {s.candidate for s in whole if s.score > 1} == {0, 2, 4}
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_a_candidate_gets_the_same_segments_alone_as_among_others(rng, method):
+    """Candidates of very different lengths (one shorter than TN's top_k) searched together give each
+    the segments it gets alone: nothing leaks between candidates through padding or batching."""
+    q, (ref, other) = corpus(rng)
+    cands = [other[:3], ref, other, ref[100:220], other[:40]]
+    t = [np.arange(len(x)) / 15.0 for x in cands]
+    seeds = np.array([0.0, (40 - 130) / 15.0, 0.0, (40 - 30) / 15.0, 0.0])
+    st = LocaliserSettings(method=method, step=1, threshold=0.2, band=8, max_gap=3, min_length=2, tn_top_k=5)
+    together = localise(q, np.arange(len(q)) / 15.0, cands, t, seeds, st)
+    for c in range(len(cands)):
+        alone = localise(q, np.arange(len(q)) / 15.0, [cands[c]], [t[c]], seeds[c:c + 1], st)
+        mine = sorted((dataclasses.replace(s, candidate=0) for s in together if s.candidate == c), key=repr)
+        alone = sorted(alone, key=repr)  # the same spans; scores up to the float rounding of batched products
+        assert [dataclasses.replace(s, score=0.0) for s in mine] == [dataclasses.replace(s, score=0.0) for s in alone]
+        assert [s.score for s in mine] == pytest.approx([s.score for s in alone], rel=1e-5)
+    assert {s.candidate for s in together if s.score > 1} == {1, 3}
+
+
 def test_gaps_are_bridged_and_runs_found():
     m = np.array([[1, 0, 0, 1, 0, 0, 0, 1, 1, 0]], dtype=bool)
     assert bridge_gaps(m, 2).astype(int).tolist() == [[1, 1, 1, 1, 0, 0, 0, 1, 1, 0]]
