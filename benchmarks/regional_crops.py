@@ -41,7 +41,7 @@ from pipeline.metrics.pair_level import ranked_ap
 from pipeline.store.fitted.frame_model import load_frame_model
 from pipeline.store.fitted.pca import load_pca
 
-FPS = 2.0
+RATE = 2.0  # frames a second: the copy-segment stage's rate
 
 
 def windows(side: float, per_axis: int) -> list[tuple[float, float, float]]:
@@ -101,15 +101,15 @@ def main() -> None:
     t0 = time.process_time()
     desc, seconds = {}, 0.0
     for v in videos:
-        d = decode_video(v, image_area=args.image_area, fps=FPS)
+        d = decode_video(v, image_area=args.image_area, fps=RATE)
         desc[v.stem] = describe_regions(net, model.input_size, pca, d.frames)
-        seconds += len(d.frames) / FPS
+        seconds += len(d.frames) / RATE
     cpu = time.process_time() - t0
     names = sorted(desc)
     pairs = list(itertools.combinations(names, 2))
     label = np.array([frozenset(p) in edits for p in pairs])
     print(f"\nRegional crops on {args.root} ({len(names)} videos, {seconds:.0f} s of video, {len(REGIONS)} "
-          f"descriptors a frame at {FPS:g} fps, image area {args.image_area}): {cpu:.0f} CPU-s to decode and "
+          f"descriptors a frame at {RATE:g} fps, image area {args.image_area}): {cpu:.0f} CPU-s to decode and "
           f"describe, {cpu / seconds:.2f} CPU-s a second of video (the whole frame alone: 1/{len(REGIONS)} of "
           f"the network's share)\n")
     families = sorted({e for es in edits.values() for e in es})

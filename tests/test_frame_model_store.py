@@ -3,14 +3,21 @@ training interrupted at a checkpoint resumes (through the pipeline step) to the 
 
 from __future__ import annotations
 
+import shutil
+
+import numpy as np
 import pytest
 import torch
 
 from extractors.frame.selfsup import CopyNet, FrameModel, TrainSettings
 from extractors.runtime import failpoints
 from pipeline.config.load import load_config
+from pipeline.config.schema import ConfigError
+from pipeline.core.errors import StepError
 from pipeline.core.hdf5 import ArtifactError
+from pipeline.steps.build import build
 from pipeline.steps.features.fitting import train_frame_model
+from pipeline.store.features import read_pack, read_video_features
 from pipeline.store.fitted.frame_model import load_frame_model, load_training_state, save_frame_model
 from pipeline.store.layout import Layout
 from tests.test_refresh import clip
@@ -94,3 +101,37 @@ def test_training_interrupted_at_a_checkpoint_resumes_to_the_same_network(corpus
     train_frame_model(lay, show_progress=False)
     assert load_frame_model(lay.frame_model_path).model_id == resumed.model_id
     assert load_training_state(tmp_path / "missing.pt", {}) is None
+
+
+def _features(lay: Layout, video: str):
+    pack = read_pack(lay.feature_shard_dir(0))
+    return read_video_features(lay.feature_shard_dir(0) / pack.files[pack.video_ids.index(video)]).features
+
+
+@pytest.mark.slow
+def test_a_network_trained_elsewhere_is_used_as_it_is(corpus, tmp_path):
+    """``frame_model.checkpoint``: another corpus uses a network trained on this one without training
+    anything, and a video gets exactly the features it gets where the network was trained."""
+    home = Layout(load_config("folder", f"dataset.root={corpus / 'data'};work_dir={corpus / 'work'};"
+                                        f"reports_dir={corpus / 'reports'};{TINY};features.pca=none"))
+    build(home, until="features", show_progress=False)
+    elsewhere = tmp_path / "models" / "selfsup-from-home.pt"
+    elsewhere.parent.mkdir()
+    shutil.copy(home.frame_model_path, elsewhere)
+    other = tmp_path / "other"
+    (other / "data" / "videos").mkdir(parents=True)
+    shutil.copy(corpus / "data" / "videos" / "v1.mp4", other / "data" / "videos" / "v1.mp4")
+    clip(other / "data" / "videos" / "w0.mp4", seed=90, seconds=1.5)
+    ov = (f"dataset.root={other / 'data'};work_dir={other / 'work'};reports_dir={other / 'reports'};{TINY};"
+          f"features.pca=none;frame_model.checkpoint={elsewhere}")
+    lay = Layout(load_config("folder", ov))
+    summary = build(lay, until="features", show_progress=False)
+    assert "TrainFrameModel" not in {n.split("(")[0] for n in summary.ran}
+    assert not list((other / "work").rglob("selfsup-*.pt"))  # nothing trained here
+    assert np.array_equal(_features(lay, "v1"), _features(home, "v1"))
+    missing = Layout(load_config("folder", ov.replace(str(elsewhere), str(tmp_path / "nowhere.pt"))
+                                 .replace(str(other / "work"), str(tmp_path / "work3"))))
+    with pytest.raises(StepError, match=r"nowhere\.pt: the selfsup network 'frame_model.checkpoint' names"):
+        build(missing, until="features", show_progress=False)
+    with pytest.raises(ConfigError, match=r"'frame_model.checkpoint' must be trained or the path"):
+        load_config("folder", f"{ov};frame_model.checkpoint=yesterday")

@@ -165,6 +165,10 @@ class Config:
             _validate_record(FeaturesConfig, self.data.get("features"), "features", self.source), self.source)
         self.frame_model: FrameModelConfig = _validate_record(FrameModelConfig, self.data.get("frame_model"),
                                                               "frame_model", self.source)
+        ck = self.frame_model.checkpoint
+        if ck != "trained" and not ck.endswith(".pt"):
+            raise ConfigError(f"{self.source}: 'frame_model.checkpoint' must be trained or the path of a selfsup "
+                              f"network file (selfsup-<key>.pt, written by TrainFrameModel), got {ck!r}")
         self.shards: ShardsConfig = _validate_record(ShardsConfig, self.data.get("shards"), "shards", self.source)
         self.stores: StoresConfig = _validate_record(StoresConfig, self.data.get("stores"), "stores", self.source)
         self.index: IndexConfig = _validate_record(IndexConfig, self.data.get("index"), "index", self.source)

@@ -53,8 +53,10 @@ class FeaturesConfig:
 
 @dataclass(frozen=True)
 class FrameModelConfig:
-    """Training of the ``selfsup`` extractor's network (``extractors/frame/selfsup.py``)."""
+    """Training of the ``selfsup`` extractor's network (``extractors/frame/selfsup.py``), or the network
+    to use instead (``checkpoint``: a ``selfsup-*.pt`` trained elsewhere; nothing is trained then)."""
 
+    checkpoint: str  # "trained" (on this corpus) or a path to a selfsup-*.pt file
     frames_per_video: int
     steps: int
     batch: int

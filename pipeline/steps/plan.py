@@ -77,7 +77,7 @@ def corpus_ready(layout: Layout) -> list[Requirement]:
 def corpus_fits(layout: Layout) -> list[Requirement]:
     """What the extractor fits on the corpus before any frame feature: vocabulary or network."""
     return ([Requirement("TrainVocabulary")] if layout.needs_vocabulary else []) + \
-        ([Requirement("TrainFrameModel")] if layout.needs_frame_model else [])
+        ([Requirement("TrainFrameModel")] if layout.trains_frame_model else [])
 
 
 def member_set(layout: Layout, task: str, params: dict[str, object], members: list[Node], directory: Path) -> Node:
@@ -237,7 +237,7 @@ def plan(layout: Layout, until: str = "index", models: Sequence[str] | None = No
         yield generate_corpus(layout)
     if layout.needs_vocabulary:
         yield train_vocabulary_node(layout)
-    if layout.needs_frame_model:
+    if layout.trains_frame_model:
         yield train_frame_model_node(layout)
     if pca_needed(layout):
         yield train_pca_node(layout)

@@ -161,14 +161,24 @@ class Layout:
         """The extractor's network is trained on the corpus first (selfsup)."""
         return self._extractor.fit == "frame_model"
 
+    @property
+    def trains_frame_model(self) -> bool:
+        """The ``selfsup`` network is trained on this corpus (not given by ``frame_model.checkpoint``)."""
+        return self.needs_frame_model and self.cfg.frame_model.checkpoint == "trained"
+
     @cached_property
     def frame_model_key(self) -> str:
         """The ``selfsup`` network's training settings and data (this corpus's frames: see
-        ``steps.train_frame_model``)."""
-        return digest({**self._sample_identity(), "training": dataclasses.asdict(self.cfg.frame_model)})
+        ``steps.train_frame_model``), or the identity of the file ``frame_model.checkpoint`` names."""
+        if not self.trains_frame_model:
+            return digest(_file_identity(self.cfg.frame_model.checkpoint))
+        training = {k: v for k, v in dataclasses.asdict(self.cfg.frame_model).items() if k != "checkpoint"}
+        return digest({**self._sample_identity(), "training": training})
 
     @property
     def frame_model_path(self) -> Path:
+        if not self.trains_frame_model:
+            return Path(os.path.expanduser(self.cfg.frame_model.checkpoint))
         return self.work / f"selfsup-{self.frame_model_key}.pt"
 
     @property

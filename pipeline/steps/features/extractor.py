@@ -88,6 +88,10 @@ def load_configured_frame_model(layout: Layout) -> FrameModel | None:
     try:
         return load_frame_model(layout.frame_model_path)
     except (ArtifactError, OSError) as exc:
+        if not layout.trains_frame_model:
+            raise StepError(f"{layout.frame_model_path}: the selfsup network 'frame_model.checkpoint' names is "
+                            f"missing or unreadable ({exc}); give a selfsup-<key>.pt written by TrainFrameModel, "
+                            f"or set frame_model.checkpoint: trained to train one on this corpus") from None
         raise StepError(f"{layout.frame_model_path}: the selfsup network is missing or unreadable ({exc}); run "
                         f"TrainFrameModel (any Luigi task or 'python -m pipeline build' trains it first)") from None
 

@@ -89,7 +89,7 @@ def ensure_fitted(layout: Layout, show_progress: bool = True) -> None:
     """Fit what the features need from the corpus (vocabulary or network, PCA) when it is not there yet."""
     if layout.needs_vocabulary and not completeness.vocabulary_complete(layout.vocab_path):
         train_vocabulary(layout, show_progress)
-    if layout.needs_frame_model and not completeness.frame_model_complete(layout.frame_model_path):
+    if layout.trains_frame_model and not completeness.frame_model_complete(layout.frame_model_path):
         train_frame_model(layout, show_progress)
     if pca_needed(layout) and not completeness.pca_complete(layout.pca_path):
         train_pca(layout, show_progress)
