@@ -6,7 +6,7 @@ caller, unit rows):
 * :func:`hough_segments` (HV): every frame pair within ``band`` of the seed offset (the TMK / CTE one)
   votes for its offset ``i - j`` with its similarity above ``threshold``; along the winning diagonals
   (and their two neighbours), runs of matching frames (gaps up to ``max_gap`` bridged) are segments.
-* :func:`temporal_network_segments` (TN, the VCSL baseline): each query frame's ``top_k`` most
+* :func:`temporal_network_paths` (TN, the VCSL baseline, on :func:`top_matches`): each query frame's ``top_k`` most
   similar reference frames above ``threshold`` are nodes; a node links to the nodes at most
   ``max_step`` frames later on both axes; the heaviest paths (summed similarity above the threshold)
   are segments, from their first node to their last.
@@ -296,13 +296,6 @@ def top_matches(block: SimilarityBlock, top_k: int) -> tuple[np.ndarray, np.ndar
         val = np.concatenate([val, np.full((B, n, top_k - K), NEG)], axis=2)
         col = np.concatenate([col, np.zeros((B, n, top_k - K), np.int64)], axis=2)
     return val, col
-
-
-def temporal_network_segments(block: SimilarityBlock, threshold: float = 0.3, top_k: int = 5, max_step: int = 5,
-                              min_length: int = 2, max_segments: int = 3, max_overlap: float = 0.3) -> FrameSegments:
-    """TN on one block of similarity matrices (:func:`temporal_network_paths` on its :func:`top_matches`)."""
-    val, col = top_matches(block, top_k)
-    return temporal_network_paths(val, col, threshold, max_step, min_length, max_segments, max_overlap)
 
 
 def temporal_network_paths(val: np.ndarray, col: np.ndarray, threshold: float = 0.3, max_step: int = 5,

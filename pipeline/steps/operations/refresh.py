@@ -280,24 +280,32 @@ def _mean_frames(cfg: Config, entries: dict[str, dict], ids: list[str]) -> np.nd
 
 
 @dataclass
+class Layers:
+    """A layered index's delta (exact index of ``delta_ids`` under ``delta_faiss_ids``) and removed ids."""
+
+    delta: object
+    delta_ids: list[str]
+    delta_faiss_ids: np.ndarray
+    removed: np.ndarray
+
+
+@dataclass
 class IndexUpdate:
-    """The refreshed index: ``index`` (a whole FAISS index to write), or a layered one over ``base``
-    (``delta`` exact index of ``delta_ids``, ``removed`` base FAISS ids); ``how`` says which."""
+    """The refreshed index: ``index`` (a whole FAISS index to write), or ``layers`` over ``base`` (the
+    previous version's index, kept as it is); ``how`` says which."""
 
     factory: str
     trained_on: int
     how: str
     index: object = None
     base: IndexMeta | None = None
-    delta: object = None
-    delta_ids: list[str] = field(default_factory=list)
-    delta_faiss_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    removed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    layers: Layers | None = None
 
     def write(self, directory: Path, ids: list[str], faiss_ids: np.ndarray, attrs: dict, on_disk: bool) -> None:
-        if self.base is not None:
-            write_layered_index(directory, self.base, self.delta, self.delta_ids, self.delta_faiss_ids,
-                                self.removed, attrs)
+        if self.base is not None and self.layers is not None:
+            lay = self.layers
+            write_layered_index(directory, self.base, lay.delta, lay.delta_ids, lay.delta_faiss_ids, lay.removed,
+                                attrs)
         else:
             write_index(directory, self.index, ids, attrs, faiss_ids=faiss_ids, on_disk=on_disk)
 
@@ -329,9 +337,7 @@ def _update_index(cfg: Config, cur: Path | None, videos: dict[str, dict], old: d
             layers = refresh_layers(meta, read_delta(meta), gone, vec, add_ids, add_fids)
             if len(layers.delta_ids) + len(layers.removed) <= cfg.index.delta_max * len(meta.video_ids):
                 return IndexUpdate(factory, trained_on, f"{factory}:layered(+{len(layers.delta_ids)} "
-                                   f"-{len(layers.removed)})", base=meta, delta=layers.delta,
-                                   delta_ids=layers.delta_ids, delta_faiss_ids=layers.delta_faiss_ids,
-                                   removed=layers.removed)
+                                   f"-{len(layers.removed)})", base=meta, layers=layers)
             if not meta.attrs.get("ivfdata_sha256"):
                 prev = read_index(cur)
                 if updatable(prev.index):
@@ -344,16 +350,6 @@ def _update_index(cfg: Config, cur: Path | None, videos: dict[str, dict], old: d
     index, factory = make_index(cfg.index, _mean_frames(cfg, videos, ids),
                                 np.array([videos[k]["faiss_id"] for k in ids], np.int64))
     return IndexUpdate(factory, n, f"{factory}:rebuilt({len(ids)})", index=index)
-
-
-@dataclass
-class Layers:
-    """A layered index's delta (exact index of ``delta_ids`` under ``delta_faiss_ids``) and removed ids."""
-
-    delta: object
-    delta_ids: list[str]
-    delta_faiss_ids: np.ndarray
-    removed: np.ndarray
 
 
 def refresh_layers(base: IndexMeta, delta: VideoIndex | None, gone: np.ndarray, vectors: np.ndarray,
