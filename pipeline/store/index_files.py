@@ -226,6 +226,12 @@ def read_index(directory: str | Path) -> VideoIndex:
     """Load an index directory (with its delta and removed ids when layered), checking that the
     FAISS files and the metadata agree."""
     meta = read_meta(directory)
+    return open_index(meta, read_delta(meta))
+
+
+def open_index(meta: IndexMeta, delta: VideoIndex | None) -> VideoIndex:
+    """The index of already-read metadata and delta layer (:func:`read_meta`, :func:`read_delta`):
+    its base FAISS file loaded and checked against ``meta``."""
     d, ids, fids, attrs = meta.directory, meta.video_ids, meta.faiss_ids, meta.attrs
     faiss = load_faiss()
     _checked(d / INDEX_FILE, attrs.get("index_sha256"), "index file")
@@ -247,4 +253,4 @@ def read_index(directory: str | Path) -> VideoIndex:
     if vectors is not None and not np.isfinite(vectors).all():
         bad = int((~np.isfinite(vectors).all(axis=1)).sum())
         raise IndexFileError(f"{d / INDEX_FILE}: {bad} vector(s) are not finite (damaged)")
-    return VideoIndex(index, ids, attrs, fids, delta=read_delta(meta), removed=meta.removed)
+    return VideoIndex(index, ids, attrs, fids, delta=delta, removed=meta.removed)

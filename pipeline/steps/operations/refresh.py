@@ -48,7 +48,7 @@ from pipeline.store import quarantine as qn
 from pipeline.store.descriptors import DescriptorStore
 from pipeline.store.features import read_pack, read_video_features
 from pipeline.store.identities import listing_hash
-from pipeline.store.index_files import IndexMeta, read_delta, read_index, read_meta, write_index, write_layered_index
+from pipeline.store.index_files import IndexMeta, open_index, read_delta, read_meta, write_index, write_layered_index
 from pipeline.store.layout import Layout
 from pipeline.store.publish import (
     MANIFEST,
@@ -334,12 +334,13 @@ def _update_index(cfg: Config, cur: Path | None, videos: dict[str, dict], old: d
         trained_on = int(meta.attrs.get("trained_on", meta.attrs.get("n_videos", n)))
         drift = "IVF" in prev_factory and n > 2 * trained_on
         if prev_factory == factory and not drift:
-            layers = refresh_layers(meta, read_delta(meta), gone, vec, add_ids, add_fids)
+            delta = read_delta(meta)
+            layers = refresh_layers(meta, delta, gone, vec, add_ids, add_fids)
             if len(layers.delta_ids) + len(layers.removed) <= cfg.index.delta_max * len(meta.video_ids):
                 return IndexUpdate(factory, trained_on, f"{factory}:layered(+{len(layers.delta_ids)} "
                                    f"-{len(layers.removed)})", base=meta, layers=layers)
             if not meta.attrs.get("ivfdata_sha256"):
-                prev = read_index(cur)
+                prev = open_index(meta, delta)
                 if updatable(prev.index):
                     index = update_faiss(prev.folded(), gone, vec, add_fids)
                     return IndexUpdate(factory, trained_on, f"{factory}:updated(-{len(gone)}+{len(add_ids)})",
