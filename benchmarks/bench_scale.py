@@ -64,7 +64,7 @@ from pipeline.store.descriptors import (
     mean_frame_component,
     write_descriptors,
 )
-from pipeline.store.index_files import INDEX_FILE, read_index, read_meta, write_index, write_layered_index
+from pipeline.store.index_files import INDEX_FILE, read_index, read_meta, write_index
 from pipeline.store.model_types import build_model
 from pipeline.store.segment_frames import SegmentFrames, write_sampled
 
@@ -299,8 +299,7 @@ def phase_refresh(work: Path, n: int) -> dict:
     layers = refresh_layers(base, None, np.zeros(0, np.int64), means, ids, fids)
     out = work / "index-layered"
     shutil.rmtree(out, ignore_errors=True)
-    write_layered_index(out, base, layers.delta, layers.delta_ids, layers.delta_faiss_ids, layers.removed,
-                        {**base.attrs, "n_videos": len(base.video_ids) + len(ids)})
+    layers.write(out, {**base.attrs, "n_videos": len(base.video_ids) + len(ids)})
     layered_s = read_s + time.perf_counter() - t0
     idx = read_index(out)  # every new video is found first by its own mean frame, through the layers
     _, top = idx.search(means, 1, search_params(config(work).index))

@@ -72,12 +72,13 @@ def judged(dataset: str, overrides: str, reports: Path, mode: str) -> dict:
 
 
 class Candidates:
-    """The search's candidate rows of one corpus: query and match ids, best segment score, whether the pair
-    is a true copy (labels: for printing only), the number of true copy pairs and the applied threshold."""
+    """The search's candidate rows of one corpus: query ids, the unordered pair of each row, best segment
+    score, whether the pair is a true copy (labels: for printing only), the number of true copy pairs and
+    the applied threshold."""
 
     def __init__(self, queries: list[str], matches: list[str], scores: np.ndarray, true: np.ndarray,
                  n_true: int, threshold: float) -> None:
-        self.queries, self.matches, self.scores, self.true = np.array(queries), np.array(matches), scores, true
+        self.queries, self.scores, self.true = np.array(queries), scores, true
         self.n_true, self.threshold = n_true, threshold
         self.pair = np.unique([f"{min(q, m)}|{max(q, m)}" for q, m in zip(queries, matches, strict=True)],
                               return_inverse=True)[1]

@@ -50,7 +50,7 @@ def diagonal_mass(query: np.ndarray, ref: np.ndarray, centre: int, band: int, th
     return (above * inside).sum(axis=1)
 
 
-def refined_offsets(mass: np.ndarray, widest: int, band: int) -> int:
+def refined_offset(mass: np.ndarray, widest: int, band: int) -> int:
     """The offset (frames, relative to the band's centre) of the most mass within ``+- band`` of the
     ``+- widest`` band's :func:`diagonal_mass`."""
     inner = mass[widest - band: widest + band + 1]
@@ -80,7 +80,7 @@ def measure(label: str, layout: Layout, bands_s: list[float]) -> list[dict]:
         masses = [diagonal_mass(feats[r.query], feats[r.match], c, widest, threshold)
                   for r, c in zip(rows, centres, strict=True)]
         for b in bands_s:
-            refined = [(c + refined_offsets(m, widest, round(b * FPS))) / FPS
+            refined = [(c + refined_offset(m, widest, round(b * FPS))) / FPS
                        for c, m in zip(centres, masses, strict=True)]
             err = np.array([np.abs(o - t).min() for o, t in zip(refined, true, strict=True)])
             row[f"{b:g}_1s"], row[f"{b:g}_0.1s"] = float((err < 1).mean()), float((err < 0.1).mean())

@@ -76,11 +76,12 @@ CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", "
 def reproducible_x264_params() -> str:
     """``x264-params`` that make libx264 give the same bitstream for the same frames on this CPU.
 
-    The libx264 bundled with PyAV's wheels (and with ``imageio-ffmpeg``'s ffmpeg) writes a different
-    bitstream on each run on AVX-512 CPUs (measured: 6 distinct files out of 10 encodes of the same frames,
-    with one thread too), while its AVX2 kernels give one file every time.  On a CPU with AVX-512 the
-    encoder is held to its AVX2 kernels, so that generated corpora (the demo, the tests' videos, the
-    benchmarks' copies) are the same bytes on every run; elsewhere nothing is changed (``""``)."""
+    The libx264 bundled with PyAV's wheels writes a different bitstream on each run on AVX-512 CPUs
+    (measured: 6 distinct files out of 10 encodes of the same frames, with one thread too), while its AVX2
+    kernels give one file every time.  On a CPU with AVX-512 the encoder is held to its AVX2 kernels, so
+    that the videos :func:`write_video` generates (the demo, the tests' and the generator-made benchmarks'
+    videos) are the same bytes on every run; elsewhere nothing is changed (``""``).  (``imageio-ffmpeg``'s
+    ffmpeg, which makes the ffmpeg-edited copies, was measured deterministic as it is.)"""
     import torch
 
     return "asm=avx2" if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else ""
@@ -99,8 +100,9 @@ def write_video(path: str | Path, frames: list[np.ndarray], fps: float, codec: s
         raise ValueError(f"{path}: unknown video suffix {path.suffix!r} (known: {', '.join(sorted(CONTAINERS))})")
     h, w = frames[0].shape[:2]
     opts = dict(options or {})
-    if codec == "libx264" and "x264-params" not in opts and reproducible_x264_params():
-        opts["x264-params"] = reproducible_x264_params()
+    params = reproducible_x264_params() if codec == "libx264" else ""
+    if params:
+        opts.setdefault("x264-params", params)
     with atomic_path(path) as tmp, av.open(str(tmp), "w", format=fmt) as out:
         s = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"

@@ -281,31 +281,34 @@ def _mean_frames(cfg: Config, entries: dict[str, dict], ids: list[str]) -> np.nd
 
 @dataclass
 class Layers:
-    """A layered index's delta (exact index of ``delta_ids`` under ``delta_faiss_ids``) and removed ids."""
+    """A layered index: ``base`` (the previous version's index, kept as it is), its delta (exact index of
+    ``delta_ids`` under ``delta_faiss_ids``) and the base's removed ids."""
 
+    base: IndexMeta
     delta: object
     delta_ids: list[str]
     delta_faiss_ids: np.ndarray
     removed: np.ndarray
 
+    def write(self, directory: Path, attrs: dict) -> None:
+        write_layered_index(directory, self.base, self.delta, self.delta_ids, self.delta_faiss_ids, self.removed,
+                            attrs)
+
 
 @dataclass
 class IndexUpdate:
-    """The refreshed index: ``index`` (a whole FAISS index to write), or ``layers`` over ``base`` (the
-    previous version's index, kept as it is); ``how`` says which."""
+    """The refreshed index: ``index`` (a whole FAISS index to write), or ``layers`` over the previous
+    version's base; ``how`` says which."""
 
     factory: str
     trained_on: int
     how: str
     index: object = None
-    base: IndexMeta | None = None
     layers: Layers | None = None
 
     def write(self, directory: Path, ids: list[str], faiss_ids: np.ndarray, attrs: dict, on_disk: bool) -> None:
-        if self.base is not None and self.layers is not None:
-            lay = self.layers
-            write_layered_index(directory, self.base, lay.delta, lay.delta_ids, lay.delta_faiss_ids, lay.removed,
-                                attrs)
+        if self.layers is not None:
+            self.layers.write(directory, attrs)
         else:
             write_index(directory, self.index, ids, attrs, faiss_ids=faiss_ids, on_disk=on_disk)
 
@@ -338,7 +341,7 @@ def _update_index(cfg: Config, cur: Path | None, videos: dict[str, dict], old: d
             layers = refresh_layers(meta, delta, gone, vec, add_ids, add_fids)
             if len(layers.delta_ids) + len(layers.removed) <= cfg.index.delta_max * len(meta.video_ids):
                 return IndexUpdate(factory, trained_on, f"{factory}:layered(+{len(layers.delta_ids)} "
-                                   f"-{len(layers.removed)})", base=meta, layers=layers)
+                                   f"-{len(layers.removed)})", layers=layers)
             if not meta.attrs.get("ivfdata_sha256"):
                 prev = open_index(meta, delta)
                 if updatable(prev.index):
@@ -370,9 +373,9 @@ def refresh_layers(base: IndexMeta, delta: VideoIndex | None, gone: np.ndarray, 
     all_ids = kept_ids + list(ids)
     all_fids = np.r_[kept_fids, np.asarray(faiss_ids, np.int64)].astype(np.int64)
     if not all_ids:
-        return Layers(None, [], all_fids, removed)
+        return Layers(base, None, [], all_fids, removed)
     all_vec = np.vstack([kept_vec, vectors]) if len(ids) else kept_vec
-    return Layers(delta_index(all_vec, all_fids), all_ids, all_fids, removed)
+    return Layers(base, delta_index(all_vec, all_fids), all_ids, all_fids, removed)
 
 
 def locked_refresh(layout: Layout, keep: int = 3, progress: bool = True) -> RefreshResult:
