@@ -527,3 +527,60 @@ def test_draq_re_ranks_the_top_results_by_alignability(built):
         assert all(r.draq != r.draq for r in ranked[3:])
     for c in copies:  # the planted copy is the most alignable
         assert next(r for r in rows if r.query == c.query and r.rank == 1).match == c.source
+
+
+@pytest.mark.slow
+def test_decided_copies_offsets_are_resolved_at_frame_level_where_the_peak_is_wide(built):
+    """``search.refine_offsets: wide_peaks`` (the default): TMK-Poullot's peak is wider than a second, so
+    its decided copies' offsets come from the frames and land within 0.1 s of the planted ones; every
+    other result (scores, ranks, decisions, segments, offsets of undecided candidates) is the one the
+    search gives without it."""
+    from pipeline.steps.build import build
+
+    _, ov, copies = built
+    runs = {}
+    for refine in ("none", "wide_peaks"):
+        layout = Layout(load_config("demo", f"{ov};search.refine_offsets={refine}"))
+        build(layout, until="search", models=["tmk_poullot"], show_progress=False)
+        runs[refine] = {(r.query, r.match): r for r in read_search_results(layout.search_dir("tmk_poullot"))}
+    assert runs["none"].keys() == runs["wide_peaks"].keys()
+    for key, plain in runs["none"].items():
+        refined = runs["wide_peaks"][key]
+        np.testing.assert_equal(  # nan where there is no segment: equal to nan
+            (refined.score, refined.rank, refined.copy, refined.segment_score, refined.query_start_s),
+            (plain.score, plain.rank, plain.copy, plain.segment_score, plain.query_start_s))
+        if not plain.copy:
+            assert refined.offset_s == plain.offset_s
+    for c in copies:
+        refined = runs["wide_peaks"][(c.query, c.source)]
+        assert refined.copy and abs(refined.offset_s - c.offset_s) < 0.1, (c, refined, runs["none"][(c.query,
+                                                                                                     c.source)])
+
+
+@pytest.mark.slow
+def test_the_two_directions_of_a_copy_are_made_to_agree_by_their_frames(built):
+    """``search.agree_directions``: when ``a -> b`` and ``b -> a`` were both decided copies but one
+    direction's offset is wrong by seconds (a period alias), the merge keeps the offset whose frame
+    diagonal holds the copy and gives the other direction its mirror; agreeing pairs are untouched."""
+    import dataclasses
+
+    from pipeline.steps.frames import FeatureLookup
+    from pipeline.steps.search import agreeing_directions
+    from pipeline.steps.thresholds import config_in_force
+
+    cfg, _, copies = built
+    layout = Layout(cfg)
+    rows = read_search_results(layout.search_dir("tmk_lamv"))
+    c = copies[0]
+    forward = next(k for k, r in enumerate(rows) if (r.query, r.match) == (c.query, c.source))
+    backward = next(k for k, r in enumerate(rows) if (r.query, r.match) == (c.source, c.query))
+    assert rows[forward].copy and rows[backward].copy
+    features, threshold = FeatureLookup.of_layout(layout), config_in_force(layout).segments.frame_threshold
+    assert agreeing_directions(rows, features, threshold) == rows  # they agree already: nothing changes
+    for wrong in (forward, backward):
+        aliased = list(rows)
+        aliased[wrong] = dataclasses.replace(rows[wrong], offset_s=rows[wrong].offset_s + 4.0)
+        fixed = agreeing_directions(aliased, features, threshold)
+        assert abs(fixed[forward].offset_s - c.offset_s) < 0.1 and fixed[backward].offset_s == -fixed[forward].offset_s
+        assert [r for k, r in enumerate(fixed) if k not in (forward, backward)] == [
+            r for k, r in enumerate(aliased) if k not in (forward, backward)]

@@ -114,6 +114,10 @@ class SearchConfig:
     verify: Literal["none", "diagonal"]
     verify_fps: float
     verify_threshold: float
+    refine_offsets: Literal["none", "wide_peaks"]
+    refine_peak_s: float
+    refine_band_s: float
+    agree_directions: bool
 
 
 @dataclass(frozen=True)
@@ -290,7 +294,7 @@ _MIN: dict[str, float] = {
     "features.worker_memory_mb": 0, "shards.size": 1, "shards.queries": 1, "index.nprobe": 1, "index.ef_search": 1,
     "index.train_size": 1, "index.delta_max": 0,
     "search.top_k": 1, "search.keep": 1, "search.qe_n1": 1, "search.qe_n2": 1, "search.background": 1,
-    "search.verify_fps": 0.1,
+    "search.verify_fps": 0.1, "search.refine_peak_s": 0, "search.refine_band_s": 0,
     "frame_model.frames_per_video": 1, "frame_model.steps": 1,
     "frame_model.batch": 2, "frame_model.input_size": 32, "frame_model.dim": 8, "frame_model.width": 4,
     "frame_model.lr": 1e-9, "frame_model.temperature": 1e-6, "frame_model.koleo_weight": 0,

@@ -4,6 +4,7 @@ DRAQ; one query (:func:`search_one`) or every query of a dataset (:func:`search`
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +13,11 @@ import torch
 from extractors.runtime.progress import progress
 from extractors.runtime.timebase import FPS
 from index.localise import LocaliserSettings, SampledFrames, localise_sampled, sample_frames
+from index.offset_refinement import PEAK_WINDOW_S, band_mass, model_peak_halfwidths, refined_offsets
 from index.rerank import Match, background_normalised, offset_range, rerank_with_expansion
 from index.verification import diagonal_verify, refine_offsets
 from pipeline.config.load import Config
-from pipeline.config.schema import SegmentsConfig
+from pipeline.config.schema import SearchConfig, SegmentsConfig
 from pipeline.datasets.kinds import search_scope
 from pipeline.metrics.segments import Box
 from pipeline.steps.alignment import draq_order
@@ -37,6 +39,8 @@ from pipeline.store.results.search import (
     write_results_h5,
     write_search_results,
 )
+
+DISAGREEING_S = 1.0  # the two directions of a copy disagree when their offsets miss each other's mirror by this
 
 
 def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_mean: np.ndarray,
@@ -104,6 +108,18 @@ def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_
     for b in found:
         if b.ref not in best or b.score > best[b.ref].score:
             best[b.ref] = b
+    seg_scores = (np.array([best[c].score if c in best else 0.0 for c in cands]) if segmented
+                  else np.full(len(cands), np.nan))
+    decided = seg_scores >= cfg.segments.copy_threshold
+    q_full = q_feats if q_feats is not None else (
+        features.get(query_id) if features is not None and query_id in features else None)
+    if s.refine_offsets == "wide_peaks" and q_full is not None and decided.any():
+        copies = [int(i) for i in np.flatnonzero(decided) if cands[i] in features.where]
+        off_s = off_s.copy()
+        off_s[copies] = refine_wide_peaks(s, cfg.segments.frame_threshold, model, query_fv, store,
+                                          q_full.features, [cands[i] for i in copies],
+                                          [features.get(cands[i], q_full.features.shape[1]).features
+                                           for i in copies], off_s[copies])
     draq = np.full(len(cands), np.nan)
     if cfg.align.draq_top > 0 and located:  # re-rank the top results by alignability (Sync from the Sea)
 
@@ -118,10 +134,27 @@ def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_
     for rank, i in enumerate(order):
         b = best.get(cands[i])
         spans = (b.q0, b.q1, b.r0, b.r1) if b is not None else (float("nan"),) * 4
-        seg_score = (b.score if b is not None else 0.0) if segmented else float("nan")
         out.append(Match(query_id, cands[i], float(scores[i]), round(float(off_s[i]), 6), rank + 1, *spans,
-                         raw_score=float(raw[i]), copy=bool(seg_score >= cfg.segments.copy_threshold),
-                         segment_score=seg_score, draq=float(draq[i])))
+                         raw_score=float(raw[i]), copy=bool(decided[i]), segment_score=float(seg_scores[i]),
+                         draq=float(draq[i])))
+    return out
+
+
+def refine_wide_peaks(s: SearchConfig, threshold: float, model, query_fv: torch.Tensor, store: DescriptorStore,
+                      query_frames: np.ndarray, ids: list[str], frames: list[np.ndarray],
+                      offsets_s: np.ndarray) -> np.ndarray:
+    """``offsets_s (C,)`` of the candidates ``ids`` (their 15-fps ``frames``), each resolved at frame level
+    within ``+-search.refine_band_s`` where ``model``'s peak for it is wider than ``search.refine_peak_s``
+    (:mod:`index.offset_refinement`); the others unchanged.  Seconds in, seconds out."""
+    if not ids:
+        return offsets_s
+    centres = np.round(np.asarray(offsets_s, dtype=np.float64) * FPS).astype(np.int64)
+    widths = model_peak_halfwidths(model, query_fv, store.get(ids), centres, round(PEAK_WINDOW_S * FPS))
+    wide = np.flatnonzero(widths > s.refine_peak_s * FPS)
+    out = np.asarray(offsets_s, dtype=np.float64).copy()
+    if len(wide):
+        out[wide] = refined_offsets(query_frames, [frames[k] for k in wide], centres[wide],
+                                    round(s.refine_band_s * FPS), threshold) / FPS
     return out
 
 
@@ -150,11 +183,17 @@ def locate_copies(sg: SegmentsConfig, query_id: str, query: SampledFrames, ref_i
                 c.score) for c in found]
 
 
-def needs_full_frames(layout: Layout) -> bool:
-    """Whether a batch search reads the 15-fps features: for the verification, DRAQ, or copy segments
-    without a segment-frame store."""
+def reads_query_frames(layout: Layout) -> bool:
+    """Whether a batch search reads every query's 15-fps features: for the verification, DRAQ, or copy
+    segments without a segment-frame store."""
     cfg = layout.cfg
     return cfg.search.verify != "none" or cfg.align.draq_top > 0 or not layout.uses_segment_frames
+
+
+def needs_full_frames(layout: Layout) -> bool:
+    """Whether a batch search reads 15-fps features at all: :func:`reads_query_frames`, or the offsets of
+    decided copies resolved at frame level (``search.refine_offsets``; those pairs' features only)."""
+    return reads_query_frames(layout) or layout.cfg.search.refine_offsets != "none"
 
 
 class SearchContext:
@@ -170,6 +209,7 @@ class SearchContext:
         ids, means = index_store.mean_frames()
         self.mean_of = dict(zip(ids, means, strict=True))
         self.features = FeatureLookup.of_layout(layout) if needs_full_frames(layout) else None
+        self.query_frames = reads_query_frames(layout)  # every query's features, read beside its descriptor
         self.segment_frames = segment_frame_store(layout) if layout.uses_segment_frames else None
         self.allowed = search_scope(cfg.dataset, self.store.ids)[1]
         self.model = configured_model(layout, model_name)
@@ -186,7 +226,7 @@ def search_shard(layout: Layout, model_name: str, shard: int, show_progress: boo
     label = f"search {model_name}" + (f" {shard + 1}/{len(layout.query_shards)}" if len(layout.query_shards) > 1
                                       else "")
     for q in progress(queries, unit="query", desc=label, wanted=show_progress):
-        qf = ctx.features.get(q) if ctx.features is not None and q in ctx.features else None
+        qf = ctx.features.get(q) if ctx.query_frames and ctx.features is not None and q in ctx.features else None
         rows += search_one(cfg, ctx.model, q, ctx.store.get([q]), ctx.mean_of[q], qf, ctx.index, ctx.store,
                            ctx.features, ctx.allowed, segments, ctx.segment_frames)
     return write_results_h5(layout.search_shard_path(model_name, shard), rows,
@@ -205,11 +245,36 @@ def merge_search(layout: Layout, model_name: str) -> Path:
         rows += read_matches(path)
         segments += read_file_segments(path)[0]
         n_queries += int(read_attrs(path)["n_queries"])
+    if cfg.search.agree_directions:
+        rows = agreeing_directions(rows, FeatureLookup.of_layout(layout), cfg.segments.frame_threshold)
     return write_search_results(layout.search_dir(model_name), rows,
                                 {"model": model_name, "dataset": cfg.name, "n_queries": n_queries,
                                  "segments_method": cfg.segments.method,
                                  "frame_threshold": cfg.segments.frame_threshold}, segments,
                                 cfg.segments.copy_threshold)
+
+
+def agreeing_directions(rows: list[Match], features: FeatureLookup, threshold: float) -> list[Match]:
+    """``rows`` with the two directions of every pair decided a copy both ways made to agree: where the
+    offsets of ``a -> b`` and ``b -> a`` do not mirror each other (by :data:`DISAGREEING_S` or more), the
+    one whose diagonal of the 15-fps frame similarity holds more similarity above ``threshold`` is kept
+    and the other direction gets its mirror.  Pairs whose features are not readable stay as they are."""
+    at = {(r.query, r.match): k for k, r in enumerate(rows) if r.copy}
+    both = [(k, at[(m, q)]) for (q, m), k in at.items() if q < m and (m, q) in at]
+    out = list(rows)
+    for a, b in both:  # the few pairs decided both ways that disagree: their features read once each
+        if abs(rows[a].offset_s + rows[b].offset_s) < DISAGREEING_S:
+            continue
+        q, m = rows[a].query, rows[a].match
+        if q not in features or m not in features:
+            continue
+        qf = features.get(q).features
+        options = np.round(np.array([rows[a].offset_s, -rows[b].offset_s]) * FPS).astype(np.int64)
+        mf = features.get(m, qf.shape[1]).features
+        kept = options[int(band_mass(qf, [mf, mf], options, 0, threshold)[:, 0].argmax())] / FPS
+        out[a] = dataclasses.replace(rows[a], offset_s=round(float(kept), 6))
+        out[b] = dataclasses.replace(rows[b], offset_s=round(float(-kept), 6))
+    return out
 
 
 def search(layout: Layout, model_name: str, show_progress: bool = True) -> Path:
