@@ -196,11 +196,10 @@ def search_shard_node(layout: Layout, model: str, shard: int) -> Node:
 
 def search_node(layout: Layout, model: str) -> Node:
     """The search shards of ``model`` merged in query order (reading the features of the pairs whose two
-    directions disagree, under ``search.agree_directions``)."""
+    directions disagree, under ``search.agree_directions``: the shards require the feature set then)."""
     d = layout.search_dir(model)
     shards = [Requirement("SearchShard", {"model": model, "shard": s}) for s in range(len(layout.query_shards))]
-    full = [Requirement("FeatureSet")] if layout.cfg.search.agree_directions else []  # directions made to agree
-    return Node("Search", {"model": model}, shards + full, d, d / "results.h5",
+    return Node("Search", {"model": model}, shards, d, d / "results.h5",
                 lambda: completeness.search_complete(d), lambda _progress: merge_search(layout, model))
 
 

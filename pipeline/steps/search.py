@@ -12,6 +12,8 @@ import torch
 
 from extractors.runtime.progress import progress
 from extractors.runtime.timebase import FPS
+from extractors.temporal.cte import CTE
+from extractors.temporal.tmk import TMK
 from index.localise import LocaliserSettings, SampledFrames, localise_sampled, sample_frames
 from index.offset_refinement import PEAK_WINDOW_S, band_mass, model_peak_halfwidths, refined_offsets
 from index.rerank import Match, background_normalised, offset_range, rerank_with_expansion
@@ -145,8 +147,9 @@ def refine_wide_peaks(s: SearchConfig, threshold: float, model, query_fv: torch.
                       offsets_s: np.ndarray) -> np.ndarray:
     """``offsets_s (C,)`` of the candidates ``ids`` (their 15-fps ``frames``), each resolved at frame level
     within ``+-search.refine_band_s`` where ``model``'s peak for it is wider than ``search.refine_peak_s``
-    (:mod:`index.offset_refinement`); the others unchanged.  Seconds in, seconds out."""
-    if not ids:
+    (:mod:`index.offset_refinement`); the others unchanged, and all of them for a model without a
+    score-vs-offset curve (TCA: the median offset of its frames' best matches).  Seconds in, seconds out."""
+    if not ids or not isinstance(model, TMK | CTE):
         return offsets_s
     centres = np.round(np.asarray(offsets_s, dtype=np.float64) * FPS).astype(np.int64)
     widths = model_peak_halfwidths(model, query_fv, store.get(ids), centres, round(PEAK_WINDOW_S * FPS))
@@ -192,8 +195,10 @@ def reads_query_frames(layout: Layout) -> bool:
 
 def needs_full_frames(layout: Layout) -> bool:
     """Whether a batch search reads 15-fps features at all: :func:`reads_query_frames`, or the offsets of
-    decided copies resolved at frame level (``search.refine_offsets``; those pairs' features only)."""
-    return reads_query_frames(layout) or layout.cfg.search.refine_offsets != "none"
+    decided copies resolved at frame level (``search.refine_offsets``) or their two directions made to
+    agree (``search.agree_directions``, in the merge): those pairs' features only."""
+    s = layout.cfg.search
+    return reads_query_frames(layout) or s.refine_offsets != "none" or s.agree_directions
 
 
 class SearchContext:
