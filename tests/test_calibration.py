@@ -130,3 +130,19 @@ def test_verify_names_a_damaged_thresholds_file(tmp_path):
     good.write_text("{")
     problems, checked = verify_path(tmp_path)
     assert checked == 1 and len(problems) == 1 and "thresholds-a.json: unreadable calibrated thresholds" in problems[0]
+
+
+def test_the_verification_votes_above_the_corpus_background_median():
+    """Under ``calibration.mode: background`` the verification's frame threshold follows the corpus's
+    background (``calibration.verify_units`` spreads above its median) instead of the fixed
+    ``search.verify_threshold``, like the copy thresholds; ``mode: none`` keeps the written one."""
+    from index.calibration import Thresholds
+    from pipeline.config.load import load_config
+    from pipeline.steps.thresholds import applied
+
+    t = CalibratedThresholds(Thresholds(0.2, 1.0), Background(0.35, 0.1, 10, 100, 900), 0.5, 4.75, "f", "c", [])
+    cfg = load_config("demo")
+    assert cfg.search.verify_threshold == 0.2 and cfg.calibration.verify_units == 0.0
+    assert applied(cfg, t).search.verify_threshold == pytest.approx(0.35)  # a crowded space: 0.2 would let all vote
+    assert applied(load_config("demo", "calibration.verify_units=2"), t).search.verify_threshold == pytest.approx(0.55)
+    assert applied(cfg, None).search.verify_threshold == 0.2

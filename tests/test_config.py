@@ -118,3 +118,22 @@ def test_a_type_error_is_not_hidden_by_a_missing_data_root(tmp_path, monkeypatch
     mine.write_text("dataset:\n  kind: folder\n")
     with pytest.raises(ConfigError, match="no data root"):
         load_config(str(mine))
+
+
+def test_a_configuration_stored_before_new_keys_takes_their_defaults():
+    """An index written before ``search.refine_offsets`` / ``agree_directions`` and
+    ``calibration.verify_units`` existed still opens (its query runs with the defaults), and a key the
+    stored configuration sets keeps its stored value."""
+    import json
+
+    from pipeline.config.load import config_from_json, load_config
+
+    data = load_config("demo").data
+    for key in ("refine_offsets", "refine_peak_s", "refine_band_s", "agree_directions"):
+        del data["search"][key]
+    del data["calibration"]["verify_units"]
+    data["search"]["keep"] = 7
+    cfg = config_from_json(json.dumps(data), "meta.h5 (stored configuration)")
+    assert (cfg.search.refine_offsets, cfg.search.agree_directions, cfg.calibration.verify_units) == (
+        "wide_peaks", True, 0.0)
+    assert cfg.search.keep == 7

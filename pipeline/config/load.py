@@ -333,7 +333,7 @@ def config_from_json(text: str, source: str) -> Config:
         base = _read_yaml(base_file())
         for section in ("segments", "align", "tca_training", "stores"):
             data.setdefault(section, base[section])
-        for section in ("index", "shards", "stores"):  # keys added since: their defaults
+        for section in ("index", "shards", "stores", "search", "calibration"):  # keys added since: their defaults
             if isinstance(data.get(section), dict):
                 for key, value in base[section].items():
                     data[section].setdefault(key, value)

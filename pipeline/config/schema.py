@@ -157,6 +157,7 @@ class CalibrationConfig:
     mode: Literal["background", "none"]
     frame_units: float
     copy_units: float
+    verify_units: float
     videos: int
     rows_per_video: int
     seed: int

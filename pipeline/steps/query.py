@@ -10,7 +10,7 @@ from pathlib import Path
 from extractors.runtime.timebase import FPS, frame_count_seconds
 from index.rerank import Match
 from pipeline.config.load import Config, config_from_json
-from pipeline.config.schema import ConfigError, SegmentsConfig
+from pipeline.config.schema import ConfigError
 from pipeline.core.errors import StepError
 from pipeline.core.hdf5 import ArtifactError
 from pipeline.steps.describe import configured_model, descriptor_store
@@ -19,7 +19,7 @@ from pipeline.steps.features.extractor import configured_extractor
 from pipeline.steps.features.settings import extraction_settings, resolve_layout
 from pipeline.steps.frames import FeatureLookup
 from pipeline.steps.search import search_one
-from pipeline.steps.thresholds import calibrate, with_thresholds
+from pipeline.steps.thresholds import applied, calibrate
 from pipeline.store import completeness
 from pipeline.store.descriptors import (
     DescriptorStore,
@@ -27,7 +27,7 @@ from pipeline.store.descriptors import (
     mean_frame_component,
 )
 from pipeline.store.features import VideoFeatures
-from pipeline.store.fitted.thresholds import read_thresholds
+from pipeline.store.fitted.thresholds import CalibratedThresholds, read_thresholds
 from pipeline.store.index_files import read_index
 from pipeline.store.layout import Layout
 from pipeline.store.publish import MANIFEST, current_version, read_manifest
@@ -86,19 +86,20 @@ def query_features(cfg: Config, layout: Layout, path: Path) -> VideoFeatures:
     return got
 
 
-def query_segments(cfg: Config, layout: Layout, features: FeatureLookup, ids: list[str], dim: int) -> SegmentsConfig:
-    """``segments:`` for a query: the corpus's calibrated thresholds when the batch search wrote them, else
-    calibrated here the same way from the indexed videos' features (``calibration.mode: background``)."""
+def query_calibration(cfg: Config, layout: Layout, features: FeatureLookup, ids: list[str],
+                      dim: int) -> CalibratedThresholds | None:
+    """The thresholds for a query: the corpus's calibrated ones when the batch search wrote them, else
+    calibrated here the same way from the indexed videos' features (``calibration.mode: background``);
+    None under ``mode: none``."""
     if cfg.calibration.mode == "none":
-        return cfg.segments
+        return None
     try:
-        return with_thresholds(cfg.segments, read_thresholds(layout.thresholds_path))
+        return read_thresholds(layout.thresholds_path)
     except ArtifactError:
         pass  # not written (no batch search yet) or unreadable: calibrate on what the index holds
     except ConfigError:
         pass  # the corpus is not reachable from here (a published index): calibrate on what it holds
-    return with_thresholds(cfg.segments, calibrate(cfg, features, ids, layout.segment_step, layout.features_key, "",
-                                                   dim))
+    return calibrate(cfg, features, ids, layout.segment_step, layout.features_key, "", dim)
 
 
 def query(video: Path, index_dir: Path, model_name: str | None = None, top: int = 10) -> QueryResult:
@@ -124,7 +125,7 @@ def query(video: Path, index_dir: Path, model_name: str | None = None, top: int 
         store = descriptor_store(layout, model_name)
         features = FeatureLookup.of_layout(layout)
     vf = query_features(cfg, layout, video)  # decoded and described once
-    cfg.segments = query_segments(cfg, layout, features, list(store.ids), vf.features.shape[1])
+    cfg = applied(cfg, query_calibration(cfg, layout, features, list(store.ids), vf.features.shape[1]))
     times = vf.timestamps_s * FPS
     model = configured_model(layout, model_name)
     fv = describe_video(model, vf.features, times)

@@ -103,12 +103,20 @@ def calibrated(layout: Layout) -> CalibratedThresholds | None:
     return read_thresholds(path)
 
 
+def verify_threshold(cfg: Config, t: CalibratedThresholds) -> float:
+    """The frame cosine above which the verification's frame pairs vote (``search.verify: diagonal``),
+    on this corpus's background: its median plus ``calibration.verify_units`` spreads."""
+    return t.background.median + cfg.calibration.verify_units * t.background.spread
+
+
 def applied(cfg: Config, t: CalibratedThresholds | None) -> Config:
-    """``cfg`` with the thresholds ``t`` in ``segments`` (``cfg`` itself when there are none)."""
+    """``cfg`` with the thresholds ``t`` in ``segments`` and the verification's in ``search`` (``cfg``
+    itself when there are none)."""
     if t is None:
         return cfg
     out = Config(cfg.data, cfg.source, cfg.selector)
     out.segments = with_thresholds(cfg.segments, t)
+    out.search = dataclasses.replace(cfg.search, verify_threshold=verify_threshold(cfg, t))
     return out
 
 
