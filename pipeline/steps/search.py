@@ -65,18 +65,20 @@ def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_
         return []
     q_frames = len(q_feats.features) if q_feats is not None else store.n_frames.get(query_id, 1)
     offsets = offset_range(model, q_frames, max(store.n_frames[c] for c in cands + background))
-    scores_all, off_all = rerank_with_expansion(model, query_fv, store.get(cands + background), offsets,
+    cand_fv = store.get(cands + background)  # (C + background, ...): read once, for the re-ranking and the refinement
+    scores_all, off_all = rerank_with_expansion(model, query_fv, cand_fv, offsets,
                                                 s.query_expansion, s.qe_n1, s.qe_n2, s.qe_mode)
     raw, off_s = scores_all[: len(cands)], off_all[: len(cands)]
     scores = background_normalised(raw, scores_all[len(cands):]) if n_bg else raw
     order = np.argsort(-scores, kind="stable")[: s.keep]
     located = features is not None and q_feats is not None
+    q_full = q_feats  # the query's 15-fps features; read below, only when the offset refinement needs them
     loaded: dict[str, VideoFeatures] = {}
 
     def frames(c: str) -> VideoFeatures:
-        """A candidate's frame features, read once for the verification, the segments and DRAQ."""
+        """A candidate's frame features, read once for the verification, the offset refinement and DRAQ."""
         if c not in loaded:
-            loaded[c] = features.get(c, q_feats.features.shape[1])
+            loaded[c] = features.get(c, q_full.features.shape[1])
         return loaded[c]
 
     verified = s.verify != "none" and located
@@ -113,15 +115,15 @@ def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_
     seg_scores = (np.array([best[c].score if c in best else 0.0 for c in cands]) if segmented
                   else np.full(len(cands), np.nan))
     decided = seg_scores >= cfg.segments.copy_threshold
-    q_full = q_feats if q_feats is not None else (
-        features.get(query_id) if features is not None and query_id in features else None)
-    if s.refine_offsets == "wide_peaks" and q_full is not None and decided.any():
-        copies = [int(i) for i in np.flatnonzero(decided) if cands[i] in features.where]
-        off_s = off_s.copy()
-        off_s[copies] = refine_wide_peaks(s, cfg.segments.frame_threshold, model, query_fv, store,
-                                          q_full.features, [cands[i] for i in copies],
-                                          [features.get(cands[i], q_full.features.shape[1]).features
-                                           for i in copies], off_s[copies])
+    if s.refine_offsets == "wide_peaks" and decided.any() and features is not None:
+        if q_full is None and query_id in features:
+            q_full = features.get(query_id)
+        copies = [int(i) for i in np.flatnonzero(decided) if cands[i] in features.where] if q_full is not None else []
+        if copies:
+            off_s = off_s.copy()
+            off_s[copies] = refine_wide_peaks(s, cfg.segments.frame_threshold, model, query_fv, cand_fv[copies],
+                                              q_full.features, [frames(cands[i]).features for i in copies],
+                                              off_s[copies])
     draq = np.full(len(cands), np.nan)
     if cfg.align.draq_top > 0 and located:  # re-rank the top results by alignability (Sync from the Sea)
 
@@ -142,17 +144,17 @@ def search_one(cfg: Config, model, query_id: str, query_fv: torch.Tensor, query_
     return out
 
 
-def refine_wide_peaks(s: SearchConfig, threshold: float, model, query_fv: torch.Tensor, store: DescriptorStore,
-                      query_frames: np.ndarray, ids: list[str], frames: list[np.ndarray],
-                      offsets_s: np.ndarray) -> np.ndarray:
-    """``offsets_s (C,)`` of the candidates ``ids`` (their 15-fps ``frames``), each resolved at frame level
+def refine_wide_peaks(s: SearchConfig, threshold: float, model, query_fv: torch.Tensor, candidate_fv: torch.Tensor,
+                      query_frames: np.ndarray, frames: list[np.ndarray], offsets_s: np.ndarray) -> np.ndarray:
+    """``offsets_s (C,)`` of the candidates (their descriptors ``candidate_fv (C, ...)`` and 15-fps
+    ``frames``), each resolved at frame level
     within ``+-search.refine_band_s`` where ``model``'s peak for it is wider than ``search.refine_peak_s``
     (:mod:`index.offset_refinement`); the others unchanged, and all of them for a model without a
     score-vs-offset curve (TCA: the median offset of its frames' best matches).  Seconds in, seconds out."""
-    if not ids or not isinstance(model, TMK | CTE):
+    if not frames or not isinstance(model, TMK | CTE):
         return offsets_s
     centres = np.round(np.asarray(offsets_s, dtype=np.float64) * FPS).astype(np.int64)
-    widths = model_peak_halfwidths(model, query_fv, store.get(ids), centres, round(PEAK_WINDOW_S * FPS))
+    widths = model_peak_halfwidths(model, query_fv, candidate_fv, centres, round(PEAK_WINDOW_S * FPS))
     wide = np.flatnonzero(widths > s.refine_peak_s * FPS)
     out = np.asarray(offsets_s, dtype=np.float64).copy()
     if len(wide):
