@@ -265,7 +265,8 @@ def agreeing_directions(rows: list[Match], features: FeatureLookup, threshold: f
     """``rows`` with the two directions of every pair decided a copy both ways made to agree: where the
     offsets of ``a -> b`` and ``b -> a`` do not mirror each other (by :data:`DISAGREEING_S` or more), the
     one whose diagonal of the 15-fps frame similarity holds more similarity above ``threshold`` is kept
-    and the other direction gets its mirror.  Pairs whose features are not readable stay as they are."""
+    and the other direction gets its mirror.  Pairs a video of which has no features stay as they are; a
+    damaged feature file stops the merge with an error naming it, as the search's own reads of it do."""
     at = {(r.query, r.match): k for k, r in enumerate(rows) if r.copy}
     both = [(k, at[(m, q)]) for (q, m), k in at.items() if q < m and (m, q) in at]
     out = list(rows)
